@@ -1,0 +1,182 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { VcstorError } from './errors.js';
+import { readStructured, validateValue } from './structured.js';
+import { validateHostPort, validateIqn, validateName } from './validate.js';
+
+/**
+ * The one typed config of an agent: a YAML or JSON file, then environment overrides
+ * (VCSTOR_NAME, VCSTOR_LISTEN, VCSTOR_LOG_LEVEL, VCSTOR_STATE_DIR, VCSTOR_TLS_INSECURE,
+ * VCSTOR_TLS_CA, VCSTOR_TLS_CERT, VCSTOR_TLS_KEY). Secrets are file paths, never values.
+ */
+
+export const ROLES = ['storage', 'dom0', 'guest'] as const;
+export type AgentRole = (typeof ROLES)[number];
+
+/** Wrap a validator from validate.ts as a zod refinement, keeping its message. */
+function checked(check: (value: string) => unknown) {
+  return (value: string, ctx: z.RefinementCtx) => {
+    try {
+      check(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message.replace(/^[^:]*: /, '') : String(err) });
+    }
+  };
+}
+
+const absolutePath = z
+  .string()
+  .refine((p) => path.isAbsolute(p) && path.normalize(p) === p && !p.endsWith('/'), 'must be an absolute, normalised path');
+const name = z.string().superRefine(checked((v) => validateName('name', v)));
+const hostPort = z.string().superRefine(checked((v) => validateHostPort('address', v)));
+const iqn = z.string().superRefine(checked((v) => validateIqn('iqn', v)));
+
+const tlsSchema = z
+  .object({
+    /** Serve plaintext gRPC. Must be set explicitly (the lab does, when asked). */
+    insecure: z.boolean().default(false),
+    /** PEM files: the CA that signs client certs, and this agent's cert and key. */
+    ca: absolutePath.optional(),
+    cert: absolutePath.optional(),
+    key: absolutePath.optional(),
+  })
+  .strict()
+  .refine((t) => t.insecure || (t.ca !== undefined && t.cert !== undefined && t.key !== undefined), {
+    message: 'set ca, cert and key for mTLS, or insecure: true to serve plaintext explicitly',
+  });
+
+const baseFields = {
+  /** Unique name of this agent in a deployment, e.g. storage0. */
+  name,
+  /** host:port to serve gRPC on. */
+  listen: hostPort,
+  tls: tlsSchema,
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  /** Where the agent keeps its own records (what it exported, logged in, ...). */
+  stateDir: absolutePath.optional(),
+  /** Longest a single RPC may run when the client sets no deadline (ms). */
+  maxCallMs: z.number().int().positive().default(30 * 60_000),
+};
+
+const storageSection = z
+  .object({
+    volumes: z
+      .object({
+        driver: z.enum(['filepool', 'lvm']).default('filepool'),
+        /** filepool: directory of image files. */
+        poolDir: absolutePath.default('/var/lib/vcstor/pool'),
+        /** lvm: the volume group to carve from. */
+        volumeGroup: z.string().optional(),
+      })
+      .strict()
+      .default({ driver: 'filepool', poolDir: '/var/lib/vcstor/pool' }),
+    iscsiTarget: z
+      .object({
+        driver: z.enum(['tgt', 'lio']).default('tgt'),
+        /** Targets are named <iqnPrefix>:<volume> unless a request names one. */
+        iqnPrefix: iqn.default('iqn.2026-11.org.vcstor'),
+        /** Address the target listens on, host:port. */
+        portal: hostPort.optional(),
+        /** tgt: tgtadm's -C control port of the tgtd to drive. */
+        tgtControlPort: z.number().int().min(0).max(65535).default(0),
+        /** Refuse exports without CHAP. */
+        requireChap: z.boolean().default(true),
+      })
+      .strict()
+      .default({ driver: 'tgt', iqnPrefix: 'iqn.2026-11.org.vcstor', tgtControlPort: 0, requireChap: true }),
+    nfsServer: z
+      .object({
+        driver: z.enum(['ganesha', 'kernel']).default('ganesha'),
+        /** Directories and volume filesystems are exported from under here. */
+        exportRoot: absolutePath.default('/srv/vcstor'),
+        /** ganesha: its config file, which the agent rewrites with its exports. */
+        ganeshaConfig: absolutePath.optional(),
+      })
+      .strict()
+      .default({ driver: 'ganesha', exportRoot: '/srv/vcstor' }),
+  })
+  .strict();
+
+const initiatorSection = z
+  .object({
+    driver: z.enum(['qsd', 'open-iscsi']).default('qsd'),
+    /** The default initiator IQN of this host. */
+    initiatorIqn: iqn.optional(),
+  })
+  .strict()
+  .default({ driver: 'qsd' });
+
+const dom0Section = z
+  .object({
+    iscsiInitiator: initiatorSection,
+    nfsClient: z.object({ driver: z.enum(['libnfs', 'kernel']).default('libnfs') }).strict().default({ driver: 'libnfs' }),
+    hypervisor: z
+      .object({
+        driver: z.enum(['sandbox', 'xen']).default('sandbox'),
+        /** Where domain configs are written. */
+        configDir: absolutePath.default('/etc/vcstor/domains'),
+      })
+      .strict()
+      .default({ driver: 'sandbox', configDir: '/etc/vcstor/domains' }),
+    /** Directories under which images may be created and filesystems mounted. */
+    imageRoots: z.array(absolutePath).default(['/var/lib/vcstor/images']),
+    mountRoot: absolutePath.default('/mnt/vcstor'),
+  })
+  .strict();
+
+const guestSection = z
+  .object({
+    iscsiInitiator: initiatorSection,
+    nfsClient: z.object({ driver: z.enum(['kernel']).default('kernel') }).strict().default({ driver: 'kernel' }),
+    /** Filesystems are mounted (and benchmarks run) only under here. */
+    mountRoot: absolutePath.default('/mnt/vcstor'),
+  })
+  .strict();
+
+export const storageConfigSchema = z.object({ ...baseFields, role: z.literal('storage'), storage: storageSection.default(storageSection.parse({})) }).strict();
+export const dom0ConfigSchema = z.object({ ...baseFields, role: z.literal('dom0'), dom0: dom0Section.default(dom0Section.parse({})) }).strict();
+export const guestConfigSchema = z.object({ ...baseFields, role: z.literal('guest'), guest: guestSection.default(guestSection.parse({})) }).strict();
+export const agentConfigSchema = z.discriminatedUnion('role', [storageConfigSchema, dom0ConfigSchema, guestConfigSchema]);
+
+export type StorageAgentConfig = z.output<typeof storageConfigSchema>;
+export type Dom0AgentConfig = z.output<typeof dom0ConfigSchema>;
+export type GuestAgentConfig = z.output<typeof guestConfigSchema>;
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+export type TlsConfig = z.output<typeof tlsSchema>;
+
+/** Environment variables that override config fields, for containers and the lab. */
+export function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...raw };
+  const tls: Record<string, unknown> = { ...(raw.tls as Record<string, unknown> | undefined) };
+  if (env.VCSTOR_NAME) merged.name = env.VCSTOR_NAME;
+  if (env.VCSTOR_LISTEN) merged.listen = env.VCSTOR_LISTEN;
+  if (env.VCSTOR_LOG_LEVEL) merged.logLevel = env.VCSTOR_LOG_LEVEL;
+  if (env.VCSTOR_STATE_DIR) merged.stateDir = env.VCSTOR_STATE_DIR;
+  if (env.VCSTOR_TLS_INSECURE !== undefined) tls.insecure = /^(1|true|yes)$/i.test(env.VCSTOR_TLS_INSECURE);
+  if (env.VCSTOR_TLS_CA) tls.ca = env.VCSTOR_TLS_CA;
+  if (env.VCSTOR_TLS_CERT) tls.cert = env.VCSTOR_TLS_CERT;
+  if (env.VCSTOR_TLS_KEY) tls.key = env.VCSTOR_TLS_KEY;
+  if (Object.keys(tls).length > 0) merged.tls = tls;
+  return merged;
+}
+
+/**
+ * Read and validate an agent's config for `role`.
+ * @throws VcstorError INVALID_ARGUMENT naming the file, field and line at fault;
+ *   NOT_FOUND when the file does not exist.
+ */
+export async function loadAgentConfig(role: AgentRole, file: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new VcstorError('NOT_FOUND', `cannot read config ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const { value, doc, lineCounter } = readStructured(text, file);
+  const raw = validateValue(z.record(z.string(), z.unknown()), value, file);
+  if (raw.role !== undefined && raw.role !== role) {
+    throw new VcstorError('INVALID_ARGUMENT', `${file}: role is ${JSON.stringify(raw.role)} but the agent was started as ${role}`);
+  }
+  return validateValue(agentConfigSchema, applyEnvironment({ ...raw, role }, env), file, doc, lineCounter);
+}
