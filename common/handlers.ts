@@ -23,7 +23,8 @@ export type StreamOperation<Req, Res> = (request: Req, ctx: CallContext, send: (
  * StorageAgentHandlers). Any that are left out answer UNIMPLEMENTED.
  */
 export type Operations<Handlers> = {
-  [Method in keyof Handlers]?: Handlers[Method] extends grpc.handleUnaryCall<infer Req, infer Res>
+  // Generated handler interfaces extend grpc's index signature; keep only real methods.
+  [Method in keyof Handlers as string extends Method ? never : Method]?: Handlers[Method] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? UnaryOperation<Req, Res>
     : Handlers[Method] extends grpc.handleServerStreamingCall<infer Req, infer Res>
       ? StreamOperation<Req, Res>

@@ -1,0 +1,18 @@
+import type { DriverRequirements } from '../common/drivers.js';
+import { FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../common/host-drivers.js';
+
+/** Every driver the guest agent has, and what each needs from its host. */
+export const GUEST_DRIVERS: readonly DriverRequirements[] = [
+  ...INITIATOR_DRIVERS,
+  {
+    concern: 'nfs-client',
+    driver: 'kernel',
+    programs: ['mount.nfs'],
+    kernelFilesystems: ['nfs'],
+    note: 'directory mounts need a kernel NFS client; namespace guests of the lab share a kernel without one (use the VM tier)',
+  },
+  ...FILESYSTEM_DRIVERS,
+  { concern: 'benchmark', driver: 'bonnie++', programs: ['bonnie++'] },
+  { concern: 'benchmark', driver: 'postmark', programs: ['postmark'] },
+  { concern: 'benchmark', driver: 'fio', programs: ['fio'] },
+];

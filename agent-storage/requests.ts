@@ -1,0 +1,66 @@
+import { invalidArgument } from '../common/errors.js';
+import type { CreateVolumeRequest__Output } from '../common/generated/vcstor/v1/CreateVolumeRequest.js';
+import type { DeleteVolumeRequest__Output } from '../common/generated/vcstor/v1/DeleteVolumeRequest.js';
+import type { ExportIscsiRequest__Output } from '../common/generated/vcstor/v1/ExportIscsiRequest.js';
+import type { ExportNfsRequest__Output } from '../common/generated/vcstor/v1/ExportNfsRequest.js';
+import type { UnexportIscsiRequest__Output } from '../common/generated/vcstor/v1/UnexportIscsiRequest.js';
+import { validateChap, validateFsType } from '../common/requests.js';
+import { validateAddressOrCidr, validateHost, validateIqn, validateName, validatePathUnder, validateSize } from '../common/validate.js';
+
+/** Validation of StorageAgent requests: a whole request, before anything runs. */
+
+function validatePool(pool: string): void {
+  if (pool !== '') validateName('pool', pool);
+}
+
+export function validateCreateVolumeRequest(request: CreateVolumeRequest__Output): void {
+  validateName('name', request.name);
+  validatePool(request.pool);
+  validateSize('size_bytes', request.sizeBytes, { min: 1024 * 1024 });
+}
+
+export function validateDeleteVolumeRequest(request: DeleteVolumeRequest__Output): void {
+  validateName('name', request.name);
+  validatePool(request.pool);
+}
+
+export function validateExportIscsiRequest(request: ExportIscsiRequest__Output, requireChap: boolean): void {
+  validateName('volume', request.volume);
+  validatePool(request.pool);
+  if (request.targetIqn !== '') validateIqn('target_iqn', request.targetIqn);
+  request.allowedInitiators.forEach((iqn, i) => validateIqn(`allowed_initiators[${i}]`, iqn));
+  request.allowedAddresses.forEach((address, i) => validateAddressOrCidr(`allowed_addresses[${i}]`, address));
+  if (!request.allowAnyInitiator && request.allowedInitiators.length === 0 && request.allowedAddresses.length === 0) {
+    throw invalidArgument('allowed_initiators', 'name at least one initiator IQN or address, or set allow_any_initiator explicitly');
+  }
+  validateChap('chap', request.chap);
+  if (requireChap && (!request.chap || request.chap.username === '')) {
+    throw invalidArgument('chap', 'this agent requires CHAP on every export (storage.iscsiTarget.requireChap)');
+  }
+  if (request.lun > 255) throw invalidArgument('lun', `${request.lun} is not a LUN number (0-255)`);
+}
+
+export function validateUnexportIscsiRequest(request: UnexportIscsiRequest__Output): void {
+  if (request.targetIqn === '' && request.volume === '') throw invalidArgument('target_iqn', 'give target_iqn or volume');
+  if (request.targetIqn !== '') validateIqn('target_iqn', request.targetIqn);
+  if (request.volume !== '') validateName('volume', request.volume);
+  validatePool(request.pool);
+}
+
+export function validateExportNfsRequest(request: ExportNfsRequest__Output, exportRoot: string): void {
+  if (request.source === 'volume') validateName('volume', request.volume ?? '');
+  else if (request.source === 'directory') validatePathUnder('directory', request.directory ?? '', [exportRoot]);
+  else throw invalidArgument('source', 'give a volume or a directory to export');
+  validatePool(request.pool);
+  if (request.makeFilesystem !== '') validateFsType('make_filesystem', request.makeFilesystem);
+  if (request.clients.length === 0) throw invalidArgument('clients', 'name at least one client rule');
+  request.clients.forEach((rule, i) => {
+    if (rule.match === '*') return;
+    try {
+      validateAddressOrCidr(`clients[${i}].match`, rule.match);
+    } catch {
+      validateHost(`clients[${i}].match`, rule.match);
+    }
+  });
+  if (request.pseudoPath !== '') validatePathUnder('pseudo_path', request.pseudoPath, ['/']);
+}

@@ -1,0 +1,99 @@
+import { hostname } from 'node:os';
+import type { AgentConfig, AgentRole } from './config.js';
+import { describeDrivers, type DriverRequirements } from './drivers.js';
+import type { GetInfoRequest__Output } from './generated/vcstor/v1/GetInfoRequest.js';
+import type { GetInfoResponse } from './generated/vcstor/v1/GetInfoResponse.js';
+import type { Role } from './generated/vcstor/v1/Role.js';
+import type { HandlerSettings, UnaryOperation } from './handlers.js';
+import { createLogger, type Logger } from './log.js';
+import { API_VERSION } from './proto.js';
+import { ExecaCommandRunner, type CommandRunner } from './runner.js';
+import { startGrpcServer, type RunningServer, type ServedService } from './server.js';
+import { VCSTOR_VERSION } from './version.js';
+
+/** What every agent's service layer is built on. */
+export interface AgentRuntime<C extends AgentConfig = AgentConfig> extends HandlerSettings {
+  config: C;
+  log: Logger;
+  runner: CommandRunner;
+  startedUnixMs: number;
+  shutdownSignal: AbortSignal;
+}
+
+/** An agent role: its drivers, which of them the config selects, and its service. */
+export interface AgentDefinition<C extends AgentConfig> {
+  role: AgentRole;
+  drivers: readonly DriverRequirements[];
+  /** The driver chosen for each concern, e.g. { "iscsi-target": "tgt" }. */
+  selectedDrivers(config: C): Record<string, string>;
+  /** The role's gRPC service; `getInfo` is the shared GetInfo operation. */
+  createService(runtime: AgentRuntime<C>, getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse>): ServedService;
+}
+
+/** A started agent. */
+export interface RunningAgent {
+  server: RunningServer;
+  runtime: AgentRuntime;
+  /** Cancel running calls, stop serving; idempotent. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const ROLE_ENUM: Record<AgentRole, Role> = { storage: 'ROLE_STORAGE', dom0: 'ROLE_DOM0', guest: 'ROLE_GUEST' };
+
+/**
+ * Start an agent: build its runtime and service, serve it with health and reflection.
+ * @param overrides a runner or logger to use instead of the real ones (tests).
+ */
+export async function startAgent<C extends AgentConfig>(
+  config: C,
+  definition: AgentDefinition<C>,
+  overrides: { runner?: CommandRunner; log?: Logger } = {},
+): Promise<RunningAgent> {
+  const log = overrides.log ?? createLogger({ name: `agent-${config.role}`, level: config.logLevel });
+  const shutdown = new AbortController();
+  const runtime: AgentRuntime<C> = {
+    config,
+    log: log.child({ agent: config.name }),
+    runner: overrides.runner ?? new ExecaCommandRunner(log),
+    startedUnixMs: Date.now(),
+    shutdownSignal: shutdown.signal,
+    maxCallMs: config.maxCallMs,
+  };
+  const getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse> = async () => ({
+    name: config.name,
+    role: ROLE_ENUM[config.role],
+    version: VCSTOR_VERSION,
+    apiVersion: API_VERSION,
+    hostname: hostname(),
+    startedUnixMs: runtime.startedUnixMs,
+    drivers: await describeDrivers(definition.drivers, definition.selectedDrivers(config)),
+  });
+  const service = definition.createService(runtime, getInfo);
+  const server = await startGrpcServer({ listen: config.listen, tls: config.tls, services: [service], log: runtime.log });
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    runtime,
+    stop: (graceMs = 5000) => {
+      stopping ??= (async () => {
+        shutdown.abort();
+        await server.shutdown(graceMs);
+        runtime.log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Run an agent until SIGTERM or SIGINT, then stop it cleanly (the `vcstor agent` command). */
+export async function runAgentUntilSignalled<C extends AgentConfig>(config: C, definition: AgentDefinition<C>): Promise<void> {
+  const agent = await startAgent(config, definition);
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      agent.runtime.log.info({ signal }, 'stopping');
+      agent.stop().then(resolve, resolve);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import type { AgentDefinition } from '../common/agent.js';
+import { channelCredentials, checkHealth, getAgentInfo, type ClientTls } from '../common/clients.js';
+import { loadAgentConfig, ROLES, type AgentConfig, type AgentRole } from '../common/config.js';
+import { VcstorError } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import { ExecaCommandRunner } from '../common/runner.js';
+import { VCSTOR_VERSION } from '../common/version.js';
+import { DEFAULT_LAB, Lab, readLabFile, type LabOptions } from './lab/lab.js';
+
+const USAGE = `vcstor ${VCSTOR_VERSION}: IP storage for virtual clusters
+
+Usage:
+  vcstor agent storage|dom0|guest --config FILE   serve an agent (runs until SIGTERM)
+  vcstor lab up [options]        make the one-machine lab (root); safe to repeat
+  vcstor lab down [--name N]     remove all of it: processes, namespaces, mounts, loop devices
+  vcstor lab status [--json]     what is up
+  vcstor lab check               GetInfo from every agent of the lab
+  vcstor health ADDRESS [--service S]   the standard gRPC health check
+  vcstor info ADDRESS            an agent's GetInfo, as JSON
+
+Lab options:
+  --name N      prefix of namespaces and links (default ${DEFAULT_LAB.name})
+  --subnet S    a /24 (default ${DEFAULT_LAB.subnet})
+  --storage N   storage servers (default 1)   --dom0 N  dom0 hosts (default 1)
+  --guests N    guests (default 1)            --rate R  cap links, e.g. 1gbit
+  --dir D       lab directory (default /var/lib/vcstor/lab/NAME)
+
+Client options (health, info):
+  --insecure                 plaintext (the lab's agents)
+  --ca F --cert F --key F    mTLS
+`;
+
+type Flags = Record<string, string | boolean | undefined>;
+
+function parse(argv: string[]): { positionals: string[]; flags: Flags } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      name: { type: 'string' },
+      subnet: { type: 'string' },
+      storage: { type: 'string' },
+      dom0: { type: 'string' },
+      guests: { type: 'string' },
+      rate: { type: 'string' },
+      dir: { type: 'string' },
+      port: { type: 'string' },
+      service: { type: 'string' },
+      json: { type: 'boolean' },
+      insecure: { type: 'boolean' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
+  });
+  return { positionals, flags: values };
+}
+
+function text(flags: Flags, key: string): string | undefined {
+  const value = flags[key];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function count(flags: Flags, key: string, fallback: number): number {
+  const value = text(flags, key);
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new VcstorError('INVALID_ARGUMENT', `--${key}: ${value} is not a whole number`);
+  return Number(value);
+}
+
+function labOptions(flags: Flags): LabOptions {
+  const name = text(flags, 'name') ?? DEFAULT_LAB.name;
+  const options: LabOptions = {
+    name,
+    subnet: text(flags, 'subnet') ?? DEFAULT_LAB.subnet,
+    storage: count(flags, 'storage', DEFAULT_LAB.storage),
+    dom0: count(flags, 'dom0', DEFAULT_LAB.dom0),
+    guests: count(flags, 'guests', DEFAULT_LAB.guests),
+    dir: text(flags, 'dir') ?? `/var/lib/vcstor/lab/${name}`,
+    agentPort: count(flags, 'port', DEFAULT_LAB.agentPort),
+  };
+  const rate = text(flags, 'rate');
+  if (rate !== undefined) options.rate = rate;
+  return options;
+}
+
+async function clientCredentials(flags: Flags): Promise<ChannelCredentials> {
+  const ca = text(flags, 'ca');
+  const cert = text(flags, 'cert');
+  const key = text(flags, 'key');
+  let tls: ClientTls;
+  if (ca && cert && key) tls = { ca, cert, key };
+  else if (flags.insecure) tls = { insecure: true };
+  else throw new VcstorError('INVALID_ARGUMENT', 'give --ca, --cert and --key for mTLS, or --insecure for a plaintext agent');
+  return channelCredentials(tls);
+}
+
+async function agentDefinition(role: AgentRole): Promise<AgentDefinition<AgentConfig>> {
+  // Each agent is loaded only when that role is started.
+  const definitions = {
+    storage: async () => (await import('../agent-storage/service.js')).storageAgent,
+    dom0: async () => (await import('../agent-dom0/service.js')).dom0Agent,
+    guest: async () => (await import('../agent-guest/service.js')).guestAgent,
+  };
+  return (await definitions[role]()) as unknown as AgentDefinition<AgentConfig>;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, flags } = parse(argv);
+  const [command, sub, arg] = positionals;
+  if (flags.version) {
+    console.log(VCSTOR_VERSION);
+    return 0;
+  }
+  if (flags.help || command === undefined || command === 'help') {
+    console.log(USAGE);
+    return command === undefined && !flags.help ? 2 : 0;
+  }
+  switch (command) {
+    case 'agent': {
+      if (!sub || !(ROLES as readonly string[]).includes(sub)) throw new VcstorError('INVALID_ARGUMENT', `vcstor agent: give a role: ${ROLES.join(', ')}`);
+      const configFile = text(flags, 'config');
+      if (!configFile) throw new VcstorError('INVALID_ARGUMENT', 'vcstor agent: --config FILE is required');
+      const role = sub as AgentRole;
+      const config = await loadAgentConfig(role, configFile);
+      const { runAgentUntilSignalled } = await import('../common/agent.js');
+      await runAgentUntilSignalled(config, await agentDefinition(role));
+      return 0;
+    }
+    case 'lab':
+      return labCommand(sub, flags);
+    case 'health': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor health: give an ADDRESS (host:port)');
+      const status = await checkHealth(sub, await clientCredentials(flags), text(flags, 'service') ?? '');
+      console.log(status);
+      return status === 'SERVING' ? 0 : 1;
+    }
+    case 'info': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor info: give an ADDRESS (host:port)');
+      console.log(JSON.stringify(await getAgentInfo(sub, await clientCredentials(flags)), null, 2));
+      return 0;
+    }
+    default:
+      void arg;
+      throw new VcstorError('INVALID_ARGUMENT', `unknown command ${JSON.stringify(command)}; see vcstor help`);
+  }
+}
+
+async function labCommand(sub: string | undefined, flags: Flags): Promise<number> {
+  const options = labOptions(flags);
+  const log = createLogger({ name: 'lab', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
+  const lab = new Lab(new ExecaCommandRunner(log), log, (message) => console.log(message));
+  switch (sub) {
+    case 'up':
+      await lab.up(options);
+      return 0;
+    case 'down': {
+      const removed = await lab.down(options.name, options.dir);
+      for (const line of removed) console.log(`removed ${line}`);
+      console.log(`lab ${options.name} is down`);
+      return 0;
+    }
+    case 'status': {
+      const status = await lab.status(options.dir);
+      if (flags.json) {
+        console.log(JSON.stringify(status, null, 2));
+      } else if (!status.lab) {
+        console.log(`no lab in ${options.dir}`);
+      } else {
+        for (const host of status.hosts) {
+          console.log(`${host.name.padEnd(10)} ${host.role.padEnd(8)} ${host.agentAddress.padEnd(22)} namespace ${host.namespaceUp ? 'up' : 'MISSING'}  agent ${host.agent}`);
+        }
+        for (const proc of status.processes) console.log(`${proc.host.padEnd(10)} ${proc.name.padEnd(12)} pid ${proc.pid} ${proc.running ? 'running' : 'GONE'}`);
+      }
+      const healthy = status.lab !== undefined && status.hosts.every((h) => h.namespaceUp && h.agent === 'SERVING') && status.processes.every((p) => p.running);
+      return healthy ? 0 : 1;
+    }
+    case 'check': {
+      const record = await readLabFile(options.dir);
+      if (!record) throw new VcstorError('NOT_FOUND', `no lab in ${options.dir}; run vcstor lab up`);
+      const credentials = await channelCredentials({ insecure: true });
+      let failures = 0;
+      for (const host of record.hosts) {
+        try {
+          const info = await getAgentInfo(host.agentAddress, credentials);
+          const selected = info.drivers.filter((d) => d.selected).map((d) => `${d.concern}=${d.driver}${d.available ? '' : ' (unavailable)'}`);
+          console.log(`${host.name.padEnd(10)} ${info.role.padEnd(12)} vcstor ${info.version}  ${selected.join('  ')}`);
+        } catch (err) {
+          failures++;
+          console.log(`${host.name.padEnd(10)} FAILED: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+      console.log(failures === 0 ? `all ${record.hosts.length} agents answer` : `${failures} of ${record.hosts.length} agents failed`);
+      return failures === 0 ? 0 : 1;
+    }
+    default:
+      throw new VcstorError('INVALID_ARGUMENT', 'vcstor lab: give up, down, status or check');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof VcstorError) console.error(`vcstor: ${err.message}`);
+    else console.error('vcstor: unexpected error:', err);
+    process.exitCode = err instanceof VcstorError && err.code === 'INVALID_ARGUMENT' ? 2 : 1;
+  },
+);

@@ -1,0 +1,422 @@
+import * as grpc from '@grpc/grpc-js';
+import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkHealth } from '../../common/clients.js';
+import type { AgentRole } from '../../common/config.js';
+import { VcstorError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { CommandRunner } from '../../common/runner.js';
+import { isWithin } from '../../common/validate.js';
+import { LabNetwork } from './network.js';
+import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type LabProcess } from './processes.js';
+
+/**
+ * The one-machine lab: network namespaces joined by a bridge, one per host (storage
+ * servers, dom0 hosts, guests), the root namespace joined too as the coordinator's
+ * host; nats-server, tgtd and nfs-ganesha on the first storage server; an agent in each
+ * host. `up` converges (safe to repeat), `down` removes everything, also after a crash.
+ */
+
+/** What lab to make. */
+export interface LabOptions {
+  /** Prefix of every namespace and link: 1-6 characters a-z0-9, starting with a letter. */
+  name: string;
+  /** A /24 the machine does not use yet, e.g. 198.51.100.0/24 (TEST-NET-2). */
+  subnet: string;
+  storage: number;
+  dom0: number;
+  guests: number;
+  /** Where the lab keeps configs, logs, pools and its record (lab.json). */
+  dir: string;
+  /** Cap every host link at this rate (tc tbf), e.g. "1gbit". */
+  rate?: string;
+  /** gRPC port of every agent. */
+  agentPort: number;
+}
+
+export interface LabHost {
+  name: string;
+  role: AgentRole;
+  namespace: string;
+  address: string;
+  /** host:port of its agent. */
+  agentAddress: string;
+  agentConfig: string;
+}
+
+/** The lab's record, written as it is built, so `down` can undo a half-made lab. */
+export interface LabFile {
+  name: string;
+  subnet: string;
+  dir: string;
+  createdUnixMs: number;
+  switchNamespace: string;
+  /** The root namespace's link to the bridge, and its address there. */
+  coordinatorLink: string;
+  coordinatorAddress: string;
+  hosts: LabHost[];
+  natsUrl: string;
+  natsMonitorUrl: string;
+  tgtControlPort: number;
+  processes: LabProcess[];
+}
+
+export const DEFAULT_LAB: LabOptions = {
+  name: 'vcs',
+  // TEST-NET-2: TEST-NET-1 (192.0.2.0/24) is these machines' own network.
+  subnet: '198.51.100.0/24',
+  storage: 1,
+  dom0: 1,
+  guests: 1,
+  dir: '/var/lib/vcstor/lab/vcs',
+  agentPort: 50051,
+};
+
+/** The CLI that starts agents: dist/coordinator/cli.js. */
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+const IQN_PREFIX = 'iqn.2026-11.org.vcstor.lab';
+const BRIDGE = 'br0';
+
+export function labFilePath(dir: string): string {
+  return path.join(dir, 'lab.json');
+}
+
+/** Check lab options; names must fit Linux's 15-character interface names. */
+export function validateLabOptions(options: LabOptions): void {
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(options.name)) throw new VcstorError('INVALID_ARGUMENT', `lab name ${JSON.stringify(options.name)}: use 1-6 characters a-z0-9, starting with a letter`);
+  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.0\/24$/.test(options.subnet)) throw new VcstorError('INVALID_ARGUMENT', `subnet ${options.subnet}: give a /24 such as 198.51.100.0/24`);
+  const counts: Array<[string, number, number]> = [['storage', options.storage, 9], ['dom0', options.dom0, 80], ['guests', options.guests, 150]];
+  for (const [what, count, max] of counts) {
+    if (!Number.isInteger(count) || count < (what === 'storage' ? 1 : 0) || count > max) throw new VcstorError('INVALID_ARGUMENT', `${what}: ${count} is not 0-${max}`);
+  }
+  if (!path.isAbsolute(options.dir) || options.dir === '/') throw new VcstorError('INVALID_ARGUMENT', `dir ${options.dir}: give an absolute directory for the lab`);
+  if (options.rate !== undefined && !/^\d+(\.\d+)?[kmg]?bit$/.test(options.rate)) throw new VcstorError('INVALID_ARGUMENT', `rate ${options.rate}: give a tc rate such as 1gbit`);
+}
+
+/** The hosts of a lab, with their namespaces and addresses (storage .10+, dom0 .20+, guests .100+). */
+export function planHosts(options: LabOptions): LabHost[] {
+  const base = options.subnet.replace(/\.0\/24$/, '');
+  const hosts: LabHost[] = [];
+  const add = (role: AgentRole, prefix: string, count: number, firstOctet: number) => {
+    for (let i = 0; i < count; i++) {
+      const name = `${prefix}${i}`;
+      const address = `${base}.${firstOctet + i}`;
+      hosts.push({
+        name,
+        role,
+        namespace: `${options.name}-${name}`,
+        address,
+        agentAddress: `${address}:${options.agentPort}`,
+        agentConfig: path.join(options.dir, 'hosts', name, 'agent.json'),
+      });
+    }
+  };
+  add('storage', 'storage', options.storage, 10);
+  add('dom0', 'host', options.dom0, 20);
+  add('guest', 'guest', options.guests, 100);
+  return hosts;
+}
+
+/** tgtd's control port for a lab, fixed by its name so two labs never share one. */
+export function tgtControlPort(name: string): number {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) % 50_000;
+  return 1000 + hash;
+}
+
+export async function readLabFile(dir: string): Promise<LabFile | undefined> {
+  try {
+    return JSON.parse(await readFile(labFilePath(dir), 'utf8')) as LabFile;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function writeLabFile(lab: LabFile): Promise<void> {
+  const tmp = `${labFilePath(lab.dir)}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(lab, null, 2)}\n`);
+  await rename(tmp, labFilePath(lab.dir));
+}
+
+function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
+  const hostDir = path.join(lab.dir, 'hosts', host.name);
+  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls: { insecure: true }, stateDir: path.join(hostDir, 'state') };
+  const initiator = { driver: 'qsd', initiatorIqn: `${IQN_PREFIX}:${host.name}` };
+  switch (host.role) {
+    case 'storage':
+      return {
+        ...common,
+        storage: {
+          volumes: { driver: 'filepool', poolDir: path.join(hostDir, 'pool') },
+          iscsiTarget: { driver: 'tgt', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, tgtControlPort: lab.tgtControlPort, requireChap: true },
+          nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf') },
+        },
+      };
+    case 'dom0':
+      return {
+        ...common,
+        dom0: {
+          iscsiInitiator: initiator,
+          nfsClient: { driver: 'libnfs' },
+          hypervisor: { driver: 'sandbox', configDir: path.join(hostDir, 'domains') },
+          imageRoots: [path.join(hostDir, 'images')],
+          mountRoot: path.join(hostDir, 'mnt'),
+        },
+      };
+    case 'guest':
+      return { ...common, guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt') } };
+  }
+}
+
+function ganeshaConfig(hostDir: string, address: string): string {
+  return [
+    '# Written by vcstor lab; the storage agent adds EXPORT blocks.',
+    `NFS_CORE_PARAM { Bind_addr = ${address}; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; Protocols = 4; Plugins_Dir = "/usr/lib/x86_64-linux-gnu/ganesha"; }`,
+    `NFSv4 { Graceless = true; RecoveryRoot = "${path.join(hostDir, 'ganesha-recovery')}"; Only_Numeric_Owners = true; }`,
+    '',
+  ].join('\n');
+}
+
+function natsConfig(address: string, storeDir: string): string {
+  // JetStream would default to 75% of RAM; the lab needs little.
+  return [`listen: "${address}:4222"`, `http: "${address}:8222"`, `server_name: lab`, `jetstream { store_dir: "${storeDir}", max_memory_store: 256MB, max_file_store: 2GB }`, ''].join('\n');
+}
+
+function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port, timeout: 500 });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Progress of `up`/`down`, for people. */
+export type LabReporter = (message: string) => void;
+
+export class Lab {
+  private readonly network: LabNetwork;
+
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly log: Logger,
+    private readonly report: LabReporter = () => undefined,
+  ) {
+    this.network = new LabNetwork(runner);
+  }
+
+  /**
+   * Bring the lab up, or converge a partly-up one: what exists and runs is kept, what
+   * is missing is made. Idempotent.
+   * @throws VcstorError when a step fails; what was made so far is in lab.json for `down`.
+   */
+  async up(options: LabOptions): Promise<LabFile> {
+    validateLabOptions(options);
+    if (process.getuid?.() !== 0) throw new VcstorError('PERMISSION_DENIED', 'the lab needs root (network namespaces, loop devices, mounts)');
+    await mkdir(options.dir, { recursive: true });
+    const existing = await readLabFile(options.dir);
+    if (existing && (existing.name !== options.name || existing.subnet !== options.subnet)) {
+      throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} on ${existing.subnet}; run lab down first or use another --dir`);
+    }
+    const hosts = planHosts(options);
+    const base = options.subnet.replace(/\.0\/24$/, '');
+    const storage0 = hosts[0]!;
+    const lab: LabFile = {
+      name: options.name,
+      subnet: options.subnet,
+      dir: options.dir,
+      createdUnixMs: existing?.createdUnixMs ?? Date.now(),
+      switchNamespace: `${options.name}-sw`,
+      coordinatorLink: `${options.name}-c`,
+      coordinatorAddress: `${base}.1`,
+      hosts,
+      natsUrl: `nats://${storage0.address}:4222`,
+      natsMonitorUrl: `http://${storage0.address}:8222`,
+      tgtControlPort: tgtControlPort(options.name),
+      processes: [],
+    };
+    const clashes = await this.network.overlappingRoutes(options.subnet, `${options.name}-c`);
+    if (clashes.length > 0) {
+      throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
+    }
+    // Keep processes that are still running; forget the ones that died.
+    for (const proc of existing?.processes ?? []) if (await isRunning(proc)) lab.processes.push(proc);
+    await writeLabFile(lab);
+
+    const started = performance.now();
+    this.report(`network: ${hosts.length} hosts on ${options.subnet}`);
+    await this.network.ensureNamespace(lab.switchNamespace);
+    await this.network.ensureBridge(lab.switchNamespace, BRIDGE);
+    await this.network.ensureHostLink({ switchNamespace: lab.switchNamespace, bridge: BRIDGE, switchEnd: 'coord', hostEnd: lab.coordinatorLink, address: `${lab.coordinatorAddress}/24` });
+    for (const host of hosts) {
+      await this.network.ensureNamespace(host.namespace);
+      await this.network.ensureHostLink({ switchNamespace: lab.switchNamespace, bridge: BRIDGE, switchEnd: host.name, hostNamespace: host.namespace, hostEnd: 'eth0', address: `${host.address}/24` });
+      if (options.rate) {
+        await this.network.shape(host.name, lab.switchNamespace, options.rate);
+        await this.network.shape('eth0', host.namespace, options.rate);
+      }
+    }
+    this.log.debug({ ms: Math.round(performance.now() - started) }, 'network ready');
+
+    const ensure = async (name: string, host: LabHost, command: string[], ready: () => Promise<boolean>, timeoutMs = 15_000) => {
+      const current = lab.processes.find((p) => p.name === name && p.host === host.name);
+      if (current && (await isRunning(current))) return;
+      const logFile = path.join(options.dir, 'logs', `${host.name}-${name}.log`);
+      const proc = await startInNamespace(name, host.name, host.namespace, command, logFile);
+      lab.processes = [...lab.processes.filter((p) => !(p.name === name && p.host === host.name)), proc];
+      await writeLabFile(lab);
+      await waitFor(`${name} on ${host.name} (log: ${logFile})`, async () => {
+        if (!(await isRunning(proc))) throw new VcstorError('UNAVAILABLE', `${name} on ${host.name} exited; see ${logFile}`);
+        return ready();
+      }, timeoutMs);
+      this.report(`${host.name}: ${name} up (pid ${proc.pid})`);
+    };
+    await mkdir(path.join(options.dir, 'logs'), { recursive: true });
+
+    // Services of the first storage server: NATS for the coordinator, tgtd, ganesha.
+    const storageDir = path.join(options.dir, 'hosts', storage0.name);
+    await mkdir(path.join(storageDir, 'nats'), { recursive: true });
+    await writeFile(path.join(storageDir, 'nats.conf'), natsConfig(storage0.address, path.join(storageDir, 'nats')));
+    await ensure('nats-server', storage0, ['nats-server', '-c', path.join(storageDir, 'nats.conf')], () => tcpOpen(storage0.address, 4222));
+    for (const host of hosts.filter((h) => h.role === 'storage')) {
+      const hostDir = path.join(options.dir, 'hosts', host.name);
+      await mkdir(path.join(hostDir, 'ganesha-recovery'), { recursive: true });
+      await ensure('tgtd', host, ['tgtd', '-f', '-C', String(lab.tgtControlPort), '--iscsi', `portal=${host.address}:3260`], async () => {
+        const show = await this.runner.run('tgtadm', ['-C', String(lab.tgtControlPort), '--op', 'show', '--mode', 'system'], { okExitCodes: [0, 1, 107], timeoutMs: 2000 });
+        return show.exitCode === 0;
+      });
+      await writeFile(path.join(hostDir, 'ganesha.conf'), ganeshaConfig(hostDir, host.address));
+      await ensure('ganesha', host, ['ganesha.nfsd', '-F', '-L', path.join(options.dir, 'logs', `${host.name}-ganesha.nfsd.log`), '-f', path.join(hostDir, 'ganesha.conf'), '-p', path.join(hostDir, 'ganesha.pid')], () => tcpOpen(host.address, 2049));
+    }
+
+    // An agent on every host.
+    const credentials = grpc.credentials.createInsecure();
+    for (const host of hosts) {
+      const hostDir = path.join(options.dir, 'hosts', host.name);
+      await mkdir(hostDir, { recursive: true });
+      await writeFile(host.agentConfig, `${JSON.stringify(agentConfig(lab, host), null, 2)}\n`);
+      await ensure('agent', host, [process.execPath, CLI, 'agent', host.role, '--config', host.agentConfig], async () => (await checkHealth(host.agentAddress, credentials, '', 1000)) === 'SERVING');
+    }
+    this.report(`lab ${options.name} up in ${((performance.now() - started) / 1000).toFixed(1)} s; record: ${labFilePath(options.dir)}`);
+    return lab;
+  }
+
+  /**
+   * Remove everything of lab `name` in `dir`: agents and daemons, any other process in
+   * its namespaces, mounts and loop devices under `dir`, namespaces and links. Works
+   * from lab.json when there is one, and finds what is left by name when there is not.
+   * Idempotent. Leaves `dir/logs` for reading.
+   * @returns what it removed, for people.
+   */
+  async down(name: string, dir: string): Promise<string[]> {
+    const removed: string[] = [];
+    const lab = await readLabFile(dir);
+    // Agents first (they may hold sessions and mounts), then the daemons.
+    const order = ['agent', 'ganesha', 'nats-server', 'tgtd'];
+    const processes = [...(lab?.processes ?? [])].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    const port = lab?.tgtControlPort ?? tgtControlPort(name);
+    for (const proc of processes) {
+      if (!(await isRunning(proc))) continue;
+      if (proc.name === 'tgtd') await this.stopTgtd(port);
+      await stopProcess(proc, proc.name === 'tgtd' ? 1000 : 5000);
+      removed.push(`process ${proc.name} on ${proc.host} (pid ${proc.pid})`);
+    }
+    const namespaces = (await this.network.namespaces()).filter((ns) => ns.startsWith(`${name}-`));
+    // Whatever else runs in the lab's namespaces (initiators, benchmarks, crashed leftovers).
+    for (const ns of namespaces) {
+      for (const pid of await this.network.pidsIn(ns)) {
+        const ticks = await processStartTicks(pid);
+        if (ticks === undefined) continue;
+        await stopProcess({ pid, startTicks: ticks }, 2000);
+        removed.push(`process ${pid} in ${ns}`);
+      }
+    }
+    await rm(`/var/run/tgtd/socket.${port}`, { force: true });
+    await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
+    removed.push(...(await this.unmountUnder(dir)));
+    removed.push(...(await this.detachLoopsUnder(dir)));
+    for (const ns of namespaces) {
+      await this.network.deleteNamespace(ns);
+      removed.push(`namespace ${ns}`);
+    }
+    if (await this.network.linkExists(`${name}-c`)) {
+      await this.network.deleteLink(`${name}-c`);
+      removed.push(`link ${name}-c`);
+    }
+    // Keep the logs; everything else of the lab goes.
+    try {
+      for (const entry of await readdir(dir)) if (entry !== 'logs') await rm(path.join(dir, entry), { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return removed;
+  }
+
+  /** Delete every target, then the system: tgtd ignores SIGTERM. */
+  private async stopTgtd(port: number): Promise<void> {
+    const tgtadm = (args: string[]) => this.runner.run('tgtadm', ['-C', String(port), ...args], { okExitCodes: [0, 1, 22, 107], timeoutMs: 5000 });
+    const show = await tgtadm(['--lld', 'iscsi', '--op', 'show', '--mode', 'target']);
+    for (const match of show.stdout.matchAll(/^Target (\d+):/gm)) await tgtadm(['--lld', 'iscsi', '--op', 'delete', '--force', '--mode', 'target', '--tid', match[1]!]);
+    await tgtadm(['--op', 'delete', '--mode', 'system']);
+  }
+
+  /** Unmount everything mounted under `dir`, deepest first (lazily if busy). */
+  private async unmountUnder(dir: string): Promise<string[]> {
+    const removed: string[] = [];
+    const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+    const points = mountinfo
+      .split('\n')
+      .map((line) => line.split(' ')[4] ?? '')
+      .map((p) => p.replace(/\\040/g, ' '))
+      .filter((p) => p !== '' && isWithin(dir, p))
+      .sort((a, b) => b.length - a.length);
+    for (const point of points) {
+      const result = await this.runner.run('umount', [point], { okExitCodes: [0, 32] });
+      if (result.exitCode !== 0) await this.runner.run('umount', ['-l', point], { okExitCodes: [0, 32] });
+      removed.push(`mount ${point}`);
+    }
+    return removed;
+  }
+
+  /** Detach loop devices whose backing file is under `dir`. */
+  private async detachLoopsUnder(dir: string): Promise<string[]> {
+    const removed: string[] = [];
+    const { stdout } = await this.runner.run('losetup', ['--json', '--list', '--output', 'NAME,BACK-FILE']);
+    if (stdout.trim() === '') return removed;
+    const devices = (JSON.parse(stdout) as { loopdevices: Array<{ name: string; 'back-file': string | null }> }).loopdevices;
+    for (const device of devices) {
+      const backing = (device['back-file'] ?? '').replace(/ \(deleted\)$/, '');
+      if (backing !== '' && isWithin(dir, backing)) {
+        await this.runner.run('losetup', ['--detach', device.name], { okExitCodes: [0, 1] });
+        removed.push(`loop device ${device.name} (${backing})`);
+      }
+    }
+    return removed;
+  }
+
+  /** What is up: each host's namespace, agent health, and the daemons. */
+  async status(dir: string): Promise<{ lab: LabFile | undefined; hosts: Array<LabHost & { namespaceUp: boolean; agent: string }>; processes: Array<LabProcess & { running: boolean }> }> {
+    const lab = await readLabFile(dir);
+    if (!lab) return { lab, hosts: [], processes: [] };
+    const namespaces = await this.network.namespaces();
+    const credentials = grpc.credentials.createInsecure();
+    const hosts = await Promise.all(
+      lab.hosts.map(async (host) => ({
+        ...host,
+        namespaceUp: namespaces.includes(host.namespace),
+        agent: await checkHealth(host.agentAddress, credentials, '', 1500).catch((err: unknown) => (err instanceof VcstorError ? err.code : 'UNREACHABLE')),
+      })),
+    );
+    const processes = await Promise.all(lab.processes.map(async (p) => ({ ...p, running: await isRunning(p) })));
+    return { lab, hosts, processes };
+  }
+}

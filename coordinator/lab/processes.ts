@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** A long-running process the lab started, recorded so that `lab down` can stop it. */
+export interface LabProcess {
+  /** What it is, e.g. "tgtd", "agent". */
+  name: string;
+  /** The lab host (namespace) it runs in. */
+  host: string;
+  pid: number;
+  /** Kernel start time of the pid (clock ticks), so a reused pid is never signalled. */
+  startTicks: number;
+  command: string[];
+  log: string;
+}
+
+/** The start time of `pid` in clock ticks, or undefined when no such process exists. */
+export async function processStartTicks(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may hold spaces, so count after its ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const state = fields[0];
+    if (state === 'Z' || state === 'X') return undefined;
+    return Number(fields[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the recorded process is still the one running under its pid. */
+export async function isRunning(proc: Pick<LabProcess, 'pid' | 'startTicks'>): Promise<boolean> {
+  return (await processStartTicks(proc.pid)) === proc.startTicks;
+}
+
+/**
+ * Start `command` detached inside network namespace `namespace`, its output appended to
+ * `log`. nsenter execs the command, so the pid is the daemon's own.
+ */
+export async function startInNamespace(
+  name: string,
+  host: string,
+  namespace: string,
+  command: string[],
+  log: string,
+  env: Record<string, string> = {},
+): Promise<LabProcess> {
+  const [program, ...args] = command as [string, ...string[]];
+  // Not execa: execa pipes output targets through this process, and a lab daemon must
+  // outlive `lab up`. spawn with an argument array (no shell) hands it the log's fd.
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn('nsenter', [`--net=/run/netns/${namespace}`, '--', program, ...args], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env, LC_ALL: 'C' },
+      shell: false,
+    });
+    child.unref();
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid!));
+      child.once('error', (err) => reject(new Error(`${name}: could not start ${program}: ${err.message}`)));
+    });
+    const startTicks = await processStartTicks(pid);
+    if (startTicks === undefined) throw new Error(`${name}: ${program} exited at once; see ${log}`);
+    return { name, host, pid, startTicks, command, log };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Stop a process: `signal` (default SIGTERM), then SIGKILL after `graceMs`. Returns once
+ * it is gone. A process that is already gone is fine.
+ */
+export async function stopProcess(proc: Pick<LabProcess, 'pid' | 'startTicks'>, graceMs = 5000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!(await isRunning(proc))) return;
+  try {
+    process.kill(proc.pid, signal);
+  } catch {
+    return;
+  }
+  const until = Date.now() + graceMs;
+  while (Date.now() < until) {
+    if (!(await isRunning(proc))) return;
+    await sleep(50);
+  }
+  try {
+    process.kill(proc.pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && (await isRunning(proc)); i++) await sleep(20);
+}
+
+/** Wait until `probe` resolves true, polling; throws with `what` after `timeoutMs`. */
+export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
