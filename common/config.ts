@@ -44,7 +44,9 @@ const tlsSchema = z
   .strict()
   .refine((t) => t.insecure || (t.ca !== undefined && t.cert !== undefined && t.key !== undefined), {
     message: 'set ca, cert and key for mTLS, or insecure: true to serve plaintext explicitly',
-  });
+  })
+  // A missing tls block is checked like an empty one, so the message above explains it.
+  .prefault({});
 
 const baseFields = {
   /** Unique name of this agent in a deployment, e.g. storage0. */

@@ -131,18 +131,42 @@ export class ExecaCommandRunner implements CommandRunner {
     }
     this.log?.debug({ cmd: commandLine }, 'run');
     const started = performance.now();
-    const result = await execa(command, [...args], {
+    // The command runs in its own process group, and timeouts and cancellation signal
+    // the whole group: a child it left running (holding our pipes) must not outlive it.
+    const subprocess = execa(command, [...args], {
       shell: false,
       reject: false,
-      timeout: timeoutMs,
-      cancelSignal: options.signal,
-      forceKillAfterDelay: options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
+      detached: true,
       env: { ...options.env, LC_ALL: 'C' },
       cwd: options.cwd,
       input: options.input,
+      stdin: options.input === undefined ? 'ignore' : 'pipe',
       stripFinalNewline: false,
       maxBuffer: 64 * 1024 * 1024,
     });
+    let stoppedFor: 'timeout' | 'cancel' | undefined;
+    let escalation: NodeJS.Timeout | undefined;
+    const signalGroup = (signal: NodeJS.Signals) => {
+      if (subprocess.pid === undefined) return;
+      try {
+        process.kill(-subprocess.pid, signal);
+      } catch {
+        // the group is gone already
+      }
+    };
+    const stop = (why: 'timeout' | 'cancel') => {
+      if (stoppedFor) return;
+      stoppedFor = why;
+      signalGroup('SIGTERM');
+      escalation = setTimeout(() => signalGroup('SIGKILL'), options.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
+    };
+    const timer = setTimeout(() => stop('timeout'), timeoutMs);
+    const onAbort = () => stop('cancel');
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const result = await subprocess;
+    clearTimeout(timer);
+    clearTimeout(escalation);
+    options.signal?.removeEventListener('abort', onAbort);
     const durationMs = Math.round(performance.now() - started);
     const stdout = String(result.stdout ?? '');
     const stderr = String(result.stderr ?? '');
@@ -152,7 +176,7 @@ export class ExecaCommandRunner implements CommandRunner {
         cause: result,
       });
     }
-    if (result.timedOut) {
+    if (stoppedFor === 'timeout') {
       throw new CommandError('DEADLINE_EXCEEDED', `${commandLine} did not finish within ${timeoutMs} ms and was killed`, {
         commandLine,
         stdout,
@@ -160,7 +184,7 @@ export class ExecaCommandRunner implements CommandRunner {
         timedOut: true,
       });
     }
-    if (result.isCanceled) {
+    if (stoppedFor === 'cancel') {
       throw new CommandError('CANCELLED', `${commandLine} was cancelled`, { commandLine, stdout, stderr, canceled: true });
     }
     if (result.exitCode === undefined) {

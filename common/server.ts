@@ -1,11 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import * as protoLoader from '@grpc/proto-loader';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { readFile } from 'node:fs/promises';
 import type { TlsConfig } from './config.js';
 import { VcstorError } from './errors.js';
 import type { Logger } from './log.js';
-import { loadVcstorProto } from './proto.js';
+import { LOADER_OPTIONS, PROTO_FILES } from './proto.js';
 
 /** One service a server offers: its full name, definition and handlers. */
 export interface ServedService {
@@ -46,6 +47,14 @@ export async function serverCredentials(tls: TlsConfig): Promise<grpc.ServerCred
   return grpc.ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], true);
 }
 
+let reflected: protoLoader.PackageDefinition | undefined;
+
+/** vcstor.v1 and grpc.health.v1, for server reflection. */
+function reflectionDefinition(): protoLoader.PackageDefinition {
+  reflected ??= protoLoader.loadSync([...PROTO_FILES, healthProtoPath], LOADER_OPTIONS);
+  return reflected;
+}
+
 /**
  * Start a gRPC server with `services`, the standard health service (grpc.health.v1:
  * "" and each service name SERVING once bound) and server reflection (v1 and v1alpha).
@@ -60,7 +69,10 @@ export async function startGrpcServer(options: {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
   health.addToServer(server);
-  new ReflectionService(loadVcstorProto().definition).addToServer(server);
+  // Reflection describes only what this server really serves, plus health.
+  new ReflectionService(reflectionDefinition(), {
+    services: [...options.services.map((s) => s.name), 'grpc.health.v1.Health'],
+  }).addToServer(server);
   for (const service of options.services) {
     server.addService(service.definition, service.implementation);
     health.setStatus(service.name, 'NOT_SERVING');

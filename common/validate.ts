@@ -45,7 +45,7 @@ export function validateSize(
 ): number {
   const min = limits.min ?? 1;
   const max = limits.max ?? MAX_SIZE_BYTES;
-  if (!Number.isSafeInteger(value)) throw invalidArgument(field, `${value} is not a whole number of bytes`);
+  if (!Number.isInteger(value)) throw invalidArgument(field, `${value} is not a whole number of bytes`);
   if (value < min) throw invalidArgument(field, `${value} bytes is too small (at least ${min})`);
   if (value > max) throw invalidArgument(field, `${value} bytes is too large (at most ${max})`);
   if (limits.multipleOf && value % limits.multipleOf !== 0) {
