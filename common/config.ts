@@ -30,6 +30,8 @@ const absolutePath = z
   .refine((p) => path.isAbsolute(p) && path.normalize(p) === p && !p.endsWith('/'), 'must be an absolute, normalised path');
 const name = z.string().superRefine(checked((v) => validateName('name', v)));
 const hostPort = z.string().superRefine(checked((v) => validateHostPort('address', v)));
+// Port 0 asks the kernel for a free port (tests, and agents that report where they bound).
+const listenAddress = z.string().superRefine(checked((v) => validateHostPort('address', v.replace(/:0$/, ':1'))));
 const iqn = z.string().superRefine(checked((v) => validateIqn('iqn', v)));
 
 const tlsSchema = z
@@ -52,7 +54,7 @@ const baseFields = {
   /** Unique name of this agent in a deployment, e.g. storage0. */
   name,
   /** host:port to serve gRPC on. */
-  listen: hostPort,
+  listen: listenAddress,
   tls: tlsSchema,
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Where the agent keeps its own records (what it exported, logged in, ...). */

@@ -1,0 +1,181 @@
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { RunningAgent } from '../../common/agent.js';
+import { checkHealth, getAgentInfo, makeClient, unary } from '../../common/clients.js';
+import { VcstorError } from '../../common/errors.js';
+import type { RunBenchmarkResponse__Output } from '../../common/generated/vcstor/v1/RunBenchmarkResponse.js';
+import { SERVICE_NAMES } from '../../common/proto.js';
+import { listServicesByReflection } from '../support/reflection.js';
+import { capturingLogger, startTestAgent } from '../support/agents.js';
+
+const insecure = grpc.credentials.createInsecure();
+
+async function expectCode(call: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
+  await assert.rejects(call, (err: unknown) => {
+    assert.ok(err instanceof VcstorError, `a VcstorError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+describe('agents serve health, info and reflection', () => {
+  const agents: RunningAgent[] = [];
+  after(async () => {
+    await Promise.all(agents.map((a) => a.stop(100)));
+  });
+
+  for (const role of ['storage', 'dom0', 'guest'] as const) {
+    it(`${role}: health SERVING, GetInfo, and reflection names only its own service`, async () => {
+      const agent = await startTestAgent(role);
+      agents.push(agent);
+      const address = agent.server.address;
+      assert.equal(await checkHealth(address, insecure, ''), 'SERVING');
+      assert.equal(await checkHealth(address, insecure, SERVICE_NAMES[role]), 'SERVING');
+      await expectCode(checkHealth(address, insecure, 'vcstor.v1.NoSuchService'), 'NOT_FOUND', /NOT_FOUND|Health status unknown/i);
+
+      const info = await getAgentInfo(address, insecure);
+      assert.equal(info.role, `ROLE_${role.toUpperCase()}`);
+      assert.equal(info.name, `${role}-test`);
+      assert.equal(info.apiVersion, 'vcstor.v1');
+      assert.match(info.version, /^\d+\.\d+\.\d+/);
+      assert.ok(info.startedUnixMs > Date.now() - 60_000 && info.startedUnixMs <= Date.now());
+      const selected = info.drivers.filter((d) => d.selected);
+      assert.ok(selected.length >= 2, 'a selected driver per concern');
+      for (const driver of info.drivers) {
+        assert.equal(driver.available, driver.missingPrograms.length === 0 && !/this kernel has no/.test(driver.detail), `${driver.concern}/${driver.driver}`);
+      }
+
+      assert.deepEqual(await listServicesByReflection(address, insecure), ['grpc.health.v1.Health', SERVICE_NAMES[role]].sort());
+    });
+  }
+
+  it('stops cleanly: the port is closed afterwards', async () => {
+    const agent = await startTestAgent('guest');
+    const address = agent.server.address;
+    await agent.stop(100);
+    await agent.stop(100); // idempotent
+    await expectCode(checkHealth(address, insecure, '', 1000), 'UNAVAILABLE', /./);
+  });
+});
+
+describe('the gRPC edge', () => {
+  let storage: RunningAgent;
+  let dom0: RunningAgent;
+  let guest: RunningAgent;
+  const captured = capturingLogger();
+  before(async () => {
+    storage = await startTestAgent('storage', {}, captured.log);
+    dom0 = await startTestAgent('dom0', { dom0: { imageRoots: ['/var/lib/vcstor/images'], mountRoot: '/mnt/vcstor' } });
+    guest = await startTestAgent('guest', { guest: { mountRoot: '/mnt/vcstor' } });
+  });
+  after(async () => {
+    await Promise.all([storage.stop(100), dom0.stop(100), guest.stop(100)]);
+  });
+
+  it('answers INVALID_ARGUMENT for names with shell metacharacters and impossible sizes', async () => {
+    const client = makeClient('storage', storage.server.address, insecure);
+    try {
+      const create = (name: string, sizeBytes: number) => unary(client, client.CreateVolume, { name, sizeBytes }, { timeoutMs: 5000 });
+      await expectCode(create('vol;reboot', 1 << 30), 'INVALID_ARGUMENT', /^.*name: "vol;reboot" is not a valid name/);
+      await expectCode(create('$(id)', 1 << 30), 'INVALID_ARGUMENT', /name: /);
+      await expectCode(create('vol0', 0), 'INVALID_ARGUMENT', /size_bytes: 0 bytes is too small/);
+      await expectCode(create('vol0', -1), 'INVALID_ARGUMENT', /size_bytes: -1 bytes is too small/);
+      await expectCode(create('vol0', 2 ** 52), 'INVALID_ARGUMENT', /size_bytes: .* is too large/);
+      // A valid request passes the edge and reaches the (not yet implemented) volume code.
+      await expectCode(create('vol0', 1 << 30), 'UNIMPLEMENTED', /CreateVolume is not implemented/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('answers INVALID_ARGUMENT for bad IQNs and missing ACLs, and never logs CHAP secrets', async () => {
+    const client = makeClient('storage', storage.server.address, insecure);
+    try {
+      const chap = { username: 'alice', password: 'secretpass12' };
+      const exportIscsi = (targetIqn: string, allowedInitiators: string[]) =>
+        unary(client, client.ExportIscsi, { volume: 'vol0', targetIqn, allowedInitiators, chap }, { timeoutMs: 5000 });
+      await expectCode(exportIscsi('iqn.2026-13.org.vcstor:vol0', ['iqn.2026-11.org.vcstor:init0']), 'INVALID_ARGUMENT', /target_iqn: .*month 13/);
+      await expectCode(exportIscsi('', ['iqn.bad']), 'INVALID_ARGUMENT', /allowed_initiators\[0\]: "iqn.bad" is not an iSCSI name/);
+      await expectCode(exportIscsi('', []), 'INVALID_ARGUMENT', /allow_any_initiator/);
+      await expectCode(
+        unary(client, client.ExportIscsi, { volume: 'vol0', allowedInitiators: ['iqn.2026-11.org.vcstor:init0'] }, { timeoutMs: 5000 }),
+        'INVALID_ARGUMENT',
+        /requires CHAP/,
+      );
+      await expectCode(
+        unary(client, client.ExportIscsi, { volume: 'vol0', allowAnyInitiator: true, chap: { username: 'alice', password: 'short' } }, { timeoutMs: 5000 }),
+        'INVALID_ARGUMENT',
+        /chap.password: must be 12-16 printable/,
+      );
+    } finally {
+      client.close();
+    }
+    const logged = captured.lines.join('');
+    assert.match(logged, /ExportIscsi/, 'the calls were logged');
+    assert.doesNotMatch(logged, /secretpass12/, 'the CHAP secret was not');
+  });
+
+  it('confines paths to the configured roots', async () => {
+    const client = makeClient('dom0', dom0.server.address, insecure);
+    try {
+      const stream = client.CreateImage({ location: { path: '/var/lib/vcstor/images/../../../etc/shadow' }, sizeBytes: 1 << 30 }, { deadline: Date.now() + 5000 });
+      await expectCode(
+        new Promise((resolve, reject) => {
+          stream.on('data', resolve);
+          stream.on('error', (err: grpc.ServiceError) => reject(new VcstorError(err.code === grpc.status.INVALID_ARGUMENT ? 'INVALID_ARGUMENT' : 'INTERNAL', err.details)));
+        }),
+        'INVALID_ARGUMENT',
+        /location.path: .* contains '.' or '..' segments/,
+      );
+      await expectCode(
+        unary(client, client.MountNfs, { server: '198.51.100.10', exportPath: '/srv/vcstor/vol0', mountpoint: '/etc' }, { timeoutMs: 5000 }),
+        'INVALID_ARGUMENT',
+        /mountpoint: "\/etc" is outside/,
+      );
+      await expectCode(
+        unary(client, client.IscsiLogin, { target: { portal: '198.51.100.10:3260', iqn: 'IQN.2026-11.ORG.VCSTOR:VOL0' } }, { timeoutMs: 5000 }),
+        'INVALID_ARGUMENT',
+        /target.iqn: .*lower case/,
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+  it('validates streaming calls before they start', async () => {
+    const client = makeClient('guest', guest.server.address, insecure);
+    try {
+      const messages: RunBenchmarkResponse__Output[] = [];
+      const stream = client.RunBenchmark({ directory: '/tmp', fio: { rw: 'randwrite' } }, { deadline: Date.now() + 5000 });
+      const status = await new Promise<grpc.ServiceError>((resolve) => {
+        stream.on('data', (m: RunBenchmarkResponse__Output) => messages.push(m));
+        stream.on('error', resolve);
+      });
+      assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(status.details, /directory: "\/tmp" is outside the agent's configured directories \(\/mnt\/vcstor\)/);
+      assert.equal(messages.length, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('answers UNIMPLEMENTED, naming the operation, for what later issues add', async () => {
+    const client = makeClient('storage', storage.server.address, insecure);
+    try {
+      await expectCode(unary(client, client.ListVolumes, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /ListVolumes is not implemented by this agent version/);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('serves only its own role: other services are UNIMPLEMENTED', async () => {
+    const client = makeClient('dom0', storage.server.address, insecure);
+    try {
+      await expectCode(unary(client, client.GetInfo, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,140 @@
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { checkHealth, getAgentInfo } from '../../common/clients.js';
+import { ExecaCommandRunner } from '../../common/runner.js';
+import { isWithin } from '../../common/validate.js';
+import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
+import { isRunning, processStartTicks, startInNamespace } from '../../coordinator/lab/processes.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = path.join(ROOT, 'dist/coordinator/cli.js');
+const PROBE = path.join(ROOT, 'test/tools/grpc_probe.py');
+const runner = new ExecaCommandRunner();
+const insecure = grpc.credentials.createInsecure();
+const needsRoot = process.getuid?.() !== 0 ? 'the lab needs root' : false;
+
+/** Everything of the lab still on this machine; all empty when it is really gone. */
+async function leftovers(options: LabOptions, pids: number[]): Promise<Record<string, string[]>> {
+  const namespaces = (await runner.run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter((ns) => ns.startsWith(`${options.name}-`));
+  const links = (await runner.run('ip', ['-br', 'link'])).stdout.split('\n').map((l) => (l.split(/\s+/)[0] ?? '').replace(/@.*/, '')).filter((l) => l === `${options.name}-c`);
+  const loops = (JSON.parse((await runner.run('losetup', ['--json', '--list', '--output', 'NAME,BACK-FILE'])).stdout || '{"loopdevices":[]}') as { loopdevices: Array<{ name: string; 'back-file': string | null }> }).loopdevices
+    .filter((d) => d['back-file'] && isWithin(options.dir, d['back-file'].replace(/ \(deleted\)$/, '')))
+    .map((d) => d.name);
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p && isWithin(options.dir, p));
+  const processes: string[] = [];
+  for (const pid of pids) if ((await processStartTicks(pid)) !== undefined) processes.push(String(pid));
+  const sockets: string[] = [];
+  for (const f of [`/var/run/tgtd/socket.${tgtControlPort(options.name)}`]) if (await access(f).then(() => true, () => false)) sockets.push(f);
+  return { namespaces, links, loops, mounts, processes, sockets };
+}
+
+const NOTHING = { namespaces: [], links: [], loops: [], mounts: [], processes: [], sockets: [] };
+
+describe('the one-machine lab', { skip: needsRoot }, () => {
+  let options: LabOptions;
+  let lab: Lab;
+  let record: LabFile;
+  before(async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'vcstor-lab-'));
+    // TEST-NET-3, and a name of its own, so a lab someone left up does not clash.
+    options = { name: 'vct', subnet: '203.0.113.0/24', storage: 1, dom0: 1, guests: 1, dir, agentPort: 50051 };
+    lab = new Lab(runner, pino({ level: 'silent' }));
+  });
+  after(async () => {
+    await lab.down(options.name, options.dir).catch(() => undefined);
+    await rm(options.dir, { recursive: true, force: true });
+  });
+
+  it('comes up with an agent serving in every namespace', async () => {
+    record = await lab.up(options);
+    assert.deepEqual(record.hosts.map((h) => `${h.name}:${h.role}:${h.agentAddress}`), ['storage0:storage:203.0.113.10:50051', 'host0:dom0:203.0.113.20:50051', 'guest0:guest:203.0.113.100:50051']);
+    assert.deepEqual(record.processes.map((p) => `${p.host}/${p.name}`).sort(), ['guest0/agent', 'host0/agent', 'storage0/agent', 'storage0/ganesha', 'storage0/nats-server', 'storage0/tgtd']);
+    for (const host of record.hosts) assert.equal(await checkHealth(host.agentAddress, insecure), 'SERVING', host.name);
+    assert.deepEqual(JSON.parse(await readFile(labFilePath(options.dir), 'utf8')).hosts, record.hosts);
+  });
+
+  it('agents answer health and GetInfo from another namespace, across the bridge', async () => {
+    const storage = record.hosts[0]!;
+    const guest = record.hosts[2]!;
+    const fromGuest = await runner.run('nsenter', [`--net=/run/netns/${guest.namespace}`, process.execPath, CLI, 'health', storage.agentAddress, '--insecure', '--service', 'vcstor.v1.StorageAgent']);
+    assert.equal(fromGuest.stdout.trim(), 'SERVING');
+    const info = await runner.run('nsenter', [`--net=/run/netns/${record.hosts[1]!.namespace}`, process.execPath, CLI, 'info', guest.agentAddress, '--insecure']);
+    const parsed = JSON.parse(info.stdout) as { name: string; role: string };
+    assert.deepEqual([parsed.name, parsed.role], ['guest0', 'ROLE_GUEST']);
+    // The guest's own namespace has no route to anything but the lab: it reached storage0 over the bridge.
+    const routes = await runner.run('ip', ['-n', guest.namespace, 'route']);
+    assert.match(routes.stdout, /^203\.0\.113\.0\/24 dev eth0/m);
+    assert.doesNotMatch(routes.stdout, /default/);
+  });
+
+  it('a client from outside the project (python3-grpcio + reflection) lists and calls the API', async () => {
+    const storage = record.hosts[0]!;
+    const ns = `--net=/run/netns/${record.hosts[1]!.namespace}`;
+    const list = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'list']);
+    assert.deepEqual(list.stdout.trim().split('\n'), ['grpc.health.v1.Health', 'vcstor.v1.StorageAgent']);
+    const health = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'health', 'vcstor.v1.StorageAgent']);
+    assert.equal(health.stdout.trim(), 'SERVING');
+    const info = JSON.parse((await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/GetInfo'])).stdout) as { name: string; role: string; drivers: unknown[] };
+    assert.equal(info.name, 'storage0');
+    assert.equal(info.role, 'ROLE_STORAGE');
+    assert.ok(info.drivers.length >= 6);
+    const bad = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/CreateVolume', '{"name":"x;reboot","sizeBytes":"1048576"}'], { okExitCodes: [3] });
+    assert.match(bad.stdout, /^ERROR INVALID_ARGUMENT name: "x;reboot" is not a valid name/);
+  });
+
+  it('up again changes nothing; after an agent dies, up restarts only that one', async () => {
+    const again = await lab.up(options);
+    assert.deepEqual(again.processes.map((p) => p.pid).sort(), record.processes.map((p) => p.pid).sort());
+    const guestAgent = again.processes.find((p) => p.host === 'guest0' && p.name === 'agent')!;
+    process.kill(guestAgent.pid, 'SIGKILL');
+    for (let i = 0; i < 50 && (await isRunning(guestAgent)); i++) await new Promise((r) => setTimeout(r, 20));
+    const status = await lab.status(options.dir);
+    assert.notEqual(status.hosts.find((h) => h.name === 'guest0')!.agent, 'SERVING');
+    const healed = await lab.up(options);
+    const newGuest = healed.processes.find((p) => p.host === 'guest0' && p.name === 'agent')!;
+    assert.notEqual(newGuest.pid, guestAgent.pid);
+    assert.equal(healed.processes.find((p) => p.name === 'tgtd')!.pid, record.processes.find((p) => p.name === 'tgtd')!.pid, 'tgtd kept');
+    assert.equal(await checkHealth(record.hosts[2]!.agentAddress, insecure), 'SERVING');
+    record = healed;
+  });
+
+  it('down removes processes, namespaces, links, mounts and loop devices', async () => {
+    // What agents will leave in later issues: a loop device, a mount, a stray process.
+    const hostDir = path.join(options.dir, 'hosts', 'guest0');
+    const image = path.join(hostDir, 'disk.img');
+    await writeFile(image, '');
+    await runner.run('truncate', ['-s', '64M', image]);
+    const loop = (await runner.run('losetup', ['--find', '--show', image])).stdout.trim();
+    await runner.run('mkfs.ext4', ['-q', '-F', loop]);
+    const mountpoint = path.join(hostDir, 'mnt');
+    await mkdir(mountpoint, { recursive: true });
+    await runner.run('mount', [loop, mountpoint]);
+    const stray = await startInNamespace('stray', 'guest0', record.hosts[2]!.namespace, ['sleep', '300'], path.join(options.dir, 'logs', 'stray.log'));
+    const pids = [...record.processes.map((p) => p.pid), stray.pid];
+    assert.notDeepEqual(await leftovers(options, pids), NOTHING, 'there is something to remove');
+
+    const removed = await lab.down(options.name, options.dir);
+    assert.ok(removed.some((r) => r.startsWith('mount ')));
+    assert.ok(removed.some((r) => r.startsWith('loop device ')));
+    assert.ok(removed.some((r) => r === `process ${stray.pid} in ${record.hosts[2]!.namespace}`));
+    assert.deepEqual(await leftovers(options, pids), NOTHING);
+    assert.deepEqual(await lab.down(options.name, options.dir), [], 'a second down has nothing to do');
+    await access(path.join(options.dir, 'logs')); // logs stay for reading
+  });
+
+  it('down cleans up after a crash that left no record', async () => {
+    const fresh = await lab.up(options);
+    await rm(labFilePath(options.dir));
+    const removed = await lab.down(options.name, options.dir);
+    assert.ok(removed.some((r) => r.startsWith('namespace ')));
+    assert.deepEqual(await leftovers(options, fresh.processes.map((p) => p.pid)), NOTHING);
+    const stillThere = await getAgentInfo(fresh.hosts[0]!.agentAddress, insecure, 1000).then(() => true, () => false);
+    assert.equal(stillThere, false);
+  });
+});
