@@ -1,7 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -41,7 +40,8 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
   let lab: Lab;
   let record: LabFile;
   before(async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'vcstor-lab-'));
+    // A fixed place, so scripts/test.sh can remove a lab a killed run left behind.
+    const dir = '/var/lib/vcstor/test-lab';
     // TEST-NET-3, and a name of its own, so a lab someone left up does not clash.
     options = { name: 'vct', subnet: '203.0.113.0/24', storage: 1, dom0: 1, guests: 1, dir, agentPort: 50051 };
     lab = new Lab(runner, pino({ level: 'silent' }));
