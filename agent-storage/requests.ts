@@ -3,6 +3,7 @@ import type { CreateVolumeRequest__Output } from '../common/generated/vcstor/v1/
 import type { DeleteVolumeRequest__Output } from '../common/generated/vcstor/v1/DeleteVolumeRequest.js';
 import type { ExportIscsiRequest__Output } from '../common/generated/vcstor/v1/ExportIscsiRequest.js';
 import type { ExportNfsRequest__Output } from '../common/generated/vcstor/v1/ExportNfsRequest.js';
+import type { UnexportNfsRequest__Output } from '../common/generated/vcstor/v1/UnexportNfsRequest.js';
 import type { UnexportIscsiRequest__Output } from '../common/generated/vcstor/v1/UnexportIscsiRequest.js';
 import { validateChap, validateFsType } from '../common/requests.js';
 import { validateAddressOrCidr, validateHost, validateIqn, validateName, validatePathUnder, validateSize } from '../common/validate.js';
@@ -17,6 +18,18 @@ export function validateCreateVolumeRequest(request: CreateVolumeRequest__Output
   validateName('name', request.name);
   validatePool(request.pool);
   validateSize('size_bytes', request.sizeBytes, { min: 1024 * 1024 });
+}
+
+export function validateVolumeRef(name: string, pool: string): void {
+  validateName('name', name);
+  validatePool(pool);
+}
+
+export function validateUnexportNfsRequest(request: UnexportNfsRequest__Output, exportRoot: string): void {
+  if (request.source === 'volume') validateName('volume', request.volume ?? '');
+  else if (request.source === 'exportPath') validatePathUnder('export_path', request.exportPath ?? '', [exportRoot]);
+  else throw invalidArgument('source', 'give a volume or an export_path');
+  validatePool(request.pool);
 }
 
 export function validateDeleteVolumeRequest(request: DeleteVolumeRequest__Output): void {

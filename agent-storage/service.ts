@@ -1,9 +1,13 @@
-import type { AgentDefinition } from '../common/agent.js';
-import type { StorageAgentConfig } from '../common/config.js';
-import { notImplemented } from '../common/errors.js';
+import type { AgentDefinition, AgentRuntime } from '../common/agent.js';
+import { stateDirOf, type StorageAgentConfig } from '../common/config.js';
+import { VcstorError } from '../common/errors.js';
 import type { StorageAgentHandlers } from '../common/generated/vcstor/v1/StorageAgent.js';
 import { makeHandlers, type Operations } from '../common/handlers.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
+import { FilePoolVolumes } from './drivers/filepool.js';
+import { GaneshaNfsServer } from './drivers/ganesha.js';
+import { TgtIscsiTarget } from './drivers/tgt.js';
+import type { IscsiTargetDriver, NfsServerDriver, VolumeDriver } from './drivers/types.js';
 import { STORAGE_DRIVERS } from './drivers.js';
 import {
   validateCreateVolumeRequest,
@@ -11,12 +15,54 @@ import {
   validateExportIscsiRequest,
   validateExportNfsRequest,
   validateUnexportIscsiRequest,
+  validateUnexportNfsRequest,
+  validateVolumeRef,
 } from './requests.js';
+import { StorageRecordStore } from './state.js';
+import { StorageServer } from './storage.js';
+
+/** The drivers the config selects, built on the agent's command runner. */
+export async function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): Promise<{ volumes: VolumeDriver; target: IscsiTargetDriver; nfs: NfsServerDriver }> {
+  const { storage } = runtime.config;
+  const runner = runtime.runner;
+  let volumes: VolumeDriver;
+  if (storage.volumes.driver === 'filepool') {
+    volumes = new FilePoolVolumes({ runner, poolDir: storage.volumes.poolDir });
+  } else {
+    const { LvmVolumes } = await import('./drivers/lvm.js');
+    volumes = new LvmVolumes({
+      runner,
+      volumeGroup: storage.volumes.volumeGroup ?? '',
+      activation: storage.volumes.activation,
+      ...(storage.volumes.lvmSystemDir ? { lvmSystemDir: storage.volumes.lvmSystemDir } : {}),
+    });
+  }
+  let target: IscsiTargetDriver;
+  if (storage.iscsiTarget.driver === 'tgt') {
+    target = new TgtIscsiTarget({
+      runner,
+      controlPort: storage.iscsiTarget.tgtControlPort,
+      backingStoreType: storage.iscsiTarget.backingStoreType,
+      ...(storage.iscsiTarget.portal ? { portal: storage.iscsiTarget.portal } : {}),
+    });
+  } else {
+    const { LioTarget } = await import('./drivers/lio.js');
+    target = new LioTarget({ runner, ...(storage.iscsiTarget.portal ? { portal: storage.iscsiTarget.portal } : {}) });
+  }
+  let nfs: NfsServerDriver;
+  if (storage.nfsServer.driver === 'ganesha') {
+    nfs = new GaneshaNfsServer({ configFile: storage.nfsServer.ganeshaConfig, pidFile: storage.nfsServer.ganeshaPidFile });
+  } else {
+    const { KernelNfsServer } = await import('./drivers/kernel-nfs.js');
+    nfs = new KernelNfsServer({ runner, exportsFile: storage.nfsServer.exportsFile });
+  }
+  return { volumes, target, nfs };
+}
 
 /**
- * The storage server's agent. Requests are validated here, at the edge; the volume,
- * target and export operations arrive with their drivers (issue 3) and answer
- * UNIMPLEMENTED until then.
+ * The storage server's agent: requests are validated here, at the edge, then served by
+ * StorageServer. At start it converges the daemons with its record (so a restarted
+ * agent or tgtd loses no export), then keeps checking every reconcileIntervalMs.
  */
 export const storageAgent: AgentDefinition<StorageAgentConfig> = {
   role: 'storage',
@@ -26,30 +72,62 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
     'iscsi-target': config.storage.iscsiTarget.driver,
     'nfs-server': config.storage.nfsServer.driver,
   }),
-  createService(runtime, getInfo) {
+  async createService(runtime, getInfo) {
     const { storage } = runtime.config;
+    const drivers = await storageDrivers(runtime);
+    const server = new StorageServer({
+      ...drivers,
+      record: new StorageRecordStore(stateDirOf(runtime.config)),
+      runner: runtime.runner,
+      log: runtime.log,
+      iqnPrefix: storage.iscsiTarget.iqnPrefix,
+      exportRoot: storage.nfsServer.exportRoot,
+    });
+    try {
+      const repaired = await server.reconcile(runtime.shutdownSignal);
+      runtime.log.info({ repaired: repaired.length }, 'converged with the record');
+    } catch (err) {
+      // Serve anyway: the loop retries, and callers see precise errors meanwhile.
+      runtime.log.error({ err: err instanceof VcstorError ? err.message : err }, 'could not converge at start; will retry');
+    }
+    server.startReconcileLoop(storage.reconcileIntervalMs, runtime.shutdownSignal);
+
     const operations: Operations<StorageAgentHandlers> = {
       GetInfo: getInfo,
-      CreateVolume: async (request) => {
+      CreateVolume: async (request, { signal }) => {
         validateCreateVolumeRequest(request);
-        throw notImplemented('CreateVolume');
+        return server.createVolume(request, signal);
       },
-      DeleteVolume: async (request) => {
+      DeleteVolume: async (request, { signal }) => {
         validateDeleteVolumeRequest(request);
-        throw notImplemented('DeleteVolume');
+        return { deleted: await server.deleteVolume(request, signal) };
       },
-      ExportIscsi: async (request) => {
+      GetVolume: async (request, { signal }) => {
+        validateVolumeRef(request.name, request.pool);
+        return { volume: await server.getVolume(request.name, request.pool, signal) };
+      },
+      ListVolumes: async (request, { signal }) => {
+        if (request.pool !== '') validateVolumeRef('x', request.pool);
+        return { volumes: await server.listVolumes(request.pool, signal) };
+      },
+      ExportIscsi: async (request, { signal }) => {
         validateExportIscsiRequest(request, storage.iscsiTarget.requireChap);
-        throw notImplemented('ExportIscsi');
+        return server.exportIscsi(request, signal);
       },
-      UnexportIscsi: async (request) => {
+      UnexportIscsi: async (request, { signal }) => {
         validateUnexportIscsiRequest(request);
-        throw notImplemented('UnexportIscsi');
+        return { removed: await server.unexportIscsi(request, signal) };
       },
-      ExportNfs: async (request) => {
+      ListIscsiTargets: async (_request, { signal }) => ({ targets: await server.listIscsiTargets(signal) }),
+      ExportNfs: async (request, { signal }) => {
         validateExportNfsRequest(request, storage.nfsServer.exportRoot);
-        throw notImplemented('ExportNfs');
+        return server.exportNfs(request, signal);
       },
+      UnexportNfs: async (request, { signal }) => {
+        validateUnexportNfsRequest(request, storage.nfsServer.exportRoot);
+        return { removed: await server.unexportNfs(request, signal) };
+      },
+      ListNfsExports: async () => ({ exports: await server.listNfsExports() }),
     };
     const definition = loadVcstorProto().grpcObject.vcstor.v1.StorageAgent.service;
     return { name: SERVICE_NAMES.storage, definition, implementation: makeHandlers(definition, operations, runtime) };

@@ -27,7 +27,7 @@ export interface AgentDefinition<C extends AgentConfig> {
   /** The driver chosen for each concern, e.g. { "iscsi-target": "tgt" }. */
   selectedDrivers(config: C): Record<string, string>;
   /** The role's gRPC service; `getInfo` is the shared GetInfo operation. */
-  createService(runtime: AgentRuntime<C>, getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse>): ServedService;
+  createService(runtime: AgentRuntime<C>, getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse>): ServedService | Promise<ServedService>;
 }
 
 /** A started agent. */
@@ -68,7 +68,8 @@ export async function startAgent<C extends AgentConfig>(
     startedUnixMs: runtime.startedUnixMs,
     drivers: await describeDrivers(definition.drivers, definition.selectedDrivers(config)),
   });
-  const service = definition.createService(runtime, getInfo);
+  // Agents may converge with their record (re-apply exports, ...) before they serve.
+  const service = await definition.createService(runtime, getInfo);
   const server = await startGrpcServer({ listen: config.listen, tls: config.tls, services: [service], log: runtime.log });
   let stopping: Promise<void> | undefined;
   return {

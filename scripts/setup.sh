@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   iproute2 util-linux e2fsprogs openssl   # namespaces, veth, tc; losetup, nsenter; mkfs; test PKI
   tgt libiscsi-bin                        # user-space iSCSI target, libiscsi initiator tools
-  nfs-ganesha nfs-ganesha-vfs             # user-space NFS server
+  nfs-ganesha nfs-ganesha-vfs rpcbind     # user-space NFS server (v3 needs rpcbind)
+  libnfs-utils                            # nfs-ls, nfs-cp: a user-space NFS client for tests
   nats-server                             # progress and results
   python3-grpcio python3-protobuf         # an outside gRPC client for the tests
 )

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,7 +152,9 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         storage: {
           volumes: { driver: 'filepool', poolDir: path.join(hostDir, 'pool') },
           iscsiTarget: { driver: 'tgt', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, tgtControlPort: lab.tgtControlPort, requireChap: true },
-          nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf') },
+          nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf'), ganeshaPidFile: path.join(hostDir, 'ganesha.pid') },
+          // Quick repair in the lab: tests restart tgtd and expect exports back soon.
+          reconcileIntervalMs: 1000,
         },
       };
     case 'dom0':
@@ -171,10 +173,11 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
   }
 }
 
-function ganeshaConfig(hostDir: string, address: string): string {
+/** ganesha's base config; NFSv3 (which libnfs clients need) only where rpcbind runs. */
+function ganeshaConfig(hostDir: string, address: string, nfsV3: boolean): string {
   return [
-    '# Written by vcstor lab; the storage agent adds EXPORT blocks.',
-    `NFS_CORE_PARAM { Bind_addr = ${address}; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; Protocols = 4; Plugins_Dir = "/usr/lib/x86_64-linux-gnu/ganesha"; }`,
+    '# Written by vcstor lab; the storage agent adds EXPORT blocks in its own section.',
+    `NFS_CORE_PARAM { Bind_addr = ${address}; NFS_Port = 2049; MNT_Port = 20048; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; Protocols = ${nfsV3 ? '3, 4' : '4'}; Plugins_Dir = "/usr/lib/x86_64-linux-gnu/ganesha"; }`,
     `NFSv4 { Graceless = true; RecoveryRoot = "${path.join(hostDir, 'ganesha-recovery')}"; Only_Numeric_Owners = true; }`,
     '',
   ].join('\n');
@@ -198,6 +201,16 @@ function tcpOpen(host: string, port: number): Promise<boolean> {
       resolve(false);
     });
   });
+}
+
+/** True when a process named `name` runs anywhere on the machine. */
+async function programRunning(name: string): Promise<boolean> {
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+    if (comm.trim() === name) return true;
+  }
+  return false;
 }
 
 /** Progress of `up`/`down`, for people. */
@@ -294,7 +307,13 @@ export class Lab {
         const show = await this.runner.run('tgtadm', ['-C', String(lab.tgtControlPort), '--op', 'show', '--mode', 'system'], { okExitCodes: [0, 1, 107], timeoutMs: 2000 });
         return show.exitCode === 0;
       });
-      await writeFile(path.join(hostDir, 'ganesha.conf'), ganeshaConfig(hostDir, host.address));
+      // rpcbind's socket is a file (/run/rpcbind.sock) shared by all namespaces: one
+      // rpcbind, on storage0, so NFSv3 is served there and the others serve NFSv4.
+      const nfsV3 = host === storage0;
+      if (nfsV3) await ensure('rpcbind', host, ['rpcbind', '-f', '-w'], () => tcpOpen(host.address, 111));
+      // Written once: the storage agent keeps its exports in a section of this file.
+      const ganeshaConf = path.join(hostDir, 'ganesha.conf');
+      if (!(await access(ganeshaConf).then(() => true, () => false))) await writeFile(ganeshaConf, ganeshaConfig(hostDir, host.address, nfsV3));
       await ensure('ganesha', host, ['ganesha.nfsd', '-F', '-L', path.join(options.dir, 'logs', `${host.name}-ganesha.nfsd.log`), '-f', path.join(hostDir, 'ganesha.conf'), '-p', path.join(hostDir, 'ganesha.pid')], () => tcpOpen(host.address, 2049));
     }
 
@@ -321,7 +340,7 @@ export class Lab {
     const removed: string[] = [];
     const lab = await readLabFile(dir);
     // Agents first (they may hold sessions and mounts), then the daemons.
-    const order = ['agent', 'ganesha', 'nats-server', 'tgtd'];
+    const order = ['agent', 'ganesha', 'rpcbind', 'nats-server', 'tgtd'];
     const processes = [...(lab?.processes ?? [])].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
     const port = lab?.tgtControlPort ?? tgtControlPort(name);
     for (const proc of processes) {
@@ -339,6 +358,10 @@ export class Lab {
         await stopProcess({ pid, startTicks: ticks }, 2000);
         removed.push(`process ${pid} in ${ns}`);
       }
+    }
+    // rpcbind leaves its socket and lock; remove them once no rpcbind runs any more.
+    if (!(await programRunning('rpcbind'))) {
+      for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock']) await rm(f, { force: true });
     }
     await rm(`/var/run/tgtd/socket.${port}`, { force: true });
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });

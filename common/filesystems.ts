@@ -1,0 +1,106 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { VcstorError } from './errors.js';
+import type { CommandRunner } from './runner.js';
+
+/** A mounted filesystem, from /proc/self/mountinfo. */
+export interface MountEntry {
+  device: string;
+  mountpoint: string;
+  fsType: string;
+  options: string[];
+}
+
+/** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/** Parse /proc/self/mountinfo text. */
+export function parseMountinfo(text: string): MountEntry[] {
+  const entries: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const [before, after] = line.split(' - ');
+    const fields = (before ?? '').split(' ');
+    const tail = (after ?? '').split(' ');
+    entries.push({
+      mountpoint: unescapeMountinfo(fields[4] ?? ''),
+      options: (fields[5] ?? '').split(','),
+      fsType: tail[0] ?? '',
+      device: unescapeMountinfo(tail[1] ?? ''),
+    });
+  }
+  return entries;
+}
+
+/**
+ * Filesystems on block devices: probe, make, mount, unmount. Shared by the storage
+ * agent (volume filesystems for NFS exports), dom0 (file-iscsi) and guests.
+ */
+export class Filesystems {
+  constructor(private readonly runner: CommandRunner) {}
+
+  /** The filesystem type on `device` ("ext4"), or '' when it has none. */
+  async probe(device: string, signal: AbortSignal): Promise<string> {
+    // blkid exits 2 when it finds nothing to report.
+    const result = await this.runner.run('blkid', ['-p', '-o', 'value', '-s', 'TYPE', device], { okExitCodes: [0, 2], signal, timeoutMs: 30_000 });
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+  }
+
+  /** The UUID of the filesystem on `device`, or ''. */
+  async uuid(device: string, signal: AbortSignal): Promise<string> {
+    const result = await this.runner.run('blkid', ['-p', '-o', 'value', '-s', 'UUID', device], { okExitCodes: [0, 2], signal, timeoutMs: 30_000 });
+    return result.exitCode === 0 ? result.stdout.trim() : '';
+  }
+
+  /**
+   * Make a filesystem unless one of that type is there (idempotent). Another filesystem
+   * is FAILED_PRECONDITION unless `force`.
+   * @returns true when it made one.
+   */
+  async ensure(device: string, fsType: string, options: { force?: boolean; mkfsOptions?: readonly string[]; label?: string; signal: AbortSignal }): Promise<boolean> {
+    const existing = await this.probe(device, options.signal);
+    if (existing === fsType && !options.force) return false;
+    if (existing !== '' && !options.force) {
+      throw new VcstorError('FAILED_PRECONDITION', `${device} already has a ${existing} filesystem; set force to replace it with ${fsType}`);
+    }
+    const quiet = fsType === 'xfs' ? ['-f'] : ['-q', '-F'];
+    const label = options.label ? ['-L', options.label] : [];
+    await this.runner.run(`mkfs.${fsType}`, [...quiet, ...label, ...(options.mkfsOptions ?? []), device], { signal: options.signal, timeoutMs: 10 * 60_000 });
+    return true;
+  }
+
+  async mounts(): Promise<MountEntry[]> {
+    return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  }
+
+  /** What is mounted at `mountpoint`, if anything. */
+  async mountedAt(mountpoint: string): Promise<MountEntry | undefined> {
+    return (await this.mounts()).reverse().find((m) => m.mountpoint === mountpoint);
+  }
+
+  /**
+   * Mount `device` at `mountpoint` (made if missing). Idempotent: the same device there
+   * already is fine; another device there is FAILED_PRECONDITION.
+   * @returns false when it was mounted already.
+   */
+  async mount(device: string, mountpoint: string, options: { fsType?: string; mountOptions?: readonly string[]; signal: AbortSignal }): Promise<boolean> {
+    const current = await this.mountedAt(mountpoint);
+    if (current) {
+      if (current.device === device) return false;
+      throw new VcstorError('FAILED_PRECONDITION', `${mountpoint} already has ${current.device} mounted`);
+    }
+    await mkdir(mountpoint, { recursive: true });
+    const type = options.fsType ? ['-t', options.fsType] : [];
+    const opts = options.mountOptions && options.mountOptions.length > 0 ? ['-o', options.mountOptions.join(',')] : [];
+    await this.runner.run('mount', [...type, ...opts, device, mountpoint], { signal: options.signal, timeoutMs: 60_000 });
+    return true;
+  }
+
+  /** Unmount `mountpoint`. Idempotent: returns false when nothing was mounted there. */
+  async unmount(mountpoint: string, signal: AbortSignal): Promise<boolean> {
+    if (!(await this.mountedAt(mountpoint))) return false;
+    await this.runner.run('umount', [mountpoint], { signal, timeoutMs: 120_000 });
+    return true;
+  }
+}
