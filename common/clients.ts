@@ -51,12 +51,13 @@ export interface CallOptions {
   parent?: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 }
 
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: grpc.Metadata,
-  options: grpc.CallOptions,
-  callback: grpc.requestCallback<Res>,
-) => grpc.ClientUnaryCall;
+/**
+ * A generated client method. Its overloads end with `(request, callback)`, the one
+ * TypeScript infers from, so Req and Res come out right; it is called with metadata
+ * and options, which every overload set of grpc-js accepts.
+ */
+type UnaryMethod<Req, Res> = (request: Req, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+type FullUnaryMethod<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
 /**
  * Call a unary method as a promise with a deadline and cancellation, e.g.
@@ -71,7 +72,8 @@ export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Re
       reject(new VcstorError('CANCELLED', 'the call was cancelled before it started'));
       return;
     }
-    const call = method.call(client, request, new grpc.Metadata(), callOptions, (err, response) => {
+    const full = method as unknown as FullUnaryMethod<Req, Res>;
+    const call = full.call(client, request, new grpc.Metadata(), callOptions, (err, response) => {
       options.signal?.removeEventListener('abort', onAbort);
       if (err) reject(fromGrpcError(err, `${client.getChannel().getTarget()}`));
       else resolve(response as Res);

@@ -133,10 +133,11 @@ export class FilePoolVolumes implements VolumeDriver {
     const meta = await this.readMeta(name);
     const image = this.image(name);
     const exists = meta !== undefined || (await stat(image).catch(() => undefined)) !== undefined;
+    if (!exists) return false;
     await this.loops.detachFile(image, signal);
     await rm(image, { force: true });
     await rm(this.meta(name), { force: true });
-    return exists;
+    return true;
   }
 
   async get(name: string, signal: AbortSignal): Promise<VolumeInfo | undefined> {

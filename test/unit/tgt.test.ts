@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CommandError } from '../../common/runner.js';
+import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { parseTgtAccounts, parseTgtShow, TgtIscsiTarget } from '../../agent-storage/drivers/tgt.js';
+
+/** `tgtadm --mode target --op show` captured from tgtd here, with one initiator logged in. */
+const SHOW = readFileSync(fileURLToPath(new URL('../../../test/fixtures/tgtadm-show-target.txt', import.meta.url)), 'utf8');
+const IQN = 'iqn.2026-11.org.vcstor.lab:vol0';
+const never = new AbortController().signal;
+
+describe('tgt driver', () => {
+  it('parses targets, LUNs, sessions, accounts and ACLs from real output', () => {
+    const [target] = parseTgtShow(SHOW);
+    assert.ok(target);
+    assert.equal(target.tid, 1);
+    assert.equal(target.iqn, IQN);
+    assert.deepEqual(target.luns, [
+      { lun: 0, type: 'controller', backingPath: '' },
+      { lun: 1, type: 'disk', backingPath: '/tmp/t/lun.img' },
+    ]);
+    assert.deepEqual(target.sessions, [{ initiatorIqn: 'iqn.2026-11.org.vcstor.lab:guest0', address: '203.0.113.6' }]);
+    assert.deepEqual(target.accounts, [{ user: 'alice', outgoing: false }, { user: 'tgtmutual', outgoing: true }]);
+    assert.deepEqual(target.acl, ['203.0.113.6', 'iqn.2026-11.org.vcstor.lab:guest0']);
+    assert.deepEqual(parseTgtShow(''), []);
+    assert.deepEqual(parseTgtAccounts('Account list:\n    tgtmutual\n    alice\n'), ['tgtmutual', 'alice']);
+  });
+
+  it('lists targets with ACLs split into names and addresses', async () => {
+    const runner = new RecordingCommandRunner().on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW });
+    const [state] = await new TgtIscsiTarget({ runner, controlPort: 7 }).listTargets(never);
+    assert.deepEqual(state, {
+      iqn: IQN,
+      luns: [{ lun: 1, backingPath: '/tmp/t/lun.img' }],
+      allowedInitiators: ['iqn.2026-11.org.vcstor.lab:guest0'],
+      allowedAddresses: ['203.0.113.6'],
+      allowAnyInitiator: false,
+      chapUsers: ['alice'],
+      mutualChapUser: 'tgtmutual',
+      sessions: [{ initiatorIqn: 'iqn.2026-11.org.vcstor.lab:guest0', address: '203.0.113.6' }],
+    });
+  });
+
+  it('creates a target with its LUN, ACL and mutual CHAP: the exact commands, secrets masked', async () => {
+    const runner = new RecordingCommandRunner()
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW })
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'account', '--op', 'show'], { stdout: 'Account list:\n    alice\n    tgtmutual\n' })
+      .when((cmd) => cmd === 'tgtadm', {});
+    await new TgtIscsiTarget({ runner, controlPort: 7 }).ensureExport(
+      {
+        iqn: 'iqn.2026-11.org.vcstor.lab:vol1',
+        lun: 1,
+        backingPath: '/srv/pool/vol1.img',
+        allowedInitiators: ['iqn.2026-11.org.vcstor.lab:guest1'],
+        allowedAddresses: [],
+        allowAnyInitiator: false,
+        chap: { username: 'bob', password: 'bobsecret123', mutualUsername: 'storage0', mutualPassword: 'targetsecret9' },
+      },
+      never,
+    );
+    const T = 'tgtadm -C 7 --lld iscsi';
+    assert.deepEqual(runner.lines, [
+      `${T} --mode target --op show`,
+      `${T} --mode target --op new --tid 2 --targetname iqn.2026-11.org.vcstor.lab:vol1`,
+      `${T} --mode logicalunit --op new --tid 2 --lun 1 --backing-store /srv/pool/vol1.img --bstype aio`,
+      `${T} --mode target --op bind --tid 2 --initiator-name iqn.2026-11.org.vcstor.lab:guest1`,
+      `${T} --mode account --op show`,
+      `${T} --mode account --op new --user bob --password ***`,
+      `${T} --mode account --op new --user storage0 --password ***`,
+      `${T} --mode account --op bind --tid 2 --user bob`,
+      `${T} --mode account --op bind --tid 2 --user storage0 --outgoing`,
+    ]);
+    assert.doesNotMatch(runner.lines.join('\n'), /bobsecret123|targetsecret9/);
+  });
+
+  it('changes nothing on a target that already matches (idempotent)', async () => {
+    const runner = new RecordingCommandRunner()
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW })
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'account', '--op', 'show'], { stdout: 'Account list:\n    tgtmutual\n    alice\n' });
+    await new TgtIscsiTarget({ runner, controlPort: 7 }).ensureExport(
+      {
+        iqn: IQN,
+        lun: 1,
+        backingPath: '/tmp/t/lun.img',
+        allowedInitiators: ['iqn.2026-11.org.vcstor.lab:guest0'],
+        allowedAddresses: ['203.0.113.6'],
+        allowAnyInitiator: false,
+        chap: { username: 'alice', password: 'secretpass12', mutualUsername: 'tgtmutual', mutualPassword: 'mutualpass123' },
+      },
+      never,
+    );
+    assert.deepEqual(runner.lines.filter((l) => !/--op show/.test(l)), []);
+  });
+
+  it('refuses to remove a target with sessions unless forced, then drops its unused accounts', async () => {
+    const make = () =>
+      new RecordingCommandRunner().on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW }).when((cmd) => cmd === 'tgtadm', {});
+    const polite = make();
+    await assert.rejects(new TgtIscsiTarget({ runner: polite, controlPort: 7 }).removeTarget(IQN, false, never), /initiators logged in: iqn.2026-11.org.vcstor.lab:guest0 \(203.0.113.6\)/);
+    const forced = make();
+    assert.equal(await new TgtIscsiTarget({ runner: forced, controlPort: 7 }).removeTarget(IQN, true, never), true);
+    assert.deepEqual(forced.lines.slice(1), [
+      'tgtadm -C 7 --lld iscsi --mode target --op delete --force --tid 1',
+      'tgtadm -C 7 --lld iscsi --mode account --op delete --user alice',
+      'tgtadm -C 7 --lld iscsi --mode account --op delete --user tgtmutual',
+    ]);
+    assert.equal(await new TgtIscsiTarget({ runner: make(), controlPort: 7 }).removeTarget('iqn.2026-11.org.vcstor.lab:gone', false, never), false);
+  });
+
+  it('says tgtd is not running when its control port does not answer', async () => {
+    const runner = new RecordingCommandRunner().when(() => true, {
+      exitCode: 107,
+      stderr: 'tgtadm: failed to send request hdr to tgt daemon, Transport endpoint is not connected',
+    });
+    await assert.rejects(new TgtIscsiTarget({ runner, controlPort: 9 }).listTargets(never), (err: unknown) => {
+      assert.ok(err instanceof CommandError || (err instanceof Error && 'code' in err));
+      assert.equal((err as { code: string }).code, 'UNAVAILABLE');
+      assert.match((err as Error).message, /tgtd is not running on control port 9/);
+      return true;
+    });
+  });
+});
