@@ -146,16 +146,20 @@ export class StorageServer {
 
   // ---- iSCSI ----
 
-  private async exportSpec(e: IscsiExportRecord, signal: AbortSignal): Promise<IscsiExportSpec> {
+  /** The target spec of a record, less its backing path. */
+  private specOf(e: IscsiExportRecord): Omit<IscsiExportSpec, 'backingPath'> {
     return {
       iqn: e.iqn,
       lun: e.lun,
-      backingPath: await this.o.volumes.backingPath(e.volume, signal),
       allowedInitiators: e.allowedInitiators,
       allowedAddresses: e.allowedAddresses,
       allowAnyInitiator: e.allowAnyInitiator,
       ...(e.chap ? { chap: e.chap } : {}),
     };
+  }
+
+  private async exportSpec(e: IscsiExportRecord, signal: AbortSignal): Promise<IscsiExportSpec> {
+    return { ...this.specOf(e), backingPath: await this.o.volumes.backingPath(e.volume, signal) };
   }
 
   private sameIscsi(a: IscsiExportRecord, b: IscsiExportRecord): boolean {
@@ -268,9 +272,10 @@ export class StorageServer {
   }
 
   private async describeTarget(iqn: string, signal: AbortSignal): Promise<IscsiTarget> {
-    const [states, record, volumes] = await Promise.all([this.o.target.listTargets(signal), this.o.record.load(), this.o.volumes.list(signal)]);
-    const byName = new Map(volumes.map((v) => [v.name, v]));
-    return this.toTarget(states.find((s) => s.iqn === iqn), record.iscsi.find((e) => e.iqn === iqn), iqn, byName);
+    const [states, record] = await Promise.all([this.o.target.listTargets(signal), this.o.record.load()]);
+    const e = record.iscsi.find((x) => x.iqn === iqn);
+    const volume = e ? await this.o.volumes.get(e.volume, signal) : undefined;
+    return this.toTarget(states.find((s) => s.iqn === iqn), e, iqn, new Map(volume ? [[volume.name, volume]] : []));
   }
 
   /** Every target on the target server, with the agent's knowledge of its volume. */
@@ -426,23 +431,24 @@ export class StorageServer {
     const record = await this.o.record.load();
     const targets = new Map((await this.o.target.listTargets(signal)).map((t) => [t.iqn, t]));
     for (const e of [...record.iscsi]) {
+      // Only what needs repair takes a lock; a volume busy with a client call is skipped
+      // this round (and the client never waits on a no-op check).
+      if (e.state === 'active') {
+        const backing = await this.o.volumes.backingPath(e.volume, signal).catch(() => undefined);
+        if (backing && this.targetMatches(targets.get(e.iqn), { ...this.specOf(e), backingPath: backing })) continue;
+      }
       await this.locks
-        .with(`volume:${e.volume}`, `volume ${e.volume}`, async () => {
+        .tryBackground(`volume:${e.volume}`, async () => {
           if (!record.iscsi.includes(e)) return;
           if (e.state === 'removing') {
             await this.removeIscsi(e, true, signal);
             repaired.push(`finished removing target ${e.iqn}`);
             return;
           }
-          const spec = await this.exportSpec(e, signal);
-          if (!this.targetMatches(targets.get(e.iqn), spec)) {
-            await this.o.target.ensureExport(spec, signal);
-            repaired.push(`re-applied target ${e.iqn}`);
-          }
+          await this.o.target.ensureExport(await this.exportSpec(e, signal), signal);
+          repaired.push(`re-applied target ${e.iqn}`);
         })
-        .catch((err: unknown) => {
-          if (!(err instanceof VcstorError && err.code === 'ABORTED')) this.o.log.error({ err, iqn: e.iqn }, 'reconcile: target not repaired');
-        });
+        .catch((err: unknown) => this.o.log.error({ err, iqn: e.iqn }, 'reconcile: target not repaired'));
     }
     for (const e of [...record.nfs]) {
       if (e.state === 'removing') {

@@ -2,7 +2,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, writeFile } f
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
-import { LoopDevices } from '../../common/loop-devices.js';
+import { LoopDevices, type LoopDevice } from '../../common/loop-devices.js';
 import type { CommandRunner } from '../../common/runner.js';
 import type { OperationContext, VolumeDriver, VolumeInfo, VolumeSpec } from './types.js';
 
@@ -65,7 +65,8 @@ export class FilePoolVolumes implements VolumeDriver {
     }
   }
 
-  private async info(meta: VolumeMeta, signal: AbortSignal): Promise<VolumeInfo | undefined> {
+  /** @param loops the machine's loop devices, when the caller listed them already. */
+  private async info(meta: VolumeMeta, signal: AbortSignal, loops?: LoopDevice[]): Promise<VolumeInfo | undefined> {
     let allocated: number;
     try {
       allocated = (await stat(this.image(meta.name))).blocks * 512;
@@ -73,7 +74,8 @@ export class FilePoolVolumes implements VolumeDriver {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    const [device] = await this.loops.find(this.image(meta.name), signal);
+    const image = this.image(meta.name);
+    const device = (loops ?? (await this.loops.list(signal))).find((d) => d.backingFile === image && d.offset === 0);
     return { ...meta, pool: this.pool, allocatedBytes: allocated, blockDevice: device?.name ?? '', driver: this.driver };
   }
 
@@ -148,7 +150,14 @@ export class FilePoolVolumes implements VolumeDriver {
   async list(signal: AbortSignal): Promise<VolumeInfo[]> {
     await this.ensurePoolDir();
     const names = (await readdir(this.options.poolDir)).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -5));
-    const volumes = await Promise.all(names.map((name) => this.get(name, signal)));
+    // One losetup call for the whole listing, not one per volume.
+    const loops = await this.loops.list(signal);
+    const volumes = await Promise.all(
+      names.map(async (name) => {
+        const meta = await this.readMeta(name);
+        return meta ? this.info(meta, signal, loops) : undefined;
+      }),
+    );
     return volumes.filter((v): v is VolumeInfo => v !== undefined).sort((a, b) => a.name.localeCompare(b.name));
   }
 
