@@ -113,8 +113,8 @@ export function checkExit(result: CommandResult, options: RunOptions): CommandRe
     new CommandError('INTERNAL', `${commandLine} exited with ${result.exitCode}${why ? `: ${why}` : ''}`, {
       commandLine,
       exitCode: result.exitCode,
-      stdout: result.stdout,
-      stderr: result.stderr,
+      stdout: maskSensitive(result.stdout, options.sensitive),
+      stderr: maskSensitive(result.stderr, options.sensitive),
     }),
   ) as never;
 }
@@ -168,13 +168,14 @@ export class ExecaCommandRunner implements CommandRunner {
     clearTimeout(escalation);
     options.signal?.removeEventListener('abort', onAbort);
     const durationMs = Math.round(performance.now() - started);
-    const stdout = String(result.stdout ?? '');
-    const stderr = String(result.stderr ?? '');
+    const rawStdout = String(result.stdout ?? '');
+    const rawStderr = String(result.stderr ?? '');
+    // What goes into an error is masked: tools echo secrets (targetcli prints passwords).
+    const stdout = maskSensitive(rawStdout, options.sensitive);
+    const stderr = maskSensitive(rawStderr, options.sensitive);
     if ((result as { code?: string }).code === 'ENOENT') {
-      throw new CommandError('UNAVAILABLE', `${command} is not installed on this host (not found in PATH)`, {
-        commandLine,
-        cause: result,
-      });
+      // No `cause`: execa's result holds the raw arguments, secrets included.
+      throw new CommandError('UNAVAILABLE', `${command} is not installed on this host (not found in PATH)`, { commandLine });
     }
     if (stoppedFor === 'timeout') {
       throw new CommandError('DEADLINE_EXCEEDED', `${commandLine} did not finish within ${timeoutMs} ms and was killed`, {
@@ -189,9 +190,9 @@ export class ExecaCommandRunner implements CommandRunner {
     }
     if (result.exitCode === undefined) {
       const why = result.signal ? `was killed by ${result.signal}` : `could not run: ${maskSensitive(String(result.originalMessage ?? ''), options.sensitive)}`;
-      throw new CommandError('INTERNAL', `${commandLine} ${why}`, { commandLine, stdout, stderr, cause: result });
+      throw new CommandError('INTERNAL', `${commandLine} ${why}`, { commandLine, stdout, stderr });
     }
     this.log?.debug({ cmd: commandLine, exitCode: result.exitCode, ms: durationMs }, 'ran');
-    return checkExit({ command, args, exitCode: result.exitCode, stdout, stderr, durationMs }, options);
+    return checkExit({ command, args, exitCode: result.exitCode, stdout: rawStdout, stderr: rawStderr, durationMs }, options);
   }
 }

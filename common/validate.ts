@@ -216,12 +216,13 @@ export function validateText(field: string, value: string, maxLength = 256): str
 }
 
 /**
- * A CHAP secret: 12-16 printable ASCII characters without spaces (tgt and LIO both
- * accept these; RFC 3720 recommends at least 12). Its value never appears in messages.
+ * A CHAP secret: 12-16 characters of letters, digits and _ + / . ~ @ : ( ) < > -
+ * (what both tgtadm and targetcli's argument parser pass through intact; RFC 3720
+ * recommends at least 12). Its value never appears in messages.
  */
 export function validateChapSecret(field: string, value: string): string {
-  if (!/^[\x21-\x7e]{12,16}$/.test(value)) {
-    throw invalidArgument(field, 'must be 12-16 printable ASCII characters without spaces');
+  if (!/^[A-Za-z0-9_+/.~@:()<>-]{12,16}$/.test(value)) {
+    throw invalidArgument(field, 'must be 12-16 characters of letters, digits and _ + / . ~ @ : ( ) < > -');
   }
   return value;
 }

@@ -1,14 +1,12 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import { LoopDevices, type LoopDevice } from '../../common/loop-devices.js';
 import type { CommandRunner } from '../../common/runner.js';
+import { zeroFill } from '../../common/zero-fill.js';
 import type { OperationContext, VolumeDriver, VolumeInfo, VolumeSpec } from './types.js';
 
 const MIB = 1024 * 1024;
-/** Zero-fill in 4 MiB writes: large enough to stream, small enough to cancel quickly. */
-const ZERO_CHUNK = Buffer.alloc(4 * MIB);
 
 /** What the pool records beside each image file. */
 interface VolumeMeta {
@@ -109,9 +107,9 @@ export class FilePoolVolumes implements VolumeDriver {
         if (spec.provisioning === 'sparse') {
           await file.truncate(sizeBytes);
         } else {
-          await zeroFill(file, sizeBytes, ctx);
+          await zeroFill(file, sizeBytes, ctx.signal, ctx.onProgress);
         }
-        await file.datasync();
+        if (spec.provisioning === 'sparse') await file.datasync();
       } finally {
         await file.close();
       }
@@ -181,16 +179,5 @@ export class FilePoolVolumes implements VolumeDriver {
 
   private async ensurePoolDir(): Promise<void> {
     await mkdir(this.options.poolDir, { recursive: true, mode: 0o700 });
-  }
-}
-
-async function zeroFill(file: FileHandle, sizeBytes: number, ctx: OperationContext): Promise<void> {
-  let written = 0;
-  while (written < sizeBytes) {
-    if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted');
-    const length = Math.min(ZERO_CHUNK.length, sizeBytes - written);
-    const { bytesWritten } = await file.write(ZERO_CHUNK, 0, length, written);
-    written += bytesWritten;
-    ctx.onProgress?.(written, sizeBytes);
   }
 }

@@ -2,6 +2,7 @@ import { access, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { invalidArgument, VcstorError } from '../../common/errors.js';
+import { zeroFillPath } from '../../common/zero-fill.js';
 import { CommandError, formatCommandLine, type CommandResult, type CommandRunner, type RunOptions } from '../../common/runner.js';
 import { validateName, validateSize } from '../../common/validate.js';
 import type { OperationContext, VolumeDriver, VolumeInfo, VolumeSpec } from './types.js';
@@ -21,12 +22,23 @@ import type { OperationContext, VolumeDriver, VolumeInfo, VolumeSpec } from './t
 
 /** The LVM tag that marks a logical volume as vcstor's. */
 export const VCSTOR_LV_TAG = 'vcstor';
+/**
+ * Marks an LV whose zero-fill has not finished: an LV is handed out only once zeroed,
+ * so a new tenant never reads a deleted volume's data. A create that finds the tag
+ * (after a crash mid-fill) zeroes the LV again.
+ */
+export const ZEROING_LV_TAG = 'vcstor_zeroing';
 
 /** LVM's default extent size (vgcreate -s), used by roundSize until the VG was read. */
 export const LVM_DEFAULT_EXTENT_BYTES = 4 * 1024 * 1024;
 
 /** How an {@link LvmVolumes} reaches its volume group. */
+/** Writes zeros over a device: the real one opens and writes it; tests record the call. */
+export type ZeroFiller = (device: string, sizeBytes: number, signal: AbortSignal, onProgress?: (done: number, total: number) => void) => Promise<void>;
+
 export interface LvmVolumesOptions {
+  /** How new LVs are zeroed; default: write zeros through the block device. */
+  zeroFill?: ZeroFiller;
   /** Runs lvcreate, lvs, losetup, ...: argument arrays, never a shell. */
   runner: CommandRunner;
   /** The volume group that holds vcstor's volumes (it must exist; vcstor never creates it). */
@@ -166,7 +178,10 @@ export class LvmVolumes implements VolumeDriver {
     this.activation = options.activation;
     this.lvmEnvironment = options.lvmSystemDir === undefined ? undefined : { LVM_SYSTEM_DIR: options.lvmSystemDir };
     this.deviceDirectory = options.deviceDirectory ?? '/dev';
+    this.zeroFill = options.zeroFill ?? zeroFillPath;
   }
+
+  private readonly zeroFill: ZeroFiller;
 
   /**
    * `sizeBytes` rounded up to whole extents of the volume group. Exact once any method
@@ -210,10 +225,17 @@ export class LvmVolumes implements VolumeDriver {
     const group = await this.readVolumeGroup(signal);
     const sizeBytes = roundUp(spec.sizeBytes, group.extentBytes);
     const existing = await this.findLogicalVolume(name, signal);
-    if (existing) return { volume: await this.describeOne(this.requireSameVolume(existing, sizeBytes), signal), created: false };
+    if (existing) {
+      const same = this.requireSameVolume(existing, sizeBytes);
+      if (same.tags.includes(ZEROING_LV_TAG)) {
+        await this.zeroAndRelease(name, sizeBytes, ctx);
+        return { volume: await this.describeOne((await this.findLogicalVolume(name, signal)) ?? same, signal), created: true };
+      }
+      return { volume: await this.describeOne(same, signal), created: false };
+    }
     if (sizeBytes > group.freeBytes) throw this.noSpace(name, sizeBytes, group.freeBytes);
 
-    const args = ['--yes', '--name', name, '--size', `${sizeBytes}b`, '--addtag', VCSTOR_LV_TAG];
+    const args = ['--yes', '--name', name, '--size', `${sizeBytes}b`, '--addtag', VCSTOR_LV_TAG, '--addtag', ZEROING_LV_TAG];
     // Without device-mapper the LV cannot be activated, and zeroing its start needs an
     // active device: ask for neither, so lvcreate does not try.
     if (!this.activation) args.push('-Zn', '--activate', 'n');
@@ -234,11 +256,33 @@ export class LvmVolumes implements VolumeDriver {
       }
       throw err;
     }
+    try {
+      await this.zeroAndRelease(name, sizeBytes, ctx);
+    } catch (err) {
+      if (err instanceof VcstorError && (err.code === 'CANCELLED' || err.code === 'DEADLINE_EXCEEDED')) {
+        await this.removeInterruptedCreate(name, sizeBytes);
+      }
+      throw err;
+    }
     const created = await this.findLogicalVolume(name, signal);
     if (!created) {
       throw new VcstorError('INTERNAL', `lvcreate reported success but logical volume ${this.pool}/${name} is not listed by lvs`);
     }
     return { volume: await this.describeOne(created, signal), created: true };
+  }
+
+  /**
+   * Zero the whole LV through its block device (lvcreate zeroes at most its first 4 KiB,
+   * and nothing without activation), unmap the device again, then drop the zeroing tag.
+   */
+  private async zeroAndRelease(name: string, sizeBytes: number, ctx: OperationContext): Promise<void> {
+    const device = await this.attachBlockDevice(name, ctx.signal);
+    try {
+      await this.zeroFill(device, sizeBytes, ctx.signal, ctx.onProgress);
+    } finally {
+      await this.detachBlockDevice(name, new AbortController().signal);
+    }
+    await this.runLvm('lvchange', ['--deltag', ZEROING_LV_TAG, `${this.pool}/${name}`], ctx.signal);
   }
 
   /**

@@ -67,7 +67,7 @@ describe('the gRPC edge', () => {
   const captured = capturingLogger();
   before(async () => {
     storage = await startTestAgent('storage', {}, captured.log);
-    dom0 = await startTestAgent('dom0', { dom0: { imageRoots: ['/var/lib/vcstor/images'], mountRoot: '/mnt/vcstor' } });
+    dom0 = await startTestAgent('dom0', { dom0: { imageRoots: ['/var/lib/vcstor/images'], mountRoot: '/mnt/vcstor' } }); // validation only: nothing is created
     guest = await startTestAgent('guest', { guest: { mountRoot: '/mnt/vcstor' } });
   });
   after(async () => {
@@ -83,8 +83,8 @@ describe('the gRPC edge', () => {
       await expectCode(create('vol0', 0), 'INVALID_ARGUMENT', /size_bytes: 0 bytes is too small/);
       await expectCode(create('vol0', -1), 'INVALID_ARGUMENT', /size_bytes: -1 bytes is too small/);
       await expectCode(create('vol0', 2 ** 52), 'INVALID_ARGUMENT', /size_bytes: .* is too large/);
-      // A valid request passes the edge and reaches the (not yet implemented) volume code.
-      await expectCode(create('vol0', 1 << 30), 'UNIMPLEMENTED', /CreateVolume is not implemented/);
+      // A valid request passes the edge and reaches the volume code, which knows no pool "other".
+      await expectCode(unary(client, client.CreateVolume, { name: 'vol0', sizeBytes: 1 << 30, pool: 'other' }, { timeoutMs: 5000 }), 'NOT_FOUND', /no pool other/);
     } finally {
       client.close();
     }
@@ -107,7 +107,7 @@ describe('the gRPC edge', () => {
       await expectCode(
         unary(client, client.ExportIscsi, { volume: 'vol0', allowAnyInitiator: true, chap: { username: 'alice', password: 'short' } }, { timeoutMs: 5000 }),
         'INVALID_ARGUMENT',
-        /chap.password: must be 12-16 printable/,
+        /chap.password: must be 12-16 characters/,
       );
     } finally {
       client.close();
@@ -162,9 +162,9 @@ describe('the gRPC edge', () => {
   });
 
   it('answers UNIMPLEMENTED, naming the operation, for what later issues add', async () => {
-    const client = makeClient('storage', storage.server.address, insecure);
+    const client = makeClient('dom0', dom0.server.address, insecure);
     try {
-      await expectCode(unary(client, client.ListVolumes, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /ListVolumes is not implemented by this agent version/);
+      await expectCode(unary(client, client.ListImages, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /ListImages is not implemented by this agent version/);
     } finally {
       client.close();
     }

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { startAgent, type AgentDefinition, type RunningAgent } from '../../common/agent.js';
@@ -25,12 +28,48 @@ export function capturingLogger(): { log: Logger; lines: string[] } {
   return { log: pino({ level: 'debug' }, sink), lines };
 }
 
-/** Start an agent of `role` on 127.0.0.1 (a free port), plaintext unless `tls` is given. */
+/** A private directory per test agent: nothing a test agent does touches the host's paths. */
+const scratch = mkdtempSync(path.join(tmpdir(), 'vcstor-test-agents-'));
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
+
+function privatePaths(role: AgentRole, dir: string): Record<string, unknown> {
+  switch (role) {
+    case 'storage':
+      return {
+        storage: {
+          volumes: { driver: 'filepool', poolDir: path.join(dir, 'pool') },
+          // A control port no tgtd listens on: calls that reach tgt fail, none touch a real one.
+          iscsiTarget: { driver: 'tgt', tgtControlPort: 65_000 },
+          nfsServer: { driver: 'ganesha', exportRoot: path.join(dir, 'exports'), ganeshaConfig: path.join(dir, 'ganesha.conf'), ganeshaPidFile: path.join(dir, 'ganesha.pid') },
+          reconcileIntervalMs: 3_600_000,
+        },
+      };
+    case 'dom0':
+      return { dom0: { imageRoots: [path.join(dir, 'images')], mountRoot: path.join(dir, 'mnt'), hypervisor: { driver: 'sandbox', configDir: path.join(dir, 'domains') } } };
+    case 'guest':
+      return { guest: { mountRoot: path.join(dir, 'mnt') } };
+  }
+}
+
+/**
+ * Start an agent of `role` on 127.0.0.1 (a free port), plaintext unless `tls` is given,
+ * with every directory private to it (`extra` may override them).
+ */
 export async function startTestAgent(
   role: AgentRole,
   extra: Record<string, unknown> = {},
   log?: Logger,
 ): Promise<RunningAgent> {
-  const config = agentConfigSchema.parse({ role, name: `${role}-test`, listen: '127.0.0.1:0', tls: { insecure: true }, logLevel: 'warn', ...extra });
+  const dir = mkdtempSync(path.join(scratch, `${role}-`));
+  const config = agentConfigSchema.parse({
+    role,
+    name: `${role}-test`,
+    listen: '127.0.0.1:0',
+    tls: { insecure: true },
+    logLevel: 'warn',
+    stateDir: path.join(dir, 'state'),
+    ...privatePaths(role, dir),
+    ...extra,
+  });
   return startAgent(config, DEFINITIONS[role], { log: log ?? pino({ level: 'silent' }) });
 }

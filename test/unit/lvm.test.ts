@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -141,7 +141,7 @@ const LINES = {
   segments: `lvs ${REPORT} -o lv_name,seg_pe_ranges vcstortest/vol1`,
   pvs: `pvs ${REPORT} -o pv_name,vg_name,pe_start,pv_size /dev/loop0`,
   loops: 'losetup --json --list -O NAME,BACK-FILE,OFFSET,SIZELIMIT',
-  createVol1: 'lvcreate --yes --name vol1 --size 12582912b --addtag vcstor -Zn --activate n vcstortest',
+  createVol1: 'lvcreate --yes --name vol1 --size 12582912b --addtag vcstor --addtag vcstor_zeroing -Zn --activate n vcstortest',
   mapVol1: 'losetup --find --show --offset 1048576 --sizelimit 12582912 /dev/loop0',
   detachLoop1: 'losetup --detach /dev/loop1',
   removeVol1: 'lvremove --yes vcstortest/vol1',
@@ -183,12 +183,25 @@ function machine(overrides: Partial<Machine> = {}): { runner: RecordingCommandRu
     .on('lvremove', [], () => state.lvremove)
     .on('losetup', ['--json', '--list'], () => ({ stdout: (state.loops.length > 1 ? state.loops.shift() : state.loops[0]) ?? '' }))
     .on('losetup', ['--find'], { stdout: LOSETUP_FIND })
-    .on('losetup', ['--detach'], {});
+    .on('losetup', ['--detach'], {})
+    .on('lvchange', ['--deltag'], {});
   return { runner, state };
 }
 
+/** Zero-fills the driver asked for; never a real device in unit tests. */
+const zeroed: Array<{ device: string; sizeBytes: number }> = [];
+
 function lvm(runner: RecordingCommandRunner, options: { activation?: boolean; lvmSystemDir?: string; deviceDirectory?: string } = {}): LvmVolumes {
-  return new LvmVolumes({ runner, volumeGroup: VG, activation: options.activation ?? false, lvmSystemDir: 'lvmSystemDir' in options ? options.lvmSystemDir : LVM_SYSTEM_DIR, deviceDirectory: options.deviceDirectory });
+  return new LvmVolumes({
+    runner,
+    volumeGroup: VG,
+    activation: options.activation ?? false,
+    lvmSystemDir: 'lvmSystemDir' in options ? options.lvmSystemDir : LVM_SYSTEM_DIR,
+    deviceDirectory: options.deviceDirectory,
+    zeroFill: async (device, sizeBytes) => {
+      zeroed.push({ device, sizeBytes });
+    },
+  });
 }
 
 /** An assert.rejects checker: a VcstorError with this code and a message matching `message`. */
@@ -203,7 +216,7 @@ function vcstorError(code: ErrorCode, message?: RegExp): (err: unknown) => boole
 
 describe('LvmVolumes (command lines, captured outputs)', () => {
   describe('create', () => {
-    it('creates an inactive, unzeroed, tagged linear LV rounded up to whole extents, with the private lvm.conf', async () => {
+    it('creates an inactive, tagged linear LV rounded up to whole extents, zeroes all of it through a loop device, then clears the zeroing tag', async () => {
       const { runner } = machine({
         vgs: VGS_EMPTY, lvs: LVS_EMPTY,
         lvcreate: (state) => {
@@ -212,9 +225,15 @@ describe('LvmVolumes (command lines, captured outputs)', () => {
         },
       });
       const volumes = lvm(runner);
+      zeroed.length = 0;
       const result = await volumes.create({ name: 'vol1', sizeBytes: 10 * MiB + 1, provisioning: 'preallocated' }, { signal });
 
-      assert.deepEqual(runner.lines, [LINES.vgs, LINES.lvs, LINES.createVol1, LINES.lvs, LINES.loops]);
+      assert.deepEqual(runner.lines.slice(0, 3), [LINES.vgs, LINES.lvs, LINES.createVol1]);
+      assert.ok(runner.lines.includes('losetup --find --show --offset 1048576 --sizelimit 12582912 /dev/loop0'), runner.lines.join('\n'));
+      assert.deepEqual(zeroed, [{ device: LOSETUP_FIND.trim(), sizeBytes: 12 * MiB }], 'the whole LV, through its own extents');
+      const zeroedAt = runner.lines.indexOf('losetup --find --show --offset 1048576 --sizelimit 12582912 /dev/loop0');
+      const untagged = runner.lines.indexOf('lvchange --deltag vcstor_zeroing vcstortest/vol1');
+      assert.ok(untagged > zeroedAt, 'the zeroing tag is dropped only after the fill');
       assert.equal(result.created, true);
       assert.deepEqual(result.volume, {
         name: 'vol1',
@@ -243,11 +262,23 @@ describe('LvmVolumes (command lines, captured outputs)', () => {
         },
       });
       const deviceDirectory = await mkdtemp(path.join(tmpdir(), 'vcstor-lvm-dev-'));
+      // lvchange -ay makes the device node, as udev would; -an takes it away.
+      runner.on('lvchange', ['-ay'], () => {
+        mkdirSync(path.join(deviceDirectory, VG), { recursive: true });
+        writeFileSync(path.join(deviceDirectory, VG, 'vol1'), '');
+        return {};
+      });
+      runner.on('lvchange', ['-an'], () => {
+        rmSync(path.join(deviceDirectory, VG, 'vol1'), { force: true });
+        return {};
+      });
       try {
+        zeroed.length = 0;
         const result = await lvm(runner, { activation: true, lvmSystemDir: undefined, deviceDirectory }).create({ name: 'vol1', sizeBytes: 12 * MiB, provisioning: 'preallocated' }, { signal });
-        assert.ok(runner.lines.includes('lvcreate --yes --name vol1 --size 12582912b --addtag vcstor vcstortest'), runner.lines.join('\n'));
+        assert.ok(runner.lines.includes('lvcreate --yes --name vol1 --size 12582912b --addtag vcstor --addtag vcstor_zeroing vcstortest'), runner.lines.join('\n'));
         assert.ok(!runner.lines.some((line) => line.startsWith('losetup')), 'no loop devices with activation');
-        assert.equal(result.volume.blockDevice, '', 'no device node exists in the test directory');
+        assert.deepEqual(zeroed, [{ device: path.join(deviceDirectory, VG, 'vol1'), sizeBytes: 12 * MiB }], 'zeroed through /dev/VG/NAME');
+        assert.equal(result.volume.blockDevice, '', 'deactivated again after zeroing');
         for (const call of runner.calls) assert.equal(call.options.env, undefined, call.line);
       } finally {
         await rm(deviceDirectory, { recursive: true, force: true });
@@ -306,7 +337,7 @@ describe('LvmVolumes (command lines, captured outputs)', () => {
         assert.equal(err instanceof VcstorError && err.retryable, true);
         return true;
       });
-      assert.ok(runner.lines.includes('lvcreate --yes --name big --size 264241152b --addtag vcstor -Zn --activate n vcstortest'));
+      assert.ok(runner.lines.includes('lvcreate --yes --name big --size 264241152b --addtag vcstor --addtag vcstor_zeroing -Zn --activate n vcstortest'));
     });
 
     it("refuses sparse volumes with FAILED_PRECONDITION and runs nothing", async () => {

@@ -49,6 +49,8 @@ describe('ExecaCommandRunner', () => {
       assert.match(err.message, /exited with 7: bad password \*\*\*/);
       assert.doesNotMatch(err.message, /hunter2/);
       assert.doesNotMatch(err.commandLine, /hunter2/);
+      assert.doesNotMatch(`${err.stdout}${err.stderr}`, /hunter2/, 'captured output is masked too');
+      assert.equal(err.cause, undefined, 'no raw result (with raw arguments) rides along');
       return true;
     });
   });
