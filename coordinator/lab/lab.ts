@@ -310,7 +310,7 @@ export class Lab {
       // rpcbind's socket is a file (/run/rpcbind.sock) shared by all namespaces: one
       // rpcbind, on storage0, so NFSv3 is served there and the others serve NFSv4.
       const nfsV3 = host === storage0;
-      if (nfsV3) await ensure('rpcbind', host, ['rpcbind', '-f', '-w'], () => tcpOpen(host.address, 111));
+      if (nfsV3) await ensure('rpcbind', host, ['rpcbind', '-f'], () => tcpOpen(host.address, 111));
       // Written once: the storage agent keeps its exports in a section of this file.
       const ganeshaConf = path.join(hostDir, 'ganesha.conf');
       if (!(await access(ganeshaConf).then(() => true, () => false))) await writeFile(ganeshaConf, ganeshaConfig(hostDir, host.address, nfsV3));
@@ -359,9 +359,10 @@ export class Lab {
         removed.push(`process ${pid} in ${ns}`);
       }
     }
-    // rpcbind leaves its socket and lock; remove them once no rpcbind runs any more.
+    // rpcbind leaves its socket, lock and state; remove them once no rpcbind runs any more
+    // (state left behind would re-register the lab's services in a later rpcbind -w).
     if (!(await programRunning('rpcbind'))) {
-      for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock']) await rm(f, { force: true });
+      for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock', '/run/rpcbind/rpcbind.xdr', '/run/rpcbind/portmap.xdr']) await rm(f, { force: true });
     }
     await rm(`/var/run/tgtd/socket.${port}`, { force: true });
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });

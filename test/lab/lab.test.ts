@@ -54,7 +54,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
   it('comes up with an agent serving in every namespace', async () => {
     record = await lab.up(options);
     assert.deepEqual(record.hosts.map((h) => `${h.name}:${h.role}:${h.agentAddress}`), ['storage0:storage:203.0.113.10:50051', 'host0:dom0:203.0.113.20:50051', 'guest0:guest:203.0.113.100:50051']);
-    assert.deepEqual(record.processes.map((p) => `${p.host}/${p.name}`).sort(), ['guest0/agent', 'host0/agent', 'storage0/agent', 'storage0/ganesha', 'storage0/nats-server', 'storage0/tgtd']);
+    assert.deepEqual(record.processes.map((p) => `${p.host}/${p.name}`).sort(), ['guest0/agent', 'host0/agent', 'storage0/agent', 'storage0/ganesha', 'storage0/nats-server', 'storage0/rpcbind', 'storage0/tgtd']);
     for (const host of record.hosts) assert.equal(await checkHealth(host.agentAddress, insecure), 'SERVING', host.name);
     assert.deepEqual(JSON.parse(await readFile(labFilePath(options.dir), 'utf8')).hosts, record.hosts);
   });
