@@ -188,6 +188,15 @@ describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot },
     assert.equal(targets.find((t) => t.iqn === `${PREFIX}:durable`)!.chapUsername, 'alice');
   });
 
+  it('keeps serving its NFS exports across a ganesha restart', async () => {
+    const sharePath = path.join(exportRoot, 'share');
+    const ganesha = (await lab.status(TEST_LAB.dir)).processes.find((p) => p.name === 'ganesha')!;
+    await stopProcess(ganesha, 0, 'SIGKILL');
+    record = await lab.up(TEST_LAB); // a fresh ganesha reads the config the agent keeps
+    await eventually('the export to be served again', async () => /written-over-nfs/.test((await inHost(record, 'guest0', 'nfs-ls', [`nfs://${storageIp}${sharePath}`])).stdout));
+    assert.equal((await unary(storage, storage.ListNfsExports, {}, T)).exports.filter((e) => e.exportPath === sharePath).length, 1);
+  });
+
   it('force-deletes a volume in use, taking its exports down first', async () => {
     assert.equal((await unary(storage, storage.DeleteVolume, { name: 'durable', force: true }, T)).deleted, true);
     assert.equal((await unary(storage, storage.DeleteVolume, { name: 'share', force: true }, T)).deleted, true);
