@@ -368,13 +368,15 @@ export class Lab {
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
     removed.push(...(await this.unmountUnder(dir)));
     removed.push(...(await this.detachLoopsUnder(dir)));
-    for (const ns of namespaces) {
-      await this.network.deleteNamespace(ns);
-      removed.push(`namespace ${ns}`);
-    }
+    // The root namespace's link first: deleting its peer's namespace would take it away
+    // a moment later, racing a delete.
     if (await this.network.linkExists(`${name}-c`)) {
       await this.network.deleteLink(`${name}-c`);
       removed.push(`link ${name}-c`);
+    }
+    for (const ns of namespaces) {
+      await this.network.deleteNamespace(ns);
+      removed.push(`namespace ${ns}`);
     }
     // Keep the logs; everything else of the lab goes.
     try {

@@ -1,3 +1,4 @@
+import { VcstorError } from '../../common/errors.js';
 import type { CommandRunner } from '../../common/runner.js';
 
 /**
@@ -89,8 +90,15 @@ export class LabNetwork {
     await this.runner.run('ip', ['netns', 'del', namespace], { okExitCodes: [0, 1] });
   }
 
+  /**
+   * Delete a link; one that is gone already is fine. Deleting a namespace destroys its
+   * veth pairs asynchronously, so the peer may vanish between a check and the delete.
+   */
   async deleteLink(device: string, namespace?: string): Promise<void> {
-    if (await this.linkExists(device, namespace)) await this.runner.run('ip', [...nsArgs(namespace), 'link', 'del', device]);
+    const result = await this.runner.run('ip', [...nsArgs(namespace), 'link', 'del', device], { okExitCodes: [0, 1] });
+    if (result.exitCode !== 0 && (await this.linkExists(device, namespace))) {
+      throw new VcstorError('INTERNAL', `could not delete link ${device}: ${result.stderr.trim()}`);
+    }
   }
 
   /** Pids of every process whose network namespace is `namespace`. */
