@@ -10,7 +10,7 @@ import type { Logger } from '../../common/log.js';
 import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { LabNetwork } from './network.js';
-import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type LabProcess } from './processes.js';
+import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type LabProcess } from '../../common/processes.js';
 
 /**
  * The one-machine lab: network namespaces joined by a bridge, one per host (storage

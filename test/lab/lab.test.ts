@@ -9,7 +9,7 @@ import { checkHealth, getAgentInfo } from '../../common/clients.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
-import { isRunning, processStartTicks, startInNamespace } from '../../coordinator/lab/processes.js';
+import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = path.join(ROOT, 'dist/coordinator/cli.js');

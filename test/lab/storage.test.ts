@@ -7,7 +7,7 @@ import { makeClient, unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import type { LabFile } from '../../coordinator/lab/lab.js';
-import { isRunning, stopProcess } from '../../coordinator/lab/processes.js';
+import { isRunning, stopProcess } from '../../common/processes.js';
 import { eventually, inHost, needsRoot, TEST_LAB, testLab } from '../support/lab.js';
 
 const MIB = 1024 * 1024;

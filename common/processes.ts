@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** A long-running process the lab started, recorded so that `lab down` can stop it. */
+/** A long-running process vcstor started, recorded so that it can be stopped later. */
 export interface LabProcess {
   /** What it is, e.g. "tgtd", "agent". */
   name: string;
@@ -39,10 +39,26 @@ export async function isRunning(proc: Pick<LabProcess, 'pid' | 'startTicks'>): P
  * Start `command` detached inside network namespace `namespace`, its output appended to
  * `log`. nsenter execs the command, so the pid is the daemon's own.
  */
-export async function startInNamespace(
+export function startInNamespace(
   name: string,
   host: string,
   namespace: string,
+  command: string[],
+  log: string,
+  env: Record<string, string> = {},
+): Promise<LabProcess> {
+  return startDetached(name, host, ['nsenter', `--net=/run/netns/${namespace}`, '--', ...command], log, env);
+}
+
+/**
+ * Start `command` detached (its own session and process group, surviving this process),
+ * its output appended to `log`. For daemons that outlive their caller: the lab's, and an
+ * agent's qemu-storage-daemon sessions, which survive an agent restart like kernel
+ * iSCSI sessions survive iscsid's.
+ */
+export async function startDetached(
+  name: string,
+  host: string,
   command: string[],
   log: string,
   env: Record<string, string> = {},
@@ -52,7 +68,7 @@ export async function startInNamespace(
   // outlive `lab up`. spawn with an argument array (no shell) hands it the log's fd.
   const fd = openSync(log, 'a');
   try {
-    const child = spawn('nsenter', [`--net=/run/netns/${namespace}`, '--', program, ...args], {
+    const child = spawn(program, args, {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env, LC_ALL: 'C' },
