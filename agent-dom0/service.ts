@@ -1,22 +1,32 @@
 import type { AgentDefinition } from '../common/agent.js';
-import type { Dom0AgentConfig } from '../common/config.js';
-import { notImplemented } from '../common/errors.js';
+import { stateDirOf, type Dom0AgentConfig } from '../common/config.js';
+import { VcstorError } from '../common/errors.js';
+import type { CreateImageResponse } from '../common/generated/vcstor/v1/CreateImageResponse.js';
 import type { Dom0AgentHandlers } from '../common/generated/vcstor/v1/Dom0Agent.js';
 import { makeHandlers, type Operations } from '../common/handlers.js';
+import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js';
+import { HostStorage } from '../common/host/host-storage.js';
+import { QsdDevices } from '../common/host/qsd.js';
+import { LoopDevices } from '../common/loop-devices.js';
+import type { DomainSpec, HypervisorDriver } from '../common/host/types.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
 import {
   validateIscsiLoginRequest,
+  validateIscsiLogoutRequest,
   validateMakeFilesystemRequest,
   validateMountFilesystemRequest,
   validateNfsMountRequest,
 } from '../common/requests.js';
-import { validateName } from '../common/validate.js';
+import { validateName, validatePathUnder } from '../common/validate.js';
+import { Dom0Domains } from './dom0.js';
+import { SandboxHypervisor } from './drivers/sandbox.js';
 import { DOM0_DRIVERS } from './drivers.js';
-import { validateAttachVbdRequest, validateCreateImageRequest, validateDomainConfig } from './requests.js';
+import { Images } from './images.js';
+import { validateAttachVbdRequest, validateCreateImageRequest, validateDomainConfig, validateImageLocation } from './requests.js';
 
 /**
- * The hypervisor host's agent. Requests are validated here, at the edge; the attach
- * paths arrive with their drivers (issue 4) and answer UNIMPLEMENTED until then.
+ * The hypervisor host's agent: iSCSI sessions, NFS, filesystems and images on dom0, and
+ * the domains with their VBDs, through the hypervisor driver the config selects.
  */
 export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
   role: 'dom0',
@@ -27,43 +37,125 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     hypervisor: config.dom0.hypervisor.driver,
     filesystem: 'ext4',
   }),
-  createService(runtime, getInfo) {
+  async createService(runtime, getInfo) {
     const { dom0 } = runtime.config;
+    const stateDir = stateDirOf(runtime.config);
     const mountRoots = [dom0.mountRoot, ...dom0.imageRoots];
+    const host = new HostStorage({
+      runner: runtime.runner,
+      log: runtime.log,
+      initiator: await iscsiInitiatorDriver(dom0.iscsiInitiator.driver, runtime.runner, stateDir),
+      nfsClient: await kernelNfsClient(runtime.runner),
+      ...(dom0.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: dom0.iscsiInitiator.initiatorIqn } : {}),
+      mountRoots,
+    });
+    // xl's config format for both: the sandbox writes the configs Xen would run.
+    const { XenHypervisor } = await import('./drivers/xen.js');
+    const xen = new XenHypervisor({ runner: runtime.runner });
+    const hypervisor: HypervisorDriver =
+      dom0.hypervisor.driver === 'xen'
+        ? xen
+        : new SandboxHypervisor({ runner: runtime.runner, root: dom0.hypervisor.sandboxRoot, render: (spec: DomainSpec) => xen.renderConfig(spec) });
+    const qsd = new QsdDevices({ runner: runtime.runner, root: `${stateDir}/qsd` });
+    // Images may live on local image roots and on filesystems mounted under the mount root
+    // (a logged-in LUN's filesystem for file-iscsi, an NFS mount).
+    const imageRoots = [...dom0.imageRoots, dom0.mountRoot];
+    const images = new Images(imageRoots, { runner: runtime.runner, qsd });
+    const domains = new Dom0Domains({ hypervisor, configDir: dom0.hypervisor.configDir, stateDir, qsd, loops: new LoopDevices(runtime.runner), log: runtime.log });
+
     const operations: Operations<Dom0AgentHandlers> = {
       GetInfo: getInfo,
-      IscsiLogin: async (request) => {
+      IscsiLogin: async (request, { signal }) => {
         validateIscsiLoginRequest(request);
-        throw notImplemented('IscsiLogin');
+        return host.iscsiLogin(request, signal);
       },
-      MountNfs: async (request) => {
+      IscsiLogout: async (request, { signal }) => {
+        validateIscsiLogoutRequest(request);
+        return { wasLoggedIn: await host.iscsiLogout(request, signal) };
+      },
+      ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
+      MountNfs: async (request, { signal }) => {
         validateNfsMountRequest(request, mountRoots);
-        throw notImplemented('MountNfs');
+        return host.mountNfs(request, signal);
       },
-      MakeFilesystem: async (request) => {
+      UnmountNfs: async (request, { signal }) => {
+        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+        return { wasMounted: await host.unmountNfs(request.mountpoint, signal) };
+      },
+      ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
+      MakeFilesystem: async (request, { signal }) => {
         validateMakeFilesystemRequest(request);
-        throw notImplemented('MakeFilesystem');
+        return host.makeFilesystem(request, signal);
       },
-      MountFilesystem: async (request) => {
+      MountFilesystem: async (request, { signal }) => {
         validateMountFilesystemRequest(request, mountRoots);
-        throw notImplemented('MountFilesystem');
+        return host.mountFilesystem(request, signal);
       },
-      CreateImage: async (request) => {
-        validateCreateImageRequest(request, dom0.imageRoots);
-        throw notImplemented('CreateImage');
+      UnmountFilesystem: async (request, { signal }) => {
+        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+        return { wasMounted: await host.unmountFilesystem(request.mountpoint, signal) };
       },
-      AttachVbd: async (request) => {
-        validateAttachVbdRequest(request, dom0.imageRoots);
-        throw notImplemented('AttachVbd');
+      ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
+      CreateImage: async (request, { signal }, send) => {
+        validateCreateImageRequest(request, imageRoots);
+        const location = request.location!;
+        const started = Date.now();
+        let lastSent = 0;
+        const progress = (done: number, total: number): CreateImageResponse => ({
+          progress: { phase: 'zero-fill', percent: (100 * done) / total, bytesDone: done, bytesTotal: total, elapsedMs: Date.now() - started },
+        });
+        const pending: Promise<void>[] = [];
+        const onProgress = (done: number, total: number) => {
+          // At most 4 progress messages a second: enough for a bar, little for the wire.
+          if (Date.now() - lastSent >= 250) {
+            lastSent = Date.now();
+            pending.push(send(progress(done, total)));
+          }
+        };
+        const provisioning = request.provisioning === 'PROVISIONING_SPARSE' ? 'sparse' : 'preallocated';
+        const result =
+          location.location === 'path'
+            ? await images.create(location.path!, request.sizeBytes, provisioning, signal, onProgress)
+            : await images.createOnNfs(location.nfsFile!, request.sizeBytes, provisioning, signal, onProgress);
+        await Promise.all(pending);
+        await send({ result });
       },
-      WriteDomainConfig: async (request) => {
-        validateDomainConfig(request.config, dom0.imageRoots);
-        throw notImplemented('WriteDomainConfig');
+      DeleteImage: async (request) => {
+        validateImageLocation('location', request.location, imageRoots);
+        if (request.location?.location !== 'path') throw new VcstorError('FAILED_PRECONDITION', 'images on NFS are removed with their volume on the storage server');
+        const attached = (await domains.listVbds('')).find((v) => v.spec?.source?.image?.path === request.location?.path);
+        if (attached) throw new VcstorError('FAILED_PRECONDITION', `${request.location.path} is attached to ${attached.domain} as ${attached.spec?.vdev}; detach it first`);
+        return { deleted: await images.delete(request.location.path!) };
       },
-      StartDomain: async (request) => {
+      ListImages: async (request) => {
+        if (request.directory !== '') validatePathUnder('directory', request.directory, imageRoots);
+        return { images: await images.list(request.directory || undefined) };
+      },
+      AttachVbd: async (request, { signal }) => {
+        validateAttachVbdRequest(request, imageRoots);
+        return domains.attach(request.domain, request.spec!, signal);
+      },
+      DetachVbd: async (request, { signal }) => {
+        validateName('domain', request.domain);
+        return { wasAttached: await domains.detach(request.domain, request.vdev, signal) };
+      },
+      ListVbds: async (request) => {
+        if (request.domain !== '') validateName('domain', request.domain);
+        return { vbds: await domains.listVbds(request.domain) };
+      },
+      WriteDomainConfig: async (request, { signal }) => {
+        validateDomainConfig(request.config, imageRoots);
+        return domains.writeConfig(request.config!, signal);
+      },
+      StartDomain: async (request, { signal }) => {
         validateName('name', request.name);
-        throw notImplemented('StartDomain');
+        return domains.start(request.name, signal);
       },
+      StopDomain: async (request, { signal }) => {
+        validateName('name', request.name);
+        return { wasRunning: await domains.stop(request.name, request.force, request.timeoutMs, signal) };
+      },
+      ListDomains: async (_request, { signal }) => ({ domains: await domains.list(signal) }),
     };
     const definition = loadVcstorProto().grpcObject.vcstor.v1.Dom0Agent.service;
     return { name: SERVICE_NAMES.dom0, definition, implementation: makeHandlers(definition, operations, runtime) };

@@ -135,9 +135,11 @@ const dom0Section = z
         driver: z.enum(['sandbox', 'xen']).default('sandbox'),
         /** Where domain configs are written. */
         configDir: absolutePath.default('/etc/vcstor/domains'),
+        /** sandbox: where domains' state and published VBDs live (a guest's vbdDirectory is ROOT/<domain>/dev). */
+        sandboxRoot: absolutePath.default('/run/vcstor/sandbox'),
       })
       .strict()
-      .default({ driver: 'sandbox', configDir: '/etc/vcstor/domains' }),
+      .prefault({}),
     /** Directories under which images may be created and filesystems mounted. */
     imageRoots: z.array(absolutePath).default(['/var/lib/vcstor/images']),
     mountRoot: absolutePath.default('/mnt/vcstor'),
@@ -150,6 +152,11 @@ const guestSection = z
     nfsClient: z.object({ driver: z.enum(['kernel']).default('kernel') }).strict().default({ driver: 'kernel' }),
     /** Filesystems are mounted (and benchmarks run) only under here. */
     mountRoot: absolutePath.default('/mnt/vcstor'),
+    /**
+     * Sandbox hypervisor only: the directory where dom0 publishes this guest's VBDs
+     * (symlinks named by vdev), the lab's stand-in for a Xen frontend's /dev/xvdX.
+     */
+    vbdDirectory: absolutePath.optional(),
   })
   .strict();
 

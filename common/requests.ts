@@ -1,5 +1,6 @@
 import { invalidArgument } from './errors.js';
 import type { IscsiChap__Output } from './generated/vcstor/v1/IscsiChap.js';
+import type { IscsiLogoutRequest__Output } from './generated/vcstor/v1/IscsiLogoutRequest.js';
 import type { IscsiLoginRequest__Output } from './generated/vcstor/v1/IscsiLoginRequest.js';
 import type { IscsiTargetRef__Output } from './generated/vcstor/v1/IscsiTargetRef.js';
 import type { MakeFilesystemRequest__Output } from './generated/vcstor/v1/MakeFilesystemRequest.js';
@@ -71,15 +72,21 @@ export function validateFsType(field: string, fsType: string): string {
   return fsType;
 }
 
-export function validateMakeFilesystemRequest(request: MakeFilesystemRequest__Output): void {
-  validatePathUnder('device', request.device, ['/dev']);
+export function validateIscsiLogoutRequest(request: IscsiLogoutRequest__Output): void {
+  validateTargetRef('target', request.target);
+  if (request.initiatorIqn !== '') validateIqn('initiator_iqn', request.initiatorIqn);
+}
+
+/** @param deviceRoots where devices may be: /dev, and the sandbox's VBD directory. */
+export function validateMakeFilesystemRequest(request: MakeFilesystemRequest__Output, deviceRoots: readonly string[] = ['/dev']): void {
+  validatePathUnder('device', request.device, deviceRoots);
   validateFsType('fs_type', request.fsType);
   validateOptions('mkfs_options', request.mkfsOptions, MKFS_OPTIONS);
   validateText('label', request.label, 16);
 }
 
-export function validateMountFilesystemRequest(request: MountFilesystemRequest__Output, mountRoots: readonly string[]): void {
-  validatePathUnder('device', request.device, ['/dev']);
+export function validateMountFilesystemRequest(request: MountFilesystemRequest__Output, mountRoots: readonly string[], deviceRoots: readonly string[] = ['/dev']): void {
+  validatePathUnder('device', request.device, deviceRoots);
   validatePathUnder('mountpoint', request.mountpoint, mountRoots);
   if (request.fsType !== '') validateFsType('fs_type', request.fsType);
   validateOptions('options', request.options, MOUNT_OPTIONS);

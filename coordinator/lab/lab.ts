@@ -163,13 +163,17 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         dom0: {
           iscsiInitiator: initiator,
           nfsClient: { driver: 'libnfs' },
-          hypervisor: { driver: 'sandbox', configDir: path.join(hostDir, 'domains') },
+          hypervisor: { driver: 'sandbox', configDir: path.join(hostDir, 'domains'), sandboxRoot: path.join(lab.dir, 'sandbox') },
           imageRoots: [path.join(hostDir, 'images')],
           mountRoot: path.join(hostDir, 'mnt'),
         },
       };
     case 'guest':
-      return { ...common, guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt') } };
+      // The sandbox hypervisor publishes this guest's VBDs here (domain name = guest name).
+      return {
+        ...common,
+        guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt'), vbdDirectory: path.join(lab.dir, 'sandbox', host.name, 'dev') },
+      };
   }
 }
 

@@ -1,0 +1,144 @@
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { makeClient, unary } from '../../common/clients.js';
+import { VcstorError } from '../../common/errors.js';
+import { parseMountinfo } from '../../common/filesystems.js';
+import { isWithin } from '../../common/validate.js';
+import type { LabFile } from '../../coordinator/lab/lab.js';
+import { provisionMethod, type MethodName, type MethodTarget, type StepTiming } from '../../coordinator/methods.js';
+import { inHost, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+
+const MIB = 1024 * 1024;
+/** Where the guest writes the pattern (MiB offsets), and how: O_DIRECT in 1 MiB and 3 MiB writes, and buffered. */
+const WRITES = [
+  { offsetMib: 0, lengthMib: 3, blockMib: 1, flag: 'oflag=direct' },
+  { offsetMib: 9, lengthMib: 3, blockMib: 3, flag: 'oflag=direct' },
+  { offsetMib: 21, lengthMib: 3, blockMib: 1, flag: 'conv=fsync' },
+];
+
+describe('the seven methods: set up through agents, data written in the guest reads back byte for byte', { skip: needsRoot }, () => {
+  const lab = testLab();
+  let record: LabFile;
+  let target: MethodTarget;
+  let scratch: string;
+  let pattern: Buffer;
+  const timings: Array<{ method: string; setup: number; teardown: number; steps: StepTiming[] }> = [];
+
+  before(async () => {
+    await lab.down(TEST_LAB.name, TEST_LAB.dir);
+    record = await lab.up(TEST_LAB);
+    scratch = await mkdtemp(path.join(tmpdir(), 'vcstor-methods-'));
+    pattern = randomBytes(3 * MIB);
+    await writeFile(path.join(scratch, 'pattern'), pattern);
+    const host = (role: string) => record.hosts.find((h) => h.role === role)!;
+    const credentials = grpc.credentials.createInsecure();
+    const dir = (name: string, sub: string) => path.join(TEST_LAB.dir, 'hosts', name, sub);
+    target = {
+      storage: makeClient('storage', host('storage').agentAddress, credentials),
+      dom0: makeClient('dom0', host('dom0').agentAddress, credentials),
+      guest: makeClient('guest', host('guest').agentAddress, credentials),
+      storageHost: host('storage').address,
+      dom0InitiatorIqn: `iqn.2026-11.org.vcstor.lab:${host('dom0').name}`,
+      guestInitiatorIqn: `iqn.2026-11.org.vcstor.lab:${host('guest').name}`,
+      nfsClients: TEST_LAB.subnet,
+      dom0ImageDir: dir(host('dom0').name, 'images'),
+      dom0MountDir: dir(host('dom0').name, 'mnt'),
+      guestMountDir: dir(host('guest').name, 'mnt'),
+      domain: host('guest').name,
+      prefix: 't',
+      sizeBytes: 64 * MIB,
+      sparse: false,
+      chap: { username: 'alice', password: 'secretpass12' },
+      timeoutMs: 60_000,
+    };
+  });
+  after(async () => {
+    for (const c of [target?.storage, target?.dom0, target?.guest]) c?.close();
+    await lab.down(TEST_LAB.name, TEST_LAB.dir);
+    await rm(scratch, { recursive: true, force: true });
+    if (timings.length > 0) {
+      console.log('# method setup/teardown in the lab (ms):');
+      for (const t of timings) console.log(`#   ${t.method.padEnd(11)} setup ${String(t.setup).padStart(5)}  teardown ${String(t.teardown).padStart(5)}   ${t.steps.map((s) => `${s.step} ${s.ms}`).join(', ')}`);
+    }
+  });
+
+  /** Mount each layer read-only (an image inside the previous layer's filesystem), read `file`, undo. */
+  async function readThrough(layers: string[], file: string): Promise<Buffer> {
+    const mounted: string[] = [];
+    try {
+      let current = layers[0]!;
+      for (let i = 0; ; i++) {
+        const mountpoint = path.join(scratch, `layer${i}`);
+        await runner.run('mkdir', ['-p', mountpoint]);
+        await runner.run('mount', ['-o', 'ro,loop,noload', current, mountpoint]);
+        mounted.push(mountpoint);
+        if (i + 1 >= layers.length) return await readFile(path.join(mountpoint, file));
+        current = path.join(mountpoint, layers[i + 1]!);
+      }
+    } finally {
+      for (const m of mounted.reverse()) await runner.run('umount', ['-d', m]);
+    }
+  }
+
+  /** What the method left on the machine: mounts, loop devices and daemons of the lab. */
+  async function leftovers(): Promise<string[]> {
+    const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((m) => isWithin(TEST_LAB.dir, m.mountpoint)).map((m) => `mount ${m.mountpoint}`);
+    const loops = (await runner.run('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])).stdout.split('\n').filter((l) => l.includes(TEST_LAB.dir)).map((l) => `loop ${l.trim()}`);
+    const qsd = (await runner.run('pgrep', ['-f', `qemu-storage-daemon.*${TEST_LAB.dir}`], { okExitCodes: [0, 1] })).stdout.split('\n').filter(Boolean).map((p) => `qsd ${p}`);
+    const sessions = [
+      ...(await unary(target.guest, target.guest.ListIscsiSessions, {}, { timeoutMs: 5000 })).sessions.map((x) => `guest session ${x.target?.iqn}`),
+      ...(await unary(target.dom0, target.dom0.ListIscsiSessions, {}, { timeoutMs: 5000 })).sessions.map((x) => `dom0 session ${x.target?.iqn}`),
+    ];
+    const targets = (await unary(target.storage, target.storage.ListIscsiTargets, {}, { timeoutMs: 5000 })).targets.map((x) => `target ${x.iqn}`);
+    return [...mounts, ...loops, ...qsd, ...sessions, ...targets];
+  }
+
+  const writable: MethodName[] = ['file-local', 'phy-local', 'file-iscsi', 'phy-iscsi', 'iscsi', 'file-nfs'];
+  for (const method of writable) {
+    it(method, async () => {
+      const started = performance.now();
+      const provisioned = await provisionMethod(method, target);
+      const setupMs = Math.round(performance.now() - started);
+      const data = path.join(provisioned.guestMountpoint, 'data.bin');
+      for (const w of WRITES) {
+        const args = [`if=${path.join(scratch, 'pattern')}`, `of=${data}`, `bs=${w.blockMib}M`, `seek=${w.offsetMib / w.blockMib}`, 'conv=notrunc', w.flag, 'status=none'];
+        await inHost(record, 'guest0', 'dd', args);
+      }
+      await inHost(record, 'guest0', 'sync', [data]);
+      const tornDownAt = performance.now();
+      const teardown = await provisioned.teardown({ keepData: true });
+      timings.push({ method, setup: setupMs, teardown: Math.round(performance.now() - tornDownAt), steps: [...provisioned.setup, ...teardown] });
+      assert.deepEqual(await leftovers(), [], 'teardown leaves no mount, loop device, daemon or session');
+
+      // Read back from what the storage server (or dom0) keeps: the pool file or dom0's image.
+      const layers = provisioned.volume
+        ? [path.join(TEST_LAB.dir, 'hosts', 'storage0', 'pool', `${provisioned.volume}.img`), ...(provisioned.image ? ['guest.img'] : [])]
+        : [provisioned.image!.path!];
+      const readBack = await readThrough(layers, 'data.bin');
+      for (const w of WRITES) {
+        const got = readBack.subarray(w.offsetMib * MIB, (w.offsetMib + w.lengthMib) * MIB);
+        assert.equal(Buffer.compare(got, pattern), 0, `${method}: the ${w.lengthMib} MiB at ${w.offsetMib} MiB (${w.blockMib} MiB writes, ${w.flag}) read back intact`);
+      }
+      assert.ok(readBack.subarray(3 * MIB, 9 * MIB).every((b) => b === 0), 'the gap between writes stayed zero');
+
+      await provisioned.removeData();
+      assert.deepEqual((await unary(target.storage, target.storage.ListVolumes, {}, { timeoutMs: 5000 })).volumes, [], 'the volume is gone');
+    });
+  }
+
+  it('nfs: a namespace guest has no kernel NFS client, and says so; nothing is left', async () => {
+    await assert.rejects(provisionMethod('nfs', target), (err: unknown) => {
+      assert.ok(err instanceof VcstorError, String(err));
+      assert.equal(err.code, 'UNAVAILABLE');
+      assert.match(err.message, /this kernel has no NFS client .* VM tier/);
+      return true;
+    });
+    assert.deepEqual((await unary(target.storage, target.storage.ListVolumes, {}, { timeoutMs: 5000 })).volumes.map((v) => v.name), [], 'the failed setup undid itself');
+    assert.deepEqual(await leftovers(), []);
+  });
+});
