@@ -563,6 +563,28 @@ describe('OpenIscsiInitiator.login', () => {
     assert.equal(result.session.devicePath, path.join(host.devDir, 'sde'));
   });
 
+  it("does not take a session of another iface as its own, even with the same initiator name (logout could not reach it)", async () => {
+    const host = new FakeHost();
+    host.sessions = sessionTree([{ iface: 'default', initiator: NODE1, sid: 2, luns: [[1, 'sdd']] }]);
+    host.addDisk('sdd', 2_048);
+    const runner = scriptRecords(
+      host.runner().when(isLogin, () => {
+        host.sessions = sessionTree([
+          { iface: 'default', initiator: NODE1, sid: 2, luns: [[1, 'sdd']] },
+          { iface: IFACE1, initiator: NODE1, sid: 5, luns: [[1, 'sde']] },
+        ]);
+        host.addDisk('sde', 2_048);
+        host.linkByPath(1, 'sde');
+        return { stdout: '' };
+      }),
+    );
+    const result = await host.driver(runner).login(spec(), signal);
+
+    assert.equal(result.alreadyLoggedIn, false);
+    assert.ok(runner.lines.includes(`${node()} --login`));
+    assert.equal(result.session.devicePath, path.join(host.devDir, 'sde'));
+  });
+
   it('reads exit 15 of iface new, iface update and login as already done', async () => {
     const host = new FakeHost();
     const sessionExists: ScriptedOutput = { exitCode: 15, stderr: `iscsiadm: Could not create new interface ${IFACE1}.\n` };
