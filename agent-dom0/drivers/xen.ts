@@ -71,7 +71,7 @@ const BOOTLOADER = /^(?:[A-Za-z0-9._-]+|\/[A-Za-z0-9._/-]+)$/;
 /** The backendtype= each way of providing a disk gets (see the comment at the top). */
 const BACKEND_TYPE: Readonly<Record<VbdBackendKind, 'phy' | 'qdisk'>> = {
   phy: 'phy',
-  file: 'qdisk',
+  file: 'phy',
   'tap-aio': 'qdisk',
 };
 

@@ -47,7 +47,12 @@ const MOUNT_TIMEOUT_MS = 150_000;
 /** umount of a hard mount whose server is gone can block: give up after this long. */
 const UMOUNT_TIMEOUT_MS = 60_000;
 
-/** The `mount -o` list for a spec: vers and proto first (the driver's), then the caller's. */
+/**
+ * The `mount -o` list for a spec: vers and proto first (the driver's), then the caller's.
+ * Pure.
+ * @throws VcstorError INVALID_ARGUMENT for a version other than 3 or 4, or an option
+ *   outside the allow-list (vers, nfsvers and proto among them: the driver sets those).
+ */
 export function nfsMountOptions(spec: Pick<NfsMountSpec, 'version' | 'options'>): string[] {
   let vers: string;
   if (spec.version === 3) vers = 'vers=3';

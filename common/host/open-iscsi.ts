@@ -321,7 +321,8 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
    * signal has fired; the error says so when that cleanup failed too.
    * @throws VcstorError PERMISSION_DENIED (CHAP or ACL refused, iscsiadm 24),
    *   UNAVAILABLE (portal unreachable or timing out: 4, 5, 8, 11; iscsid down: 20; an
-   *   existing session of this initiator is not logged in and is being recovered),
+   *   existing session of this initiator is not logged in and is being recovered, or
+   *   its disk for the LUN is offline),
    *   FAILED_PRECONDITION (19: target rejected the login for good; 12: no iscsi_tcp),
    *   DEADLINE_EXCEEDED (no disk within timeoutMs), CANCELLED, INVALID_ARGUMENT.
    */
@@ -443,7 +444,15 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
       );
     }
     const lun = session.luns.find((l) => l.lun === spec.lun && l.disk !== '');
-    if (lun && (await this.exists(path.join(this.devDir, lun.disk)))) return this.toSessionInfo(session, lun);
+    if (lun && (await this.exists(path.join(this.devDir, lun.disk)))) {
+      const info = await this.toSessionInfo(session, lun);
+      // The disk is there but the SCSI layer took it offline: handing it out would only
+      // move the I/O errors to the caller.
+      if (info.state === 'broken') {
+        throw new VcstorError('UNAVAILABLE', `LUN ${spec.lun} of ${spec.targetIqn} for ${spec.initiatorIqn} is not usable: ${info.detail}; log out and log in again`);
+      }
+      return info;
+    }
     try {
       await this.iscsiadm(['-m', 'session', '-r', String(session.sid), '--rescan'], { signal });
       const found = await this.waitForDisk(spec, session.ifaceName, deadline, signal);

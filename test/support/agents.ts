@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { startAgent, type AgentDefinition, type RunningAgent } from '../../common/agent.js';
 import { agentConfigSchema, type AgentConfig, type AgentRole } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
+import type { CommandRunner } from '../../common/runner.js';
 import { dom0Agent } from '../../agent-dom0/service.js';
 import { guestAgent } from '../../agent-guest/service.js';
 import { storageAgent } from '../../agent-storage/service.js';
@@ -59,6 +60,7 @@ export async function startTestAgent(
   role: AgentRole,
   extra: Record<string, unknown> = {},
   log?: Logger,
+  runner?: CommandRunner,
 ): Promise<RunningAgent> {
   const dir = mkdtempSync(path.join(scratch, `${role}-`));
   const config = agentConfigSchema.parse({
@@ -71,5 +73,5 @@ export async function startTestAgent(
     ...privatePaths(role, dir),
     ...extra,
   });
-  return startAgent(config, DEFINITIONS[role], { log: log ?? pino({ level: 'silent' }) });
+  return startAgent(config, DEFINITIONS[role], { log: log ?? pino({ level: 'silent' }), ...(runner ? { runner } : {}) });
 }

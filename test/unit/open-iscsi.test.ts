@@ -634,6 +634,18 @@ describe('OpenIscsiInitiator.login', () => {
     assert.deepEqual(runner.lines, ['iscsiadm -m session -P 3']);
   });
 
+  it('refuses an existing session whose disk for the LUN is offline, without logging in', async () => {
+    const host = new FakeHost();
+    host.sessions = sessionTree([{ iface: IFACE1, initiator: NODE1, sid: 3, luns: [[1, 'sdb', 'offline']] }]);
+    host.addDisk('sdb', 2_048);
+    const runner = host.runner();
+    const err = await rejects(host.driver(runner).login(spec(), signal));
+
+    assert.equal(err.code, 'UNAVAILABLE');
+    assert.match(err.message, /disk sdb is offline/);
+    assert.deepEqual(runner.lines, ['iscsiadm -m session -P 3']);
+  });
+
   it('turns a CHAP refusal (exit 24) into PERMISSION_DENIED and cleans up fully', async () => {
     const host = new FakeHost();
     const runner = scriptRecords(
