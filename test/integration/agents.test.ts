@@ -162,9 +162,15 @@ describe('the gRPC edge', () => {
   });
 
   it('answers UNIMPLEMENTED, naming the operation, for what later issues add', async () => {
-    const client = makeClient('dom0', dom0.server.address, insecure);
+    const client = makeClient('guest', guest.server.address, insecure);
     try {
-      await expectCode(unary(client, client.ListImages, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /ListImages is not implemented by this agent version/);
+      const call = client.RunBenchmark({ directory: '/mnt/vcstor/bench', fio: { rw: 'write' } }, { deadline: Date.now() + 5000 });
+      const status = await new Promise<grpc.ServiceError>((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', resolve);
+      });
+      assert.equal(status.code, grpc.status.UNIMPLEMENTED);
+      assert.match(status.details, /RunBenchmark is not implemented by this agent version/);
     } finally {
       client.close();
     }
