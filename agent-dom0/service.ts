@@ -10,13 +10,7 @@ import { QsdDevices } from '../common/host/qsd.js';
 import { LoopDevices } from '../common/loop-devices.js';
 import type { DomainSpec, HypervisorDriver } from '../common/host/types.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
-import {
-  validateIscsiLoginRequest,
-  validateIscsiLogoutRequest,
-  validateMakeFilesystemRequest,
-  validateMountFilesystemRequest,
-  validateNfsMountRequest,
-} from '../common/requests.js';
+import { hostStorageOperations } from '../common/host/operations.js';
 import { validateName, validatePathUnder } from '../common/validate.js';
 import { Dom0Domains } from './dom0.js';
 import { SandboxHypervisor } from './drivers/sandbox.js';
@@ -65,37 +59,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
 
     const operations: Operations<Dom0AgentHandlers> = {
       GetInfo: getInfo,
-      IscsiLogin: async (request, { signal }) => {
-        validateIscsiLoginRequest(request);
-        return host.iscsiLogin(request, signal);
-      },
-      IscsiLogout: async (request, { signal }) => {
-        validateIscsiLogoutRequest(request);
-        return { wasLoggedIn: await host.iscsiLogout(request, signal) };
-      },
-      ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
-      MountNfs: async (request, { signal }) => {
-        validateNfsMountRequest(request, mountRoots);
-        return host.mountNfs(request, signal);
-      },
-      UnmountNfs: async (request, { signal }) => {
-        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-        return { wasMounted: await host.unmountNfs(request.mountpoint, signal) };
-      },
-      ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
-      MakeFilesystem: async (request, { signal }) => {
-        validateMakeFilesystemRequest(request);
-        return host.makeFilesystem(request, signal);
-      },
-      MountFilesystem: async (request, { signal }) => {
-        validateMountFilesystemRequest(request, mountRoots);
-        return host.mountFilesystem(request, signal);
-      },
-      UnmountFilesystem: async (request, { signal }) => {
-        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-        return { wasMounted: await host.unmountFilesystem(request.mountpoint, signal) };
-      },
-      ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
+      ...hostStorageOperations(host, mountRoots),
       CreateImage: async (request, { signal }, send) => {
         validateCreateImageRequest(request, imageRoots);
         const location = request.location!;

@@ -9,21 +9,15 @@ import { makeHandlers, type Operations } from '../common/handlers.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js';
 import { HostStorage } from '../common/host/host-storage.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
-import {
-  validateIscsiLoginRequest,
-  validateIscsiLogoutRequest,
-  validateMakeFilesystemRequest,
-  validateMountFilesystemRequest,
-  validateNfsMountRequest,
-} from '../common/requests.js';
+import { hostStorageOperations } from '../common/host/operations.js';
 import { validatePathUnder } from '../common/validate.js';
+import { GuestBenchmarks } from './benchmarks/run.js';
 import { GUEST_DRIVERS } from './drivers.js';
 import { validateRunBenchmarkRequest } from './requests.js';
-import { notImplemented } from '../common/errors.js';
 
 /**
  * The guest's agent: reaches storage itself (iscsi method), or uses the disks dom0
- * gave it (VBDs), makes and mounts filesystems. Benchmarks arrive with issue 5.
+ * gave it (VBDs), makes and mounts filesystems, and runs the paper's benchmarks there.
  */
 export const guestAgent: AgentDefinition<GuestAgentConfig> = {
   role: 'guest',
@@ -46,6 +40,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       mountRoots,
     });
     const filesystems = new Filesystems(runtime.runner);
+    const benchmarks = new GuestBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: guest.mountRoot });
 
     /** VBDs dom0 published for this guest, and the guest's own iSCSI sessions. */
     const blockDevices = async (signal: AbortSignal): Promise<BlockDevice[]> => {
@@ -73,45 +68,15 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
 
     const operations: Operations<GuestAgentHandlers> = {
       GetInfo: getInfo,
-      IscsiLogin: async (request, { signal }) => {
-        validateIscsiLoginRequest(request);
-        return host.iscsiLogin(request, signal);
-      },
-      IscsiLogout: async (request, { signal }) => {
-        validateIscsiLogoutRequest(request);
-        return { wasLoggedIn: await host.iscsiLogout(request, signal) };
-      },
-      ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
-      MountNfs: async (request, { signal }) => {
-        validateNfsMountRequest(request, mountRoots);
-        return host.mountNfs(request, signal);
-      },
-      UnmountNfs: async (request, { signal }) => {
-        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-        return { wasMounted: await host.unmountNfs(request.mountpoint, signal) };
-      },
-      ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
+      ...hostStorageOperations(host, mountRoots, deviceRoots),
       ListBlockDevices: async (_request, { signal }) => ({ devices: await blockDevices(signal) }),
-      MakeFilesystem: async (request, { signal }) => {
-        validateMakeFilesystemRequest(request, deviceRoots);
-        return host.makeFilesystem(request, signal);
-      },
-      MountFilesystem: async (request, { signal }) => {
-        validateMountFilesystemRequest(request, mountRoots, deviceRoots);
-        return host.mountFilesystem(request, signal);
-      },
-      UnmountFilesystem: async (request, { signal }) => {
-        validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-        return { wasMounted: await host.unmountFilesystem(request.mountpoint, signal) };
-      },
-      ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
       GetFilesystemUsage: async (request) => {
         validatePathUnder('mountpoint', request.mountpoint, mountRoots);
         return { usage: await host.usage(request.mountpoint) };
       },
-      RunBenchmark: async (request) => {
+      RunBenchmark: async (request, ctx, send) => {
         validateRunBenchmarkRequest(request, guest.mountRoot);
-        throw notImplemented('RunBenchmark');
+        await benchmarks.run(request, ctx, send);
       },
     };
     const definition = loadVcstorProto().grpcObject.vcstor.v1.GuestAgent.service;

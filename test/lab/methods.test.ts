@@ -1,17 +1,17 @@
-import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeClient, unary } from '../../common/clients.js';
+import { unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
 import type { LabFile } from '../../coordinator/lab/lab.js';
 import { provisionMethod, type MethodName, type MethodTarget, type StepTiming } from '../../coordinator/methods.js';
 import { inHost, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+import { labMethodTarget } from '../support/methods.js';
 
 const MIB = 1024 * 1024;
 /** Where the guest writes the pattern (MiB offsets), and how: O_DIRECT in 1 MiB and 3 MiB writes, and buffered. */
@@ -35,27 +35,7 @@ describe('the seven methods: set up through agents, data written in the guest re
     scratch = await mkdtemp(path.join(tmpdir(), 'vcstor-methods-'));
     pattern = randomBytes(3 * MIB);
     await writeFile(path.join(scratch, 'pattern'), pattern);
-    const host = (role: string) => record.hosts.find((h) => h.role === role)!;
-    const credentials = grpc.credentials.createInsecure();
-    const dir = (name: string, sub: string) => path.join(TEST_LAB.dir, 'hosts', name, sub);
-    target = {
-      storage: makeClient('storage', host('storage').agentAddress, credentials),
-      dom0: makeClient('dom0', host('dom0').agentAddress, credentials),
-      guest: makeClient('guest', host('guest').agentAddress, credentials),
-      storageHost: host('storage').address,
-      dom0InitiatorIqn: `iqn.2026-11.org.vcstor.lab:${host('dom0').name}`,
-      guestInitiatorIqn: `iqn.2026-11.org.vcstor.lab:${host('guest').name}`,
-      nfsClients: TEST_LAB.subnet,
-      dom0ImageDir: dir(host('dom0').name, 'images'),
-      dom0MountDir: dir(host('dom0').name, 'mnt'),
-      guestMountDir: dir(host('guest').name, 'mnt'),
-      domain: host('guest').name,
-      prefix: 't',
-      sizeBytes: 64 * MIB,
-      sparse: false,
-      chap: { username: 'alice', password: 'secretpass12' },
-      timeoutMs: 60_000,
-    };
+    target = labMethodTarget(record, TEST_LAB);
   });
   after(async () => {
     for (const c of [target?.storage, target?.dom0, target?.guest]) c?.close();

@@ -1,0 +1,316 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readdir, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { VcstorError } from '../../common/errors.js';
+import { Filesystems } from '../../common/filesystems.js';
+import type { BenchmarkResult } from '../../common/generated/vcstor/v1/BenchmarkResult.js';
+import type { BonnieSpec__Output } from '../../common/generated/vcstor/v1/BonnieSpec.js';
+import type { FioSpec__Output } from '../../common/generated/vcstor/v1/FioSpec.js';
+import type { PostmarkSpec__Output } from '../../common/generated/vcstor/v1/PostmarkSpec.js';
+import type { Progress } from '../../common/generated/vcstor/v1/Progress.js';
+import type { RunBenchmarkRequest__Output } from '../../common/generated/vcstor/v1/RunBenchmarkRequest.js';
+import type { RunBenchmarkResponse } from '../../common/generated/vcstor/v1/RunBenchmarkResponse.js';
+import type { SparseImagePass } from '../../common/generated/vcstor/v1/SparseImagePass.js';
+import type { SparseImageSpec__Output } from '../../common/generated/vcstor/v1/SparseImageSpec.js';
+import type { Logger } from '../../common/log.js';
+import { LoopDevices } from '../../common/loop-devices.js';
+import { CommandError, type CommandRunner } from '../../common/runner.js';
+import { isWithin } from '../../common/validate.js';
+import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from './parsers.js';
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+
+/** The paper's values (section 4), used where a request leaves a field at 0. */
+export const PAPER_DEFAULTS = {
+  bonnie: { fileSizeBytes: 1 * GIB, chunkSizeBytes: 8 * 1024 },
+  postmark: { transactions: 100_000, files: 1_000, subdirectories: 100, minFileSizeBytes: 500, maxFileSizeBytes: 10_000, readBlockBytes: 8 * 1024, writeBlockBytes: 8 * 1024, readBias: 5, createBias: 5 },
+  fio: { blockSizeBytes: 8 * 1024, iodepth: 1, sizeBytes: 256 * MIB, ioengine: 'psync', numjobs: 1, rwmixRead: 50 },
+  sparseImage: { imageSizeBytes: 2 * GIB, fileSizeBytes: 1 * GIB, blockSizeBytes: 8 * 1024, passes: 5, fsType: 'ext4' },
+} as const;
+
+type Send = (message: RunBenchmarkResponse) => Promise<void>;
+
+/** A filled-in spec: the request's values with the paper's defaults. */
+function orDefault<T extends object>(spec: T, defaults: Partial<Record<keyof T, unknown>>): T {
+  const out = { ...spec } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(defaults)) if (!out[key]) out[key] = value;
+  return out as T;
+}
+
+/** Bytes under `dir` (files only), for progress while a tool is silent. */
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesUnder(full);
+    else if (entry.isFile()) total += (await stat(full).catch(() => undefined))?.size ?? 0;
+  }
+  return total;
+}
+
+/**
+ * The guest's benchmarks (paper section 4): bonnie++, PostMark and fio run for real in
+ * a private directory on a filesystem the agent mounted, and the sparse-image test.
+ * Progress goes out at least once a second (estimated from file growth or time where a
+ * tool prints nothing); then one result. Cancelling kills the tool's whole process
+ * group and removes its files.
+ */
+export class GuestBenchmarks {
+  private readonly filesystems: Filesystems;
+  private readonly loops: LoopDevices;
+
+  constructor(private readonly o: { runner: CommandRunner; log: Logger; mountRoot: string }) {
+    this.filesystems = new Filesystems(o.runner);
+    this.loops = new LoopDevices(o.runner);
+  }
+
+  /**
+   * Refuse before starting: the directory must be on a filesystem mounted under the
+   * agent's mount root, with room for `neededBytes`.
+   */
+  private async preflight(directory: string, neededBytes: number): Promise<string> {
+    const real = await realpath(directory).catch(() => {
+      throw new VcstorError('NOT_FOUND', `${directory} does not exist`);
+    });
+    if (!(await stat(real)).isDirectory()) throw new VcstorError('FAILED_PRECONDITION', `${directory} is not a directory`);
+    const mounts = await this.filesystems.mounts();
+    const holder = mounts.filter((m) => isWithin(m.mountpoint, real)).sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0];
+    if (!holder || !isWithin(this.o.mountRoot, holder.mountpoint) || holder.mountpoint === '/') {
+      throw new VcstorError('FAILED_PRECONDITION', `${directory} is not on a filesystem this agent mounted (under ${this.o.mountRoot}); mount one first`);
+    }
+    const fs = await statfs(real);
+    const free = fs.bavail * fs.bsize;
+    if (neededBytes > free) {
+      throw new VcstorError('FAILED_PRECONDITION', `the benchmark needs about ${neededBytes} bytes and ${holder.mountpoint} has ${free} free; use a smaller size`);
+    }
+    return real;
+  }
+
+  async run(request: RunBenchmarkRequest__Output, ctx: { signal: AbortSignal; deadlineMs: number }, send: Send): Promise<void> {
+    const started = Date.now();
+    const spec = request.spec;
+    const needed = this.neededBytes(request);
+    const directory = await this.preflight(request.directory, needed);
+    const workDir = await mkdtemp(path.join(directory, '.vcstor-bench-'));
+    const progress: { phase: string; bytesTotal: number; expectedMs: number } = { phase: `${spec}:start`, bytesTotal: needed, expectedMs: 0 };
+    let bytesDone = -1;
+    let ticking = true;
+    let wake: () => void = () => undefined;
+    const stopTicking = () => {
+      ticking = false;
+      wake();
+    };
+    // One message a second, never two sends at once: the stream is written in order.
+    const ticker = (async () => {
+      while (ticking) {
+        const elapsedMs = Date.now() - started;
+        const grown = bytesDone >= 0 ? bytesDone : await bytesUnder(workDir);
+        const byBytes = progress.bytesTotal > 0 ? Math.min(99, (100 * grown) / progress.bytesTotal) : -1;
+        const byTime = progress.expectedMs > 0 ? Math.min(99, (100 * elapsedMs) / progress.expectedMs) : -1;
+        const message: Progress = { phase: progress.phase, percent: Math.max(byBytes, byTime), bytesDone: grown, bytesTotal: progress.bytesTotal, elapsedMs };
+        if (ticking) await send({ progress: message }).catch(() => undefined);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 1000);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    })();
+    const timeoutMs = Math.max(1000, ctx.deadlineMs - Date.now());
+    try {
+      let result: BenchmarkResult;
+      switch (spec) {
+        case 'bonnie':
+          result = { bonnie: await this.bonnie(request.bonnie!, workDir, ctx.signal, timeoutMs, progress) };
+          break;
+        case 'postmark':
+          result = { postmark: await this.postmark(request.postmark!, workDir, ctx.signal, timeoutMs, progress) };
+          break;
+        case 'fio':
+          result = { fio: await this.fio(request.fio!, workDir, ctx.signal, timeoutMs, progress) };
+          break;
+        case 'sparseImage':
+          result = { sparseImage: await this.sparseImage(request.sparseImage!, workDir, ctx.signal, progress, (b) => (bytesDone = b), send) };
+          break;
+        default:
+          throw new VcstorError('INVALID_ARGUMENT', 'spec: name a benchmark');
+      }
+      stopTicking();
+      await ticker;
+      await send({ result: { ...result, startedUnixMs: started, elapsedMs: Date.now() - started, label: request.label } });
+    } finally {
+      stopTicking();
+      await ticker;
+      await this.cleanup(workDir);
+    }
+  }
+
+  private neededBytes(request: RunBenchmarkRequest__Output): number {
+    switch (request.spec) {
+      case 'bonnie':
+        return request.bonnie!.fileSizeBytes || PAPER_DEFAULTS.bonnie.fileSizeBytes;
+      case 'postmark': {
+        const p = orDefault(request.postmark!, PAPER_DEFAULTS.postmark);
+        return p.files * p.maxFileSizeBytes * 2;
+      }
+      case 'fio': {
+        const f = orDefault(request.fio!, PAPER_DEFAULTS.fio);
+        return f.sizeBytes * f.numjobs;
+      }
+      case 'sparseImage': {
+        const s = orDefault(request.sparseImage!, PAPER_DEFAULTS.sparseImage);
+        // Deleted blocks are not given back to the image: it can grow to its full size.
+        return Math.min(s.imageSizeBytes, s.fileSizeBytes * s.passes) + 64 * MIB;
+      }
+      default:
+        return 0;
+    }
+  }
+
+  private async bonnie(spec: BonnieSpec__Output, workDir: string, signal: AbortSignal, timeoutMs: number, progress: { phase: string; bytesTotal: number }) {
+    const s = orDefault(spec, PAPER_DEFAULTS.bonnie);
+    const sizeMib = Math.max(1, Math.round(s.fileSizeBytes / MIB));
+    // bonnie++ refuses a file smaller than twice the RAM it assumes: tell it half.
+    const ramMib = s.ramBytes ? Math.round(s.ramBytes / MIB) : Math.max(1, Math.floor(sizeMib / 2));
+    progress.phase = 'bonnie';
+    progress.bytesTotal = sizeMib * MIB;
+    const args = ['-d', workDir, '-s', `${sizeMib}:${s.chunkSizeBytes}`, '-r', String(ramMib), '-n', String(s.fileCountK), '-u', 'root', '-q', '-m', 'vcstor'];
+    // Per-char tests write single bytes, which an O_DIRECT file refuses (bonnie++ then
+    // says "disk full?"): direct I/O skips them.
+    if (s.skipPerChar || s.directIo) args.push('-f');
+    if (s.directIo) args.push('-D');
+    try {
+      // stderr too: with -q bonnie++ writes its text report there, the only place that
+      // names the chunk size (its CSV leaves that column empty).
+      const { stdout, stderr } = await this.o.runner.run('bonnie++', args, { signal, timeoutMs });
+      return parseBonnieCsv(stdout, stderr);
+    } catch (err) {
+      const reason = err instanceof CommandError ? bonnieStderrReason(err.stderr) : undefined;
+      if (reason) throw new VcstorError('FAILED_PRECONDITION', `bonnie++ refused to run: ${reason}`, { cause: err });
+      throw err;
+    }
+  }
+
+  private async postmark(spec: PostmarkSpec__Output, workDir: string, signal: AbortSignal, timeoutMs: number, progress: { phase: string; bytesTotal: number }) {
+    const p = orDefault(spec, PAPER_DEFAULTS.postmark);
+    const location = path.join(workDir, 'data');
+    await mkdir(location);
+    progress.phase = 'postmark';
+    progress.bytesTotal = p.files * ((p.minFileSizeBytes + p.maxFileSizeBytes) / 2);
+    const config = path.join(workDir, 'postmark.cfg');
+    await writeFile(
+      config,
+      [
+        `set location ${location}`,
+        `set number ${p.files}`,
+        `set subdirectories ${p.subdirectories}`,
+        `set transactions ${p.transactions}`,
+        `set size ${p.minFileSizeBytes} ${p.maxFileSizeBytes}`,
+        `set read ${p.readBlockBytes}`,
+        `set write ${p.writeBlockBytes}`,
+        `set buffering ${p.buffering ? 'true' : 'false'}`,
+        `set bias read ${p.readBias}`,
+        `set bias create ${p.createBias}`,
+        ...(p.seed ? [`set seed ${p.seed}`] : []),
+        'set report terse',
+        'run',
+        'quit',
+        '',
+      ].join('\n'),
+    );
+    // postmark exits 0 even when every operation failed: its stderr decides.
+    const { stdout, stderr } = await this.o.runner.run('postmark', [config], { signal, timeoutMs, cwd: workDir });
+    return parsePostmarkTerse(stdout, stderr);
+  }
+
+  private async fio(spec: FioSpec__Output, workDir: string, signal: AbortSignal, timeoutMs: number, progress: { phase: string; bytesTotal: number; expectedMs: number }) {
+    const f = orDefault(spec, PAPER_DEFAULTS.fio);
+    progress.phase = `fio:${f.rw}`;
+    progress.bytesTotal = /write|rw/.test(f.rw) ? f.sizeBytes * f.numjobs : 0;
+    progress.expectedMs = f.runtimeS * 1000;
+    const args = [
+      '--name=vcstor',
+      `--directory=${workDir}`,
+      `--rw=${f.rw}`,
+      `--bs=${f.blockSizeBytes}`,
+      `--iodepth=${f.iodepth}`,
+      `--size=${f.sizeBytes}`,
+      `--ioengine=${f.ioengine}`,
+      `--numjobs=${f.numjobs}`,
+      `--rwmixread=${f.rwmixRead}`,
+      '--output-format=json',
+      ...(f.direct ? ['--direct=1'] : []),
+      ...(f.runtimeS ? [`--runtime=${f.runtimeS}`, '--time_based'] : []),
+      ...(f.verify ? ['--verify=crc32c', '--do_verify=1', '--verify_fatal=1'] : []),
+    ];
+    const { stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs });
+    const result = parseFioJson(stdout);
+    if (result.error !== 0) throw new VcstorError('INTERNAL', `fio reported error ${result.error}${f.verify ? ' (verify failed: data read back differs)' : ''}`);
+    return result;
+  }
+
+  private async sparseImage(
+    spec: SparseImageSpec__Output,
+    workDir: string,
+    signal: AbortSignal,
+    progress: { phase: string; bytesTotal: number },
+    setBytes: (bytes: number) => void,
+    send: Send,
+  ) {
+    const s = orDefault(spec, PAPER_DEFAULTS.sparseImage);
+    const image = path.join(workDir, 'sparse.img');
+    const mountpoint = path.join(workDir, 'mnt');
+    progress.bytesTotal = s.fileSizeBytes * s.passes;
+    progress.phase = 'sparse:prepare';
+    let device = s.device;
+    if (!device) {
+      const handle = await open(image, 'w');
+      await handle.truncate(s.imageSizeBytes);
+      await handle.close();
+      device = await this.loops.attach(image, signal);
+    }
+    await this.filesystems.ensure(device, s.fsType, { force: true, signal });
+    await this.filesystems.mount(device, mountpoint, { fsType: s.fsType, signal });
+    const block = randomBytes(s.blockSizeBytes);
+    const passes: SparseImagePass[] = [];
+    for (let pass = 1; pass <= s.passes; pass++) {
+      progress.phase = `sparse:pass ${pass}/${s.passes}`;
+      const file = path.join(mountpoint, 'data');
+      const started = performance.now();
+      const handle = await open(file, 'w');
+      try {
+        for (let written = 0; written < s.fileSizeBytes; ) {
+          if (signal.aborted) throw new VcstorError('CANCELLED', 'the benchmark was cancelled');
+          const length = Math.min(block.length, s.fileSizeBytes - written);
+          written += (await handle.write(block, 0, length)).bytesWritten;
+          setBytes((pass - 1) * s.fileSizeBytes + written);
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const elapsedMs = performance.now() - started;
+      await rm(file);
+      await this.o.runner.run('sync', ['-f', mountpoint], { signal });
+      const allocated = s.device ? 0 : (await stat(image)).blocks * 512;
+      passes.push({ pass, writeBytesPerSecond: s.fileSizeBytes / (elapsedMs / 1000), elapsedMs: Math.round(elapsedMs), imageAllocatedBytes: allocated });
+      await send({ progress: { phase: progress.phase, percent: (100 * pass) / s.passes, bytesDone: pass * s.fileSizeBytes, bytesTotal: progress.bytesTotal, elapsedMs: Math.round(elapsedMs), message: `pass ${pass}: image holds ${allocated} bytes` } });
+    }
+    return { imageSizeBytes: s.imageSizeBytes, passes };
+  }
+
+  /** Remove a run's files: unmount and detach what the sparse test made, then the directory. */
+  private async cleanup(workDir: string): Promise<void> {
+    const never = new AbortController().signal;
+    try {
+      await this.filesystems.unmount(path.join(workDir, 'mnt'), never);
+      await this.loops.detachFile(path.join(workDir, 'sparse.img'), never);
+    } catch (err) {
+      this.o.log.error({ err, workDir }, 'benchmark cleanup: could not release the sparse image');
+    }
+    await rm(workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,68 @@
+import type { GuestAgentHandlers } from '../generated/vcstor/v1/GuestAgent.js';
+import type { Operations } from '../handlers.js';
+import {
+  validateIscsiLoginRequest,
+  validateIscsiLogoutRequest,
+  validateMakeFilesystemRequest,
+  validateMountFilesystemRequest,
+  validateNfsMountRequest,
+} from '../requests.js';
+import { validatePathUnder } from '../validate.js';
+import type { HostStorage } from './host-storage.js';
+
+/** The operations dom0 and guest agents serve alike (their messages are common.proto's). */
+export type HostStorageOperations = Required<
+  Pick<
+    Operations<GuestAgentHandlers>,
+    | 'IscsiLogin'
+    | 'IscsiLogout'
+    | 'ListIscsiSessions'
+    | 'MountNfs'
+    | 'UnmountNfs'
+    | 'ListNfsMounts'
+    | 'MakeFilesystem'
+    | 'MountFilesystem'
+    | 'UnmountFilesystem'
+    | 'ListFilesystems'
+  >
+>;
+
+/**
+ * The host-storage operations, validated at the edge: mounts only under `mountRoots`,
+ * devices only under `deviceRoots`.
+ */
+export function hostStorageOperations(host: HostStorage, mountRoots: readonly string[], deviceRoots: readonly string[] = ['/dev']): HostStorageOperations {
+  return {
+    IscsiLogin: async (request, { signal }) => {
+      validateIscsiLoginRequest(request);
+      return host.iscsiLogin(request, signal);
+    },
+    IscsiLogout: async (request, { signal }) => {
+      validateIscsiLogoutRequest(request);
+      return { wasLoggedIn: await host.iscsiLogout(request, signal) };
+    },
+    ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
+    MountNfs: async (request, { signal }) => {
+      validateNfsMountRequest(request, mountRoots);
+      return host.mountNfs(request, signal);
+    },
+    UnmountNfs: async (request, { signal }) => {
+      validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+      return { wasMounted: await host.unmountNfs(request.mountpoint, signal) };
+    },
+    ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
+    MakeFilesystem: async (request, { signal }) => {
+      validateMakeFilesystemRequest(request, deviceRoots);
+      return host.makeFilesystem(request, signal);
+    },
+    MountFilesystem: async (request, { signal }) => {
+      validateMountFilesystemRequest(request, mountRoots, deviceRoots);
+      return host.mountFilesystem(request, signal);
+    },
+    UnmountFilesystem: async (request, { signal }) => {
+      validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+      return { wasMounted: await host.unmountFilesystem(request.mountpoint, signal) };
+    },
+    ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
+  };
+}
