@@ -1,0 +1,90 @@
+/**
+ * What the coordinator records of a run, as plain JSON: kept in the run's directory,
+ * published on NATS, returned over gRPC (the proto's Run, RunEvent and Measurement carry
+ * the same fields), and read by the report.
+ */
+
+export type RunState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type StepState = 'started' | 'progress' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+export type PlanKind = 'provision' | 'teardown' | 'campaign' | 'scale';
+
+export interface RunRecord {
+  runId: string;
+  planName: string;
+  kind: PlanKind;
+  state: RunState;
+  createdUnixMs: number;
+  finishedUnixMs: number;
+  stepsTotal: number;
+  stepsSucceeded: number;
+  stepsFailed: number;
+  error: string;
+}
+
+export interface ProgressInfo {
+  phase: string;
+  percent: number;
+  bytesDone: number;
+  bytesTotal: number;
+  elapsedMs: number;
+  message: string;
+}
+
+/** One benchmark result of a campaign. `result` is the guest's BenchmarkResult, as JSON. */
+export interface MeasurementRecord {
+  runId: string;
+  method: string;
+  /** "bonnie", "postmark", "fio", "sparse-image". */
+  benchmark: string;
+  repetition: number;
+  guest: string;
+  result?: Record<string, unknown>;
+  error: string;
+}
+
+/** One event of a run, in order (seq 1, 2, 3, ...). */
+export interface RunEventRecord {
+  runId: string;
+  seq: number;
+  timeUnixMs: number;
+  /** e.g. "file-nfs/rep1/setup/create volume", "file-nfs/rep1/bonnie". */
+  stepId: string;
+  state: StepState;
+  progress?: ProgressInfo;
+  measurement?: MeasurementRecord;
+  message: string;
+  /** Set on the last event of a run. */
+  runState?: RunState;
+}
+
+/** NATS subjects of a run. */
+export function eventSubject(runId: string): string {
+  return `vcstor.run.${runId}.event`;
+}
+
+export function resultSubject(runId: string): string {
+  return `vcstor.run.${runId}.result`;
+}
+
+/** The figures a report draws, per benchmark: name, unit, and how to read it from a result. */
+export const REPORT_FIGURES: Array<{ benchmark: string; figure: string; unit: string; read: (result: Record<string, unknown>) => number | undefined }> = [
+  { benchmark: 'bonnie', figure: 'block write', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'writeBlock') },
+  { benchmark: 'bonnie', figure: 'block read', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'readBlock') },
+  { benchmark: 'postmark', figure: 'transactions', unit: 'tx/s', read: (r) => num((r.postmark as Record<string, unknown> | undefined)?.transactionsPerSecond) },
+  { benchmark: 'fio', figure: 'write bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.write?.bandwidthBytesPerSecond) },
+  { benchmark: 'fio', figure: 'read bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.read?.bandwidthBytesPerSecond) },
+];
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined;
+}
+
+function mb(v: unknown): number | undefined {
+  const n = num(v);
+  return n === undefined ? undefined : n / 1e6;
+}
+
+function figure(r: Record<string, unknown>, tool: string, name: string): number | undefined {
+  const f = (r[tool] as Record<string, Record<string, unknown>> | undefined)?.[name];
+  return f && f.measured ? num(f.perSecond) : undefined;
+}
