@@ -65,17 +65,55 @@ export interface ProvisionedMethod {
   removeData(): Promise<StepTiming[]>;
 }
 
-/** An undo step; `data` ones delete what holds the guest's data (volume, image). */
-type Undo = { step: string; run: () => Promise<unknown>; data?: boolean };
+/**
+ * An undo step as data, so it can be journaled and replayed by another process (cleanup
+ * after a crash). Every one is idempotent: undoing what was never done succeeds.
+ * `data` steps delete what holds the guest's data (volume, image).
+ */
+export interface UndoStep {
+  step: string;
+  agent: 'storage' | 'dom0' | 'guest';
+  rpc: 'DeleteVolume' | 'UnexportIscsi' | 'IscsiLogout' | 'DeleteImage' | 'StopDomain' | 'UnmountFilesystem' | 'UnexportNfs' | 'UnmountNfs' | 'DetachVbd';
+  request: Record<string, unknown>;
+  data?: boolean;
+}
+
+export interface AgentSet {
+  storage: StorageAgentClient;
+  dom0: Dom0AgentClient;
+  guest: GuestAgentClient;
+}
+
+type UnaryCall = (request: Record<string, unknown>, callback: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
+
+/** Carry out one undo step. */
+export function runUndoStep(step: UndoStep, agents: AgentSet, timeoutMs: number): Promise<unknown> {
+  const client = agents[step.agent] as unknown as grpc.Client & Record<string, UnaryCall>;
+  const method = client[step.rpc];
+  if (typeof method !== 'function') throw new VcstorError('INTERNAL', `no ${step.rpc} on the ${step.agent} agent`);
+  return unary(client, method, step.request, { timeoutMs });
+}
 
 /**
  * Set up `method` for the target's guest through agent calls only, ending with an ext4
  * filesystem mounted in the guest. Each step that makes something pushes its undo; on a
  * failure the undos run in reverse and the error is rethrown, so nothing is left.
  */
-export async function provisionMethod(method: MethodName, t: MethodTarget, signal?: AbortSignal): Promise<ProvisionedMethod> {
+export async function provisionMethod(
+  method: MethodName,
+  t: MethodTarget,
+  signal?: AbortSignal,
+  /** Called with the pending undo steps before each change, to keep them durably. */
+  journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
+): Promise<ProvisionedMethod> {
   const opts = { timeoutMs: t.timeoutMs, ...(signal ? { signal } : {}) };
-  const undo: Undo[] = [];
+  const undo: UndoStep[] = [];
+  /** Record how to undo a step before taking it: a crash in between leaves a no-op undo. */
+  const willUndo = async (u: UndoStep) => {
+    undo.push(u);
+    await journal(undo);
+  };
+  const runUndo = (steps: UndoStep[]) => runUndoSteps(steps, t, t.timeoutMs, journal);
   const setup: StepTiming[] = [];
   const name = `${t.prefix}-${method}`;
   const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
@@ -88,32 +126,33 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
   const chap = t.chap;
 
   const volume = async () => {
+    await willUndo({ step: 'delete volume', agent: 'storage', rpc: 'DeleteVolume', request: { name, force: true }, data: true });
     await timed('create volume', () => unary(t.storage, t.storage.CreateVolume, { name, sizeBytes: t.sizeBytes, provisioning }, opts));
-    undo.push({ step: 'delete volume', run: () => unary(t.storage, t.storage.DeleteVolume, { name, force: true }, opts), data: true });
   };
   const exportIscsi = async (initiator: string) => {
+    await willUndo({ step: 'unexport iscsi', agent: 'storage', rpc: 'UnexportIscsi', request: { volume: name, force: true } });
     const { target } = await timed('export iscsi', () => unary(t.storage, t.storage.ExportIscsi, { volume: name, allowedInitiators: [initiator], chap }, opts));
-    undo.push({ step: 'unexport iscsi', run: () => unary(t.storage, t.storage.UnexportIscsi, { volume: name, force: true }, opts) });
     return target!.iqn;
   };
-  const login = async (client: Dom0AgentClient | GuestAgentClient, who: string, iqn: string, initiatorIqn: string) => {
+  const login = async (who: 'dom0' | 'guest', iqn: string, initiatorIqn: string) => {
+    const client = t[who];
     const ref = { portal: `${t.storageHost}:3260`, iqn, lun: 0 };
+    await willUndo({ step: `${who} iscsi logout`, agent: who, rpc: 'IscsiLogout', request: { target: ref, initiatorIqn } });
     const { session } = await timed(`${who} iscsi login`, () => unary(client, client.IscsiLogin, { target: ref, initiatorIqn, chap }, opts));
-    undo.push({ step: `${who} iscsi logout`, run: () => unary(client, client.IscsiLogout, { target: ref, initiatorIqn }, opts) });
     return session!.devicePath;
   };
   /** An image inside another filesystem must leave it room: 3/4 of the volume. */
   const nestedImageBytes = Math.floor((t.sizeBytes * 3) / 4 / (1024 * 1024)) * 1024 * 1024;
   const createImage = async (location: ImageLocation, sizeBytes = t.sizeBytes) => {
+    if (location.path) await willUndo({ step: 'delete image', agent: 'dom0', rpc: 'DeleteImage', request: { location }, data: true });
     await timed('create image', () => streamImage(t.dom0, location, sizeBytes, provisioning, t.timeoutMs, signal));
-    if (location.path) undo.push({ step: 'delete image', run: () => unary(t.dom0, t.dom0.DeleteImage, { location }, opts), data: true });
   };
   const startDomain = async (disks: VbdSpec[]) => {
     await timed('write domain config', () =>
       unary(t.dom0, t.dom0.WriteDomainConfig, { config: { name: t.domain, memoryMib: 256, vcpus: 1, bootloader: 'pygrub', vifs: [{ bridge: 'xenbr0' }], disks } }, opts),
     );
+    await willUndo({ step: 'stop domain', agent: 'dom0', rpc: 'StopDomain', request: { name: t.domain, force: true } });
     await timed('start domain', () => unary(t.dom0, t.dom0.StartDomain, { name: t.domain }, opts));
-    undo.push({ step: 'stop domain', run: () => unary(t.dom0, t.dom0.StopDomain, { name: t.domain, force: true }, opts) });
   };
   const guestVbd = async (vdev: string) => {
     const { devices } = await timed('guest finds vbd', () => unary(t.guest, t.guest.ListBlockDevices, {}, opts));
@@ -124,8 +163,8 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
   const mountOnDom0 = async (device: string) => {
     const mountpoint = path.join(t.dom0MountDir, name);
     await timed('dom0 mkfs', () => unary(t.dom0, t.dom0.MakeFilesystem, { device, fsType: 'ext4' }, opts));
+    await willUndo({ step: 'dom0 unmount', agent: 'dom0', rpc: 'UnmountFilesystem', request: { mountpoint } });
     await timed('dom0 mount', () => unary(t.dom0, t.dom0.MountFilesystem, { device, mountpoint }, opts));
-    undo.push({ step: 'dom0 unmount', run: () => unary(t.dom0, t.dom0.UnmountFilesystem, { mountpoint }, opts) });
     return mountpoint;
   };
 
@@ -147,7 +186,7 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
       case 'phy-iscsi': {
         await volume();
         usesVolume = true;
-        const device = await login(t.dom0, 'dom0', await exportIscsi(t.dom0InitiatorIqn), t.dom0InitiatorIqn);
+        const device = await login('dom0', await exportIscsi(t.dom0InitiatorIqn), t.dom0InitiatorIqn);
         await startDomain([{ source: { blockDevice: device }, vdev: 'xvdb', kind: 'VBD_KIND_PHY' }]);
         guestDevice = await guestVbd('xvdb');
         break;
@@ -155,7 +194,7 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
       case 'file-iscsi': {
         await volume();
         usesVolume = true;
-        const device = await login(t.dom0, 'dom0', await exportIscsi(t.dom0InitiatorIqn), t.dom0InitiatorIqn);
+        const device = await login('dom0', await exportIscsi(t.dom0InitiatorIqn), t.dom0InitiatorIqn);
         const mountpoint = await mountOnDom0(device);
         image = { path: path.join(mountpoint, 'guest.img') };
         await createImage(image, nestedImageBytes);
@@ -167,41 +206,41 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
         // The image reached through qemu's libnfs driver: no directory mount on dom0.
         await volume();
         usesVolume = true;
+        await willUndo({ step: 'unexport nfs', agent: 'storage', rpc: 'UnexportNfs', request: { volume: name } });
         const { export: exported } = await timed('export nfs', () =>
           unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
         );
-        undo.push({ step: 'unexport nfs', run: () => unary(t.storage, t.storage.UnexportNfs, { volume: name }, opts) });
         image = { nfsFile: { server: t.storageHost, exportPath: exported!.exportPath, fileName: 'guest.img' } };
         await createImage(image, nestedImageBytes);
         await startDomain([]);
+        await willUndo({ step: 'detach vbd', agent: 'dom0', rpc: 'DetachVbd', request: { domain: t.domain, vdev: 'xvdb' } });
         const { vbd } = await timed('attach vbd', () => unary(t.dom0, t.dom0.AttachVbd, { domain: t.domain, spec: { source: { image }, vdev: 'xvdb' } }, opts));
-        undo.push({ step: 'detach vbd', run: () => unary(t.dom0, t.dom0.DetachVbd, { domain: t.domain, vdev: 'xvdb' }, opts) });
         guestDevice = vbd!.guestDevice;
         break;
       }
       case 'nfs': {
         await volume();
         usesVolume = true;
+        await willUndo({ step: 'unexport nfs', agent: 'storage', rpc: 'UnexportNfs', request: { volume: name } });
         const { export: exported } = await timed('export nfs', () =>
           unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
         );
-        undo.push({ step: 'unexport nfs', run: () => unary(t.storage, t.storage.UnexportNfs, { volume: name }, opts) });
         const mountpoint = path.join(t.guestMountDir, name);
+        await willUndo({ step: 'guest nfs unmount', agent: 'guest', rpc: 'UnmountNfs', request: { mountpoint } });
         await timed('guest nfs mount', () => unary(t.guest, t.guest.MountNfs, { server: t.storageHost, exportPath: exported!.exportPath, mountpoint, nfsVersion: 3 }, opts));
-        undo.push({ step: 'guest nfs unmount', run: () => unary(t.guest, t.guest.UnmountNfs, { mountpoint }, opts) });
         return finish(method, '', mountpoint);
       }
       case 'iscsi': {
         await volume();
         usesVolume = true;
-        guestDevice = await login(t.guest, 'guest', await exportIscsi(t.guestInitiatorIqn), t.guestInitiatorIqn);
+        guestDevice = await login('guest', await exportIscsi(t.guestInitiatorIqn), t.guestInitiatorIqn);
         break;
       }
     }
     const mountpoint = path.join(t.guestMountDir, name);
     await timed('guest mkfs', () => unary(t.guest, t.guest.MakeFilesystem, { device: guestDevice, fsType: 'ext4' }, opts));
+    await willUndo({ step: 'guest unmount', agent: 'guest', rpc: 'UnmountFilesystem', request: { mountpoint } });
     await timed('guest mount', () => unary(t.guest, t.guest.MountFilesystem, { device: guestDevice, mountpoint }, opts));
-    undo.push({ step: 'guest unmount', run: () => unary(t.guest, t.guest.UnmountFilesystem, { mountpoint }, opts) });
     return finish(method, guestDevice, mountpoint);
   } catch (err) {
     await runUndo(undo).catch(() => undefined);
@@ -210,7 +249,7 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
 
   function finish(m: MethodName, device: string, mountpoint: string): ProvisionedMethod {
     let done: Promise<StepTiming[]> | undefined;
-    const kept: Undo[] = [];
+    const kept: UndoStep[] = [];
     return {
       method: m,
       guestDevice: device,
@@ -232,20 +271,29 @@ export async function provisionMethod(method: MethodName, t: MethodTarget, signa
   }
 }
 
-/** Run undos in reverse; every one runs even when one fails; failures are thrown together. */
-async function runUndo(undo: Undo[]): Promise<StepTiming[]> {
+/**
+ * Run undo steps in reverse; every one runs even when one fails; each done step leaves
+ * the journal; failures are thrown together (what failed stays in the journal).
+ */
+export async function runUndoSteps(
+  undo: UndoStep[],
+  agents: AgentSet,
+  timeoutMs: number,
+  journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
+): Promise<StepTiming[]> {
   const timings: StepTiming[] = [];
   const failures: string[] = [];
   for (const u of [...undo].reverse()) {
     const started = performance.now();
     try {
-      await u.run();
+      await runUndoStep(u, agents, timeoutMs);
+      undo.splice(undo.indexOf(u), 1);
+      await journal(undo);
     } catch (err) {
       failures.push(`${u.step}: ${err instanceof Error ? err.message : String(err)}`);
     }
     timings.push({ step: u.step, ms: Math.round(performance.now() - started) });
   }
-  undo.length = 0;
   if (failures.length > 0) throw new VcstorError('INTERNAL', `teardown left things behind: ${failures.join('; ')}`);
   return timings;
 }

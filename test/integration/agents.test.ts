@@ -161,16 +161,16 @@ describe('the gRPC edge', () => {
     }
   });
 
-  it('answers UNIMPLEMENTED, naming the operation, for what later issues add', async () => {
+  it('streaming calls report errors as statuses: a benchmark in a missing directory is NOT_FOUND', async () => {
     const client = makeClient('guest', guest.server.address, insecure);
     try {
-      const call = client.RunBenchmark({ directory: '/mnt/vcstor/bench', fio: { rw: 'write' } }, { deadline: Date.now() + 5000 });
+      const call = client.RunBenchmark({ directory: '/mnt/vcstor/missing', fio: { rw: 'write' } }, { deadline: Date.now() + 5000 });
       const status = await new Promise<grpc.ServiceError>((resolve) => {
         call.on('data', () => undefined);
         call.on('error', resolve);
       });
-      assert.equal(status.code, grpc.status.UNIMPLEMENTED);
-      assert.match(status.details, /RunBenchmark is not implemented by this agent version/);
+      assert.equal(status.code, grpc.status.NOT_FOUND);
+      assert.match(status.details, /\/mnt\/vcstor\/missing does not exist/);
     } finally {
       client.close();
     }
