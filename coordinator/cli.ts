@@ -18,6 +18,12 @@ Usage:
   vcstor lab down [--name N]     remove all of it: processes, namespaces, mounts, loop devices
   vcstor lab status [--json]     what is up
   vcstor lab check               GetInfo from every agent of the lab
+  vcstor run PLAN [--no-report]  run a plan (a campaign) here, with live progress
+  vcstor runs                    the runs kept in --runs-dir (default /var/lib/vcstor/runs)
+  vcstor results RUN [--format table|json|csv]
+  vcstor report RUN [--out FILE] an HTML report with charts in the paper's style
+  vcstor watch RUN               a run's events, replayed then live
+  vcstor cleanup RUN             tear down what a killed run left provisioned
   vcstor health ADDRESS [--service S]   the standard gRPC health check
   vcstor info ADDRESS            an agent's GetInfo, as JSON
 
@@ -57,6 +63,10 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       key: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
+      'runs-dir': { type: 'string' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      'no-report': { type: 'boolean' },
     },
   });
   return { positionals, flags: values };
@@ -135,6 +145,21 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'lab':
       return labCommand(sub, flags);
+    case 'run': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor run: give a PLAN file');
+      const { runPlanCommand, DEFAULT_RUNS_DIR } = await import('./run-commands.js');
+      return runPlanCommand(sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, !flags['no-report']);
+    }
+    case 'runs':
+    case 'results':
+    case 'report':
+    case 'watch':
+    case 'cleanup': {
+      const { runsCommand, DEFAULT_RUNS_DIR } = await import('./run-commands.js');
+      const format = text(flags, 'format');
+      const out = text(flags, 'out');
+      return runsCommand(command, sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, { ...(format ? { format } : {}), ...(out ? { out } : {}) });
+    }
     case 'health': {
       if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor health: give an ADDRESS (host:port)');
       const status = await checkHealth(sub, await clientCredentials(flags), text(flags, 'service') ?? '');

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job (npm start). Until the campaign lands (issue 6) it brings the lab up,
-# asks every agent for its info and health, and takes the lab down again.
+# The main job (npm start): the lab comes up, the paper's seven-method comparison runs in
+# it at small sizes (plans/lab-small.yaml), the report is written, the lab goes down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,4 +8,4 @@ vcstor() { node dist/coordinator/cli.js "$@"; }
 trap 'vcstor lab down >/dev/null' EXIT
 vcstor lab up "$@"
 vcstor lab check
-vcstor lab status
+vcstor run plans/lab-small.yaml

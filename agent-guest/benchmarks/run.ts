@@ -204,7 +204,9 @@ export class GuestBenchmarks {
     await writeFile(
       config,
       [
-        `set location ${location}`,
+        // Relative to the work directory (postmark's cwd): postmark truncates a long
+        // location path silently and then fails every file operation.
+        `set location ${path.basename(location)}`,
         `set number ${p.files}`,
         `set subdirectories ${p.subdirectories}`,
         `set transactions ${p.transactions}`,

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
 import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import path from 'node:path';
@@ -298,6 +299,12 @@ export class Lab {
       this.report(`${host.name}: ${name} up (pid ${proc.pid})`);
     };
     await mkdir(path.join(options.dir, 'logs'), { recursive: true });
+    // A CHAP secret for plans that run in the lab (plans/lab-small.yaml reads it).
+    const secretFile = path.join(options.dir, 'secrets', 'chap');
+    if (!(await access(secretFile).then(() => true, () => false))) {
+      await mkdir(path.dirname(secretFile), { recursive: true, mode: 0o700 });
+      await writeFile(secretFile, `${randomBytes(12).toString('base64url').slice(0, 16)}\n`, { mode: 0o600 });
+    }
 
     // Services of the first storage server: NATS for the coordinator, tgtd, ganesha.
     const storageDir = path.join(options.dir, 'hosts', storage0.name);

@@ -1,0 +1,316 @@
+import type * as grpc from '@grpc/grpc-js';
+import { channelCredentials, getAgentInfo, makeClient } from '../common/clients.js';
+import { VcstorError } from '../common/errors.js';
+import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
+import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
+import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
+import type { Logger } from '../common/log.js';
+import { provisionMethod, runUndoSteps, type AgentSet, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
+import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunState, StepState } from './model.js';
+import type { Plan } from './plan.js';
+import type { RunStore } from './store.js';
+
+/** Where events go besides the run's store: NATS (JetStream). Must not throw when NATS is down. */
+export interface EventPublisher {
+  publishEvent(event: RunEventRecord): Promise<void>;
+  publishResult(measurement: MeasurementRecord & { seq: number }): Promise<void>;
+}
+
+export type ResolvedPlan = Plan & { chapPassword: string };
+
+/** Events of one run: numbered, stored, published, and handed to live listeners. */
+export class RunEvents {
+  private seq = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly listeners = new Set<(event: RunEventRecord) => void>();
+
+  constructor(
+    private readonly runId: string,
+    private readonly store: RunStore,
+    private readonly publisher?: EventPublisher,
+    startSeq = 0,
+  ) {
+    this.seq = startSeq;
+  }
+
+  /** Record an event; resolves once it is stored (events are written in order). */
+  emit(event: Omit<RunEventRecord, 'runId' | 'seq' | 'timeUnixMs'>): Promise<RunEventRecord> {
+    const full: RunEventRecord = { runId: this.runId, seq: ++this.seq, timeUnixMs: Date.now(), ...event };
+    const done = this.queue.then(async () => {
+      await this.store.appendEvent(full);
+      for (const listener of this.listeners) listener(full);
+      await this.publisher?.publishEvent(full);
+      if (full.measurement) await this.publisher?.publishResult({ ...full.measurement, seq: full.seq });
+      return full;
+    });
+    this.queue = done.catch(() => undefined);
+    return done;
+  }
+}
+
+/** Clients for the plan's agents. Close them when done. */
+export async function planAgents(plan: Plan): Promise<AgentSet & { credentials: grpc.ChannelCredentials; close(): void }> {
+  const credentials = await channelCredentials('insecure' in plan.tls ? { insecure: true } : { ca: plan.tls.ca, cert: plan.tls.cert, key: plan.tls.key });
+  const agents = {
+    storage: makeClient('storage', plan.agents.storage.address, credentials),
+    dom0: makeClient('dom0', plan.agents.dom0.address, credentials),
+    guest: makeClient('guest', plan.agents.guest.address, credentials),
+  };
+  return { ...agents, credentials, close: () => Object.values(agents).forEach((c) => c.close()) };
+}
+
+/** The benchmark requests of a campaign, by the name measurements carry. */
+export function benchmarkRequests(plan: Plan): Array<{ name: string; request: Omit<RunBenchmarkRequest, 'directory'> }> {
+  const b = plan.campaign.benchmarks;
+  const out: Array<{ name: string; request: Omit<RunBenchmarkRequest, 'directory'> }> = [];
+  if (b.bonnie) out.push({ name: 'bonnie', request: { bonnie: { fileSizeBytes: b.bonnie.fileSize, chunkSizeBytes: b.bonnie.chunk, directIo: b.bonnie.directIo } } });
+  if (b.postmark) {
+    const p = b.postmark;
+    out.push({ name: 'postmark', request: { postmark: { transactions: p.transactions, files: p.files, subdirectories: p.subdirectories, minFileSizeBytes: p.minFileSize, maxFileSizeBytes: p.maxFileSize } } });
+  }
+  if (b.fio) {
+    const f = b.fio;
+    out.push({ name: 'fio', request: { fio: { rw: f.rw, blockSizeBytes: f.blockSize, iodepth: f.iodepth, sizeBytes: f.size, runtimeS: f.runtimeS, ioengine: f.ioengine, direct: f.direct } } });
+  }
+  if (b.sparseImage) {
+    const s = b.sparseImage;
+    out.push({ name: 'sparse-image', request: { sparseImage: { imageSizeBytes: s.imageSize, fileSizeBytes: s.fileSize, blockSizeBytes: s.blockSize, passes: s.passes } } });
+  }
+  return out;
+}
+
+/**
+ * Run a campaign: for each repetition and method, set the method up through the agents,
+ * run every benchmark on the guest's filesystem, tear it down — also when a step fails
+ * (recorded with why) or the run is cancelled. Everything provisioned is journaled in
+ * the store first, so `cleanupRun` can remove it after a crash.
+ */
+export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; store: RunStore; events: RunEvents; log: Logger; signal: AbortSignal }): Promise<RunRecord> {
+  const { run, plan, store, events, signal } = o;
+  const c = plan.campaign;
+  const benchmarks = benchmarkRequests(plan);
+  const agents = await planAgents(plan);
+  const measurements: MeasurementRecord[] = [];
+  const undo: Record<string, UndoStep[]> = await store.undo(run.runId);
+  let undoWrites: Promise<unknown> = Promise.resolve();
+  const step = (stepId: string, state: StepState, message = '', extra: Partial<RunEventRecord> = {}) => events.emit({ stepId, state, message, ...extra });
+  /** Methods this deployment cannot run (a driver not available), with why. */
+  let skipReasons = new Map<string, string>();
+  const count = async (ok: boolean) => {
+    if (ok) run.stepsSucceeded++;
+    else run.stepsFailed++;
+    await store.saveRun(run);
+  };
+  run.state = 'running';
+  run.stepsTotal = c.repetitions * c.methods.length * (benchmarks.length + 2);
+  await store.saveRun(run);
+  try {
+    // Every agent must answer before anything is provisioned.
+    const infos: Partial<Record<'storage' | 'dom0' | 'guest', GetInfoResponse__Output>> = {};
+    for (const role of ['storage', 'dom0', 'guest'] as const) {
+      const address = plan.agents[role].address;
+      infos[role] = await getAgentInfo(address, agents.credentials, 10_000).catch((err: unknown) => {
+        throw new VcstorError('UNAVAILABLE', `the ${role} agent at ${address} does not answer: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
+    skipReasons = unavailableMethods(infos);
+    await step('run', 'started', `${c.methods.length} methods x ${c.repetitions} repetitions x ${benchmarks.length} benchmarks`);
+    const short = run.runId.slice(-6);
+    for (let rep = 1; rep <= c.repetitions && !signal.aborted; rep++) {
+      for (const method of c.methods) {
+        if (signal.aborted) break;
+        await runOne(method as MethodName, rep, short);
+      }
+    }
+    run.state = signal.aborted ? 'cancelled' : run.stepsFailed > 0 ? 'failed' : 'succeeded';
+    if (signal.aborted) run.error = 'cancelled';
+  } catch (err) {
+    run.state = 'failed';
+    run.error = err instanceof Error ? err.message : String(err);
+  } finally {
+    agents.close();
+    await undoWrites;
+  }
+  run.finishedUnixMs = Date.now();
+  await store.saveRun(run);
+  await step('run', run.state === 'succeeded' ? 'succeeded' : run.state === 'cancelled' ? 'cancelled' : 'failed', run.error || `${run.stepsSucceeded} steps ok, ${run.stepsFailed} failed`, { runState: run.state });
+  return run;
+
+  async function runOne(method: MethodName, rep: number, short: string): Promise<void> {
+    const key = `${method}/rep${rep}`;
+    const target: MethodTarget = {
+      ...agents,
+      storageHost: plan.agents.storage.host,
+      dom0InitiatorIqn: plan.agents.dom0.initiatorIqn,
+      guestInitiatorIqn: plan.agents.guest.initiatorIqn,
+      nfsClients: plan.nfsClients,
+      dom0ImageDir: plan.agents.dom0.imageDir,
+      dom0MountDir: plan.agents.dom0.mountDir,
+      guestMountDir: plan.agents.guest.mountDir,
+      domain: plan.agents.guest.domain,
+      prefix: `${short}-${rep}`,
+      sizeBytes: c.volumeSize,
+      sparse: c.sparse,
+      chap: { username: plan.chap.username, password: plan.chapPassword },
+      timeoutMs: c.stepTimeoutS * 1000,
+    };
+    const journal = (pending: readonly UndoStep[]) => {
+      if (pending.length > 0) undo[key] = [...pending];
+      else delete undo[key];
+      const write = undoWrites.then(() => store.saveUndo(run.runId, undo));
+      undoWrites = write.catch(() => undefined);
+      return write;
+    };
+    const skip = skipReasons.get(method);
+    if (skip) {
+      for (const name of ['setup', ...benchmarks.map((b) => b.name), 'teardown']) {
+        const m: MeasurementRecord | undefined =
+          name === 'setup' || name === 'teardown' ? undefined : { runId: run.runId, method, benchmark: name, repetition: rep, guest: plan.agents.guest.domain, error: `skipped: ${skip}` };
+        if (m) measurements.push(m);
+        await step(`${key}/${name}`, 'skipped', skip, m ? { measurement: m } : {});
+      }
+      run.stepsTotal -= benchmarks.length + 2;
+      await store.saveMeasurements(run.runId, measurements);
+      await store.saveRun(run);
+      return;
+    }
+    await step(`${key}/setup`, 'started');
+    let provisioned;
+    try {
+      provisioned = await provisionMethod(method, target, signal, journal);
+      await step(`${key}/setup`, 'succeeded', provisioned.setup.map((s) => `${s.step} ${s.ms} ms`).join(', '));
+      await count(true);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      await step(`${key}/setup`, 'failed', why);
+      await count(false);
+      for (const b of benchmarks) {
+        const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: plan.agents.guest.domain, error: `setup failed: ${why}` };
+        measurements.push(m);
+        await step(`${key}/${b.name}`, 'skipped', m.error, { measurement: m });
+        await count(false);
+      }
+      await store.saveMeasurements(run.runId, measurements);
+      await step(`${key}/teardown`, 'skipped', 'nothing was left to tear down');
+      await count(true);
+      return;
+    }
+    for (const b of benchmarks) {
+      const stepId = `${key}/${b.name}`;
+      const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: plan.agents.guest.domain, error: '' };
+      if (signal.aborted) break;
+      await step(stepId, 'started');
+      try {
+        m.result = await runBenchmark(agents, { ...b.request, directory: provisioned.guestMountpoint, label: `${method} rep ${rep}` }, target.timeoutMs, signal, (p) => void step(stepId, 'progress', '', { progress: p }));
+        measurements.push(m);
+        await store.saveMeasurements(run.runId, measurements);
+        await step(stepId, 'succeeded', '', { measurement: m });
+        await count(true);
+      } catch (err) {
+        m.error = err instanceof Error ? err.message : String(err);
+        measurements.push(m);
+        await store.saveMeasurements(run.runId, measurements);
+        await step(stepId, signal.aborted ? 'cancelled' : 'failed', m.error, { measurement: m });
+        await count(false);
+      }
+    }
+    await step(`${key}/teardown`, 'started');
+    try {
+      const timings = await provisioned.teardown();
+      await step(`${key}/teardown`, 'succeeded', timings.map((s) => `${s.step} ${s.ms} ms`).join(', '));
+      await count(true);
+    } catch (err) {
+      await step(`${key}/teardown`, 'failed', `${err instanceof Error ? err.message : String(err)}; run vcstor cleanup ${run.runId}`);
+      await count(false);
+    }
+  }
+}
+
+/** What each method needs, as the agents' GetInfo reports drivers (concern on a role). */
+const NEEDS: Record<string, Array<['storage' | 'dom0' | 'guest', string]>> = {
+  'file-local': [['dom0', 'hypervisor'], ['guest', 'filesystem']],
+  'phy-local': [['dom0', 'hypervisor'], ['guest', 'filesystem']],
+  'file-nfs': [['storage', 'nfs-server'], ['dom0', 'nfs-client'], ['dom0', 'hypervisor']],
+  'file-iscsi': [['storage', 'iscsi-target'], ['dom0', 'iscsi-initiator'], ['dom0', 'filesystem'], ['dom0', 'hypervisor']],
+  'phy-iscsi': [['storage', 'iscsi-target'], ['dom0', 'iscsi-initiator'], ['dom0', 'hypervisor']],
+  nfs: [['storage', 'nfs-server'], ['guest', 'nfs-client']],
+  iscsi: [['storage', 'iscsi-target'], ['guest', 'iscsi-initiator']],
+};
+
+/**
+ * Methods whose drivers are not available on these agents (the selected driver of a
+ * concern it needs), with the agent's own words for why: skipped, not failed — a lab of
+ * namespaces has no kernel NFS client for the nfs method, and says so.
+ */
+export function unavailableMethods(infos: Partial<Record<'storage' | 'dom0' | 'guest', GetInfoResponse__Output>>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [method, needs] of Object.entries(NEEDS)) {
+    for (const [role, concern] of needs) {
+      const driver = infos[role]?.drivers.find((d) => d.concern === concern && d.selected);
+      if (driver && !driver.available) {
+        out.set(method, `the ${role} agent's ${concern} driver (${driver.driver}) is not available: ${driver.detail}`);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Run one benchmark to its result, passing progress on at most once a second. */
+function runBenchmark(agents: AgentSet, request: RunBenchmarkRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const call = agents.guest.RunBenchmark(request, { deadline: Date.now() + timeoutMs });
+    const onAbort = () => call.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let result: Record<string, unknown> | undefined;
+    let lastProgress = 0;
+    call.on('data', (m: RunBenchmarkResponse__Output) => {
+      if (m.progress && Date.now() - lastProgress >= 1000) {
+        lastProgress = Date.now();
+        const p = m.progress;
+        onProgress({ phase: p.phase, percent: p.percent, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, elapsedMs: p.elapsedMs, message: p.message });
+      }
+      if (m.result) result = m.result as unknown as Record<string, unknown>;
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(new VcstorError(signal.aborted ? 'CANCELLED' : 'INTERNAL', err.details || err.message));
+    });
+    call.on('end', () => {
+      signal.removeEventListener('abort', onAbort);
+      if (result) resolve(result);
+      else reject(new VcstorError('INTERNAL', 'the benchmark stream ended without a result'));
+    });
+  });
+}
+
+/**
+ * Tear down whatever a run provisioned and did not remove (after a crash or kill): the
+ * journaled undo steps, replayed in reverse. Idempotent.
+ */
+export async function cleanupRun(runId: string, plan: Plan, store: RunStore): Promise<{ removed: string[]; leftBehind: string[] }> {
+  const undo = await store.undo(runId);
+  const agents = await planAgents(plan);
+  const removed: string[] = [];
+  const leftBehind: string[] = [];
+  try {
+    for (const [key, steps] of Object.entries(undo)) {
+      const pending = [...steps];
+      try {
+        const timings = await runUndoSteps(pending, agents, 120_000, async (left) => {
+          if (left.length > 0) undo[key] = [...left];
+          else delete undo[key];
+          await store.saveUndo(runId, undo);
+        });
+        removed.push(...timings.map((t) => `${key}: ${t.step}`));
+      } catch (err) {
+        leftBehind.push(`${key}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  } finally {
+    agents.close();
+  }
+  return { removed, leftBehind };
+}
+
+export type { RunState };

@@ -1,0 +1,132 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { VcstorError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { cleanupRun, executeCampaign, RunEvents, type EventPublisher } from './campaign.js';
+import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
+import { parsePlan } from './plan.js';
+import { RunStore } from './store.js';
+
+/**
+ * The coordinator: accepts plans, runs them in the background, and answers for every
+ * run it has (in its store): state, events (replayed, then live), results, cleanup.
+ * The gRPC service and the CLI are thin layers over it.
+ */
+export class Coordinator {
+  readonly store: RunStore;
+  private readonly active = new Map<string, { abort: AbortController; events: RunEvents; done: Promise<RunRecord> }>();
+
+  constructor(
+    private readonly o: { runsDir: string; log: Logger; publisher?: EventPublisher },
+  ) {
+    this.store = new RunStore(o.runsDir);
+  }
+
+  /**
+   * Validate a plan and start it. With a request id, a second submit returns the first
+   * run (created=false). Nothing is provisioned unless the whole plan is valid.
+   * @throws VcstorError INVALID_ARGUMENT naming the field and line at fault.
+   */
+  async submit(planText: string, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean }> {
+    const plan = await parsePlan(planText, options.source ?? 'plan');
+    const runId = options.requestId
+      ? `q-${createHash('sha256').update(options.requestId).digest('hex').slice(0, 16)}`
+      : `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    const existing = await this.store.run(runId).catch(() => undefined);
+    if (existing) return { run: existing, created: false };
+    const run: RunRecord = { runId, planName: plan.name, kind: 'campaign', state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    if (options.dryRun) return { run, created: false };
+    await mkdir(this.o.runsDir, { recursive: true });
+    await this.store.create(run, planText);
+    const abort = new AbortController();
+    const events = new RunEvents(runId, this.store, this.o.publisher);
+    const done = executeCampaign({ run, plan, store: this.store, events, log: this.o.log.child({ runId }), signal: abort.signal })
+      .catch((err: unknown) => {
+        this.o.log.error({ err, runId }, 'campaign crashed');
+        return { ...run, state: 'failed' as const, error: String(err) };
+      })
+      .finally(() => this.active.delete(runId));
+    this.active.set(runId, { abort, events, done });
+    return { run, created: true };
+  }
+
+  /** Wait for a run this coordinator is running. */
+  async wait(runId: string): Promise<RunRecord> {
+    const active = this.active.get(runId);
+    return active ? active.done : this.store.run(runId);
+  }
+
+  get(runId: string): Promise<RunRecord> {
+    return this.store.run(runId);
+  }
+
+  list(limit?: number): Promise<RunRecord[]> {
+    return this.store.list(limit);
+  }
+
+  /** Cancel a running run (its current setup is torn down). A finished one is left as it is. */
+  async cancel(runId: string): Promise<RunRecord> {
+    const active = this.active.get(runId);
+    if (!active) return this.store.run(runId);
+    active.abort.abort();
+    return active.done;
+  }
+
+  async results(runId: string): Promise<{ run: RunRecord; measurements: MeasurementRecord[] }> {
+    return { run: await this.store.run(runId), measurements: await this.store.measurements(runId) };
+  }
+
+  /**
+   * Every event of a run after `afterSeq`, then live ones until the run's last. A run
+   * this process is not running (finished, or left by a crashed coordinator) ends with
+   * what the store has.
+   */
+  async *watch(runId: string, afterSeq = 0, signal?: AbortSignal): AsyncGenerator<RunEventRecord> {
+    await this.store.run(runId);
+    const active = this.active.get(runId);
+    const queue: RunEventRecord[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (e: RunEventRecord) => {
+      queue.push(e);
+      wake?.();
+    };
+    active?.events.listeners.add(listener);
+    try {
+      let last = afterSeq;
+      for (const e of await this.store.events(runId, afterSeq)) {
+        yield e;
+        last = e.seq;
+        if (e.runState) return;
+      }
+      if (!active) return;
+      for (;;) {
+        while (queue.length > 0) {
+          const e = queue.shift()!;
+          if (e.seq <= last) continue;
+          yield e;
+          last = e.seq;
+          if (e.runState) return;
+        }
+        if (signal?.aborted) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          signal?.addEventListener('abort', () => resolve(), { once: true });
+        });
+      }
+    } finally {
+      active?.events.listeners.delete(listener);
+    }
+  }
+
+  /** Tear down what a run left (after a crash). A run still running here is refused. */
+  async cleanup(runId: string): Promise<{ removed: string[]; leftBehind: string[] }> {
+    if (this.active.has(runId)) throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is still running; cancel it first`);
+    const plan = await parsePlan(await this.store.planText(runId), `plan of ${runId}`);
+    return cleanupRun(runId, plan, this.store);
+  }
+
+  /** Cancel every running run (shutdown). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.active.keys()].map((id) => this.cancel(id)));
+  }
+}

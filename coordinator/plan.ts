@@ -1,0 +1,146 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { VcstorError } from '../common/errors.js';
+import { readStructured, validateValue } from '../common/structured.js';
+import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName } from '../common/validate.js';
+import { METHODS } from './methods.js';
+
+/**
+ * A plan: which agents, and what to run on them. YAML or JSON, validated in full before
+ * anything is provisioned; errors name the file, line and field.
+ */
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1e6, mib: 1024 ** 2, g: 1024 ** 3, gb: 1e9, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+
+/** "64MiB", "1GiB", "8k", 4096 → bytes. */
+export function parseSize(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const unit = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new Error(`${JSON.stringify(value)} is not a size (e.g. 64MiB, 1GiB, 8k)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+const check = (validate: (v: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
+  try {
+    validate(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message.replace(/^[^:]*: /, '') : String(err) });
+  }
+};
+
+const size = (min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      const bytes = parseSize(v);
+      if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is outside ${min}-${max} bytes` });
+        return z.NEVER;
+      }
+      return bytes;
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const address = z.string().superRefine(check((v) => validateHostPort('address', v)));
+const iqn = z.string().superRefine(check((v) => validateIqn('iqn', v)));
+const absolute = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
+const MIB = 1024 ** 2;
+const GIB = 1024 ** 3;
+
+const benchmarksSchema = z
+  .object({
+    bonnie: z.object({ fileSize: size(MIB, 64 * GIB).default(GIB), chunk: size(256, MIB).default(8192), directIo: z.boolean().default(false) }).strict().optional(),
+    postmark: z
+      .object({
+        transactions: z.number().int().min(1).max(100_000_000).default(100_000),
+        files: z.number().int().min(1).max(10_000_000).default(1_000),
+        subdirectories: z.number().int().min(0).max(100_000).default(100),
+        minFileSize: size(1, 64 * MIB).default(500),
+        maxFileSize: size(1, 64 * MIB).default(10_000),
+      })
+      .strict()
+      .optional(),
+    fio: z
+      .object({
+        rw: z.enum(['read', 'write', 'randread', 'randwrite', 'rw', 'randrw']),
+        blockSize: size(512, 64 * MIB).default(8192),
+        iodepth: z.number().int().min(1).max(4096).default(1),
+        size: size(4096, 64 * GIB).default(256 * MIB),
+        runtimeS: z.number().int().min(0).max(86_400).default(0),
+        ioengine: z.enum(['psync', 'sync', 'libaio', 'io_uring', 'posixaio']).default('psync'),
+        direct: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
+    sparseImage: z
+      .object({ imageSize: size(64 * MIB, 64 * GIB).default(2 * GIB), fileSize: size(4096, 64 * GIB).default(GIB), blockSize: size(512, 64 * MIB).default(8192), passes: z.number().int().min(1).max(1000).default(5) })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((b) => Object.values(b).some((x) => x !== undefined), 'name at least one benchmark');
+
+const planSchema = z
+  .object({
+    name: z.string().superRefine(check((v) => validateName('name', v))),
+    agents: z
+      .object({
+        storage: z.object({ address, host: z.string().superRefine(check((v) => validateHost('host', v))) }).strict(),
+        dom0: z.object({ address, initiatorIqn: iqn, imageDir: absolute, mountDir: absolute }).strict(),
+        guest: z.object({ address, initiatorIqn: iqn, mountDir: absolute, domain: z.string().superRefine(check((v) => validateName('domain', v))) }).strict(),
+      })
+      .strict(),
+    tls: z.union([z.object({ insecure: z.literal(true) }).strict(), z.object({ ca: absolute, cert: absolute, key: absolute }).strict()]),
+    /** Who may mount NFS exports: dom0 (file-nfs) and the guest (nfs). */
+    nfsClients: z.string().superRefine(check((v) => validateAddressOrCidr('nfsClients', v))),
+    chap: z.object({ username: z.string().regex(/^[A-Za-z0-9._@:-]{1,64}$/), passwordFile: absolute }).strict(),
+    nats: z.object({ url: z.string().regex(/^nats:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be nats://host:port'), user: z.string().optional(), passwordFile: absolute.optional() }).strict().optional(),
+    campaign: z
+      .object({
+        methods: z.array(z.enum(METHODS)).min(1).default([...METHODS]),
+        repetitions: z.number().int().min(1).max(100).default(5),
+        volumeSize: size(16 * MIB, 16 * 1024 * GIB).default(2 * GIB),
+        sparse: z.boolean().default(false),
+        benchmarks: benchmarksSchema,
+        /** How long one step (a setup call, a benchmark) may take. */
+        stepTimeoutS: z.number().int().min(10).max(7 * 86_400).default(6 * 3600),
+      })
+      .strict(),
+  })
+  .strict();
+
+export type Plan = z.output<typeof planSchema>;
+export type Campaign = Plan['campaign'];
+
+/**
+ * Parse and validate a plan's text; the CHAP password is read from its file.
+ * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
+ */
+export async function parsePlan(text: string, source: string): Promise<Plan & { chapPassword: string; natsPassword?: string }> {
+  const { value, doc, lineCounter } = readStructured(text, source);
+  const plan = validateValue(planSchema, value, source, doc, lineCounter);
+  const b = plan.campaign.benchmarks;
+  const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0);
+  if (needs * 1.25 > plan.campaign.volumeSize) {
+    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.volumeSize: ${plan.campaign.volumeSize} bytes cannot hold the benchmarks' ${needs} bytes (give it at least 25% more)`);
+  }
+  const secret = async (file: string, what: string) => {
+    try {
+      return (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: ${what}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const chapPassword = await secret(plan.chap.passwordFile, 'chap.passwordFile');
+  try {
+    validateChapSecret('chap', chapPassword);
+  } catch (err) {
+    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: chap.passwordFile: the secret ${(err as Error).message.replace(/^chap: /, '')}`);
+  }
+  const natsPassword = plan.nats?.passwordFile ? await secret(plan.nats.passwordFile, 'nats.passwordFile') : undefined;
+  return { ...plan, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
+}

@@ -1,0 +1,107 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { VcstorError } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import type { EventPublisher } from './campaign.js';
+import { Coordinator } from './coordinator.js';
+import type { RunEventRecord } from './model.js';
+import { parsePlan } from './plan.js';
+import { renderReport, resultsCsv, resultsTable } from './report.js';
+
+/** Where runs are kept when no --runs-dir is given. */
+export const DEFAULT_RUNS_DIR = '/var/lib/vcstor/runs';
+
+function clock(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+/** One line for people per event; progress lines say phase, percent and elapsed time. */
+export function describeEvent(e: RunEventRecord): string {
+  if (e.state === 'progress' && e.progress) {
+    const p = e.progress;
+    const percent = p.percent >= 0 ? `${p.percent.toFixed(0).padStart(3)}%` : '   …';
+    return `${clock(e.timeUnixMs)} ${e.stepId.padEnd(34)} ${percent} ${p.phase} ${(p.elapsedMs / 1000).toFixed(1)} s`;
+  }
+  const mark = { started: '…', succeeded: 'ok', failed: 'FAILED', skipped: 'skipped', cancelled: 'cancelled', progress: '' }[e.state];
+  return `${clock(e.timeUnixMs)} ${e.stepId.padEnd(34)} ${mark}${e.message ? `  ${e.message}` : ''}`;
+}
+
+/**
+ * `vcstor run PLAN`: run a plan in this process, printing every step as it happens;
+ * publishes on NATS too when the plan names a server. Exit code 0 only if it succeeded.
+ */
+export async function runPlanCommand(planFile: string, runsDir: string, report: boolean): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(planFile, 'utf8').catch((err: unknown) => {
+    throw new VcstorError('NOT_FOUND', `cannot read plan ${planFile}: ${(err as Error).message}`);
+  });
+  const plan = await parsePlan(text, planFile);
+  const log = createLogger({ name: 'coordinator', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
+  let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
+  if (plan.nats) {
+    const { RunEventBus } = await import('./events.js');
+    publisher = await RunEventBus.connect({ servers: plan.nats.url, ...(plan.nats.user ? { user: plan.nats.user } : {}), ...(plan.natsPassword ? { pass: plan.natsPassword } : {}), name: 'vcstor run', log });
+  }
+  const coordinator = new Coordinator({ runsDir, log, ...(publisher ? { publisher } : {}) });
+  const started = Date.now();
+  const { run } = await coordinator.submit(text, { source: planFile });
+  console.log(`run ${run.runId}: ${plan.name}, ${plan.campaign.methods.length} methods x ${plan.campaign.repetitions} repetitions${plan.nats ? ` (events on ${plan.nats.url}, vcstor.run.${run.runId}.>)` : ''}`);
+  const stop = () => void coordinator.cancel(run.runId);
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  for await (const event of coordinator.watch(run.runId)) console.log(describeEvent(event));
+  const final = await coordinator.wait(run.runId);
+  await publisher?.close();
+  const { measurements } = await coordinator.results(run.runId);
+  console.log(`\n${resultsTable(final, measurements)}`);
+  console.log(`run ${final.runId} ${final.state} in ${((Date.now() - started) / 1000).toFixed(1)} s; results in ${coordinator.store.dir(final.runId)}`);
+  if (report) {
+    const file = path.join(coordinator.store.dir(final.runId), 'report.html');
+    await writeFile(file, renderReport(final, measurements));
+    console.log(`report: ${file}`);
+  }
+  return final.state === 'succeeded' ? 0 : 1;
+}
+
+/** `vcstor runs | results | report | cleanup | watch` on the runs in a directory. */
+export async function runsCommand(command: string, runId: string | undefined, runsDir: string, flags: { format?: string; out?: string }): Promise<number> {
+  const coordinator = new Coordinator({ runsDir, log: createLogger({ name: 'coordinator', level: 'warn' }) });
+  if (command === 'runs') {
+    for (const r of await coordinator.list()) {
+      console.log(`${r.runId.padEnd(24)} ${r.planName.padEnd(16)} ${r.state.padEnd(10)} ${new Date(r.createdUnixMs).toISOString()}  ${r.stepsSucceeded} ok, ${r.stepsFailed} failed`);
+    }
+    return 0;
+  }
+  if (!runId) throw new VcstorError('INVALID_ARGUMENT', `vcstor ${command}: give a RUN id (see vcstor runs)`);
+  switch (command) {
+    case 'results': {
+      const { run, measurements } = await coordinator.results(runId);
+      const format = flags.format ?? 'table';
+      if (format === 'json') console.log(JSON.stringify({ run, measurements }, null, 2));
+      else if (format === 'csv') process.stdout.write(resultsCsv(measurements));
+      else if (format === 'table') console.log(resultsTable(run, measurements));
+      else throw new VcstorError('INVALID_ARGUMENT', `--format: ${format} is not table, json or csv`);
+      return 0;
+    }
+    case 'report': {
+      const { run, measurements } = await coordinator.results(runId);
+      const file = flags.out ?? path.join(coordinator.store.dir(runId), 'report.html');
+      await writeFile(file, renderReport(run, measurements));
+      console.log(file);
+      return 0;
+    }
+    case 'cleanup': {
+      const { removed, leftBehind } = await coordinator.cleanup(runId);
+      for (const r of removed) console.log(`removed ${r}`);
+      for (const l of leftBehind) console.log(`LEFT BEHIND ${l}`);
+      console.log(leftBehind.length === 0 ? `run ${runId}: nothing left provisioned` : `run ${runId}: ${leftBehind.length} left behind`);
+      return leftBehind.length === 0 ? 0 : 1;
+    }
+    case 'watch': {
+      for await (const e of coordinator.watch(runId)) console.log(describeEvent(e));
+      return 0;
+    }
+    default:
+      throw new VcstorError('INVALID_ARGUMENT', `unknown command ${command}`);
+  }
+}

@@ -1,0 +1,413 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable } from '../../coordinator/report.js';
+import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
+
+const RUN_ID = 'run-0042';
+const PAPER_ORDER = ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'];
+/** The nfs method's bonnie runs failed with this: a comma, quotes, markup and an ampersand. */
+const NFS_ERROR = 'mount.nfs: access denied by server while mounting "storage:/export/r42-nfs", <rep> & retry';
+
+const RUN: RunRecord = {
+  runId: RUN_ID,
+  planName: 'paper-campaign',
+  kind: 'campaign',
+  state: 'failed',
+  createdUnixMs: Date.UTC(2024, 4, 2, 10, 0, 0),
+  // 1 h 02 min 03 s later.
+  finishedUnixMs: Date.UTC(2024, 4, 2, 11, 2, 3),
+  stepsTotal: 120,
+  stepsSucceeded: 117,
+  stepsFailed: 3,
+  error: '3 steps failed',
+};
+
+/** A BenchmarkResult as JSON, the way the coordinator records it. */
+function bonnieResult(writeKBps: number, readKBps: number | undefined): Record<string, unknown> {
+  const figure = (perSecond: number | undefined): Record<string, unknown> =>
+    perSecond === undefined ? { measured: false, perSecond: 0, cpuPercent: 0, latencyUs: 0 } : { measured: true, perSecond, cpuPercent: 12, latencyUs: 3400 };
+  return { bonnie: { version: '2.00a', fileSizeBytes: 1 << 30, chunkSizeBytes: 8192, writeBlock: figure(writeKBps), readBlock: figure(readKBps) }, startedUnixMs: 1, elapsedMs: 60_000, label: '', result: 'bonnie' };
+}
+
+function postmarkResult(transactionsPerSecond: number): Record<string, unknown> {
+  return { postmark: { totalSeconds: 300, transactionSeconds: 250, transactionsPerSecond }, startedUnixMs: 1, elapsedMs: 300_000, label: '', result: 'postmark' };
+}
+
+function sparseResult(passesMBps: number[]): Record<string, unknown> {
+  const passes = passesMBps.map((mb, i) => ({ pass: i + 1, writeBytesPerSecond: mb * 1e6, elapsedMs: 1000, imageAllocatedBytes: (i + 1) * 1e9 }));
+  return { sparseImage: { imageSizeBytes: 2 ** 31, passes }, startedUnixMs: 1, elapsedMs: 10_000, label: '', result: 'sparseImage' };
+}
+
+function ok(method: string, benchmark: string, repetition: number, result: Record<string, unknown>): MeasurementRecord {
+  return { runId: RUN_ID, method, benchmark, repetition, guest: 'vc-guest1', result, error: '' };
+}
+
+function failed(method: string, benchmark: string, repetition: number, error: string): MeasurementRecord {
+  return { runId: RUN_ID, method, benchmark, repetition, guest: 'vc-guest1', error };
+}
+
+/**
+ * Seven methods × two repetitions, numbers of the paper's magnitude, with the holes a real
+ * campaign has: nfs's bonnie failed in both repetitions, file-iscsi's rep 2 block read was
+ * not measured ("+++++"), iscsi's postmark rep 2 was never recorded. Recorded in a
+ * shuffled order (iscsi first) so the paper's order has to come from the report.
+ */
+const BONNIE: Record<string, [[number, number | undefined], [number, number | undefined]] | 'failed'> = {
+  'file-local': [[58000, 70000], [59220, 71000]],
+  'phy-local': [[60000, 72000], [62000, 74000]],
+  'file-nfs': [[30500, 40000], [31500, 42000]],
+  'file-iscsi': [[45000, 55000], [46000, undefined]],
+  'phy-iscsi': [[50000, 60000], [52000, 61000]],
+  nfs: 'failed',
+  iscsi: [[48800, 58000], [48000, 58400]],
+};
+const POSTMARK: Record<string, [number, number | undefined]> = {
+  'file-local': [400, 410],
+  'phy-local': [500, 520],
+  'file-nfs': [120, 130],
+  'file-iscsi': [300, 310],
+  'phy-iscsi': [450, 460],
+  nfs: [200, 210],
+  iscsi: [420, undefined],
+};
+/** MB/s per pass (three passes), per repetition. */
+const SPARSE: Record<string, [number[], number[]]> = {
+  'file-local': [[40, 60, 80], [44, 62, 80]],
+  'phy-local': [[80, 80, 80], [80, 80, 80]],
+  'file-nfs': [[20, 25, 30], [22, 25, 28]],
+  'file-iscsi': [[30, 40, 50], [30, 40, 50]],
+  'phy-iscsi': [[60, 60, 60], [62, 62, 62]],
+  nfs: [[35, 35, 35], [37, 37, 37]],
+  iscsi: [[50, 55, 60], [50, 55, 60]],
+};
+
+function campaign(): MeasurementRecord[] {
+  const records: MeasurementRecord[] = [];
+  for (const method of [...PAPER_ORDER].reverse()) {
+    for (const repetition of [1, 2]) {
+      const bonnie = BONNIE[method]!;
+      if (bonnie === 'failed') records.push(failed(method, 'bonnie', repetition, NFS_ERROR));
+      else {
+        const [write, read] = bonnie[repetition - 1]!;
+        records.push(ok(method, 'bonnie', repetition, bonnieResult(write, read)));
+      }
+      const tps = POSTMARK[method]![repetition - 1];
+      if (tps !== undefined) records.push(ok(method, 'postmark', repetition, postmarkResult(tps)));
+      records.push(ok(method, 'sparse-image', repetition, sparseResult(SPARSE[method]![repetition - 1]!)));
+    }
+  }
+  return records;
+}
+
+/** The cells of a fixed-width row: columns are at least two spaces apart. */
+function columns(line: string): string[] {
+  return line.trim().split(/ {2,}/);
+}
+
+function tableRow(table: string, method: string, figure: string): string[] {
+  const line = table.split('\n').find((l) => l.startsWith(`${method} `) && columns(l)[1] === figure);
+  assert.ok(line, `a row for ${method} ${figure}`);
+  return columns(line);
+}
+
+/** The chart <svg> elements of a page, each with its figure key. */
+function charts(html: string): Array<{ figure: string; svg: string }> {
+  return [...html.matchAll(/<svg\b[^>]*data-figure="([^"]*)"[\s\S]*?<\/svg>/g)].map((m) => ({ figure: m[1]!, svg: m[0] }));
+}
+
+/** The method groups of a chart, each with its own markup (up to the next group). */
+function groups(svg: string): Array<{ method: string; markup: string }> {
+  const starts = [...svg.matchAll(/<g class="method" data-method="([^"]*)">/g)];
+  return starts.map((m, i) => ({ method: m[1]!, markup: svg.slice(m.index, starts[i + 1]?.index ?? svg.length) }));
+}
+
+const bars = (markup: string): string[] => [...markup.matchAll(/<rect class="bar"[^>]*>/g)].map((m) => m[0]);
+const missingSlots = (markup: string): string[] => [...markup.matchAll(/<g class="missing"[^>]*>[\s\S]*?<\/g>/g)].map((m) => m[0]);
+
+/** A minimal RFC 4180 reader, to check the writer's quoting from the other side. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') row.push(field), (field = '');
+    else if (ch === '\r' && text[i + 1] === '\n') {
+      row.push(field), rows.push(row), (row = []), (field = ''), i++;
+    } else field += ch;
+  }
+  assert.equal(field, '', 'the text ends with a line end');
+  return rows;
+}
+
+describe('ratiosVsPhyLocal', () => {
+  const ratios = ratiosVsPhyLocal(campaign());
+  const ratio = (figure: string, method: string) => ratios.find((r) => r.figure === figure && r.method === method);
+
+  it('divides each method mean by phy-local mean, leaving failed and unrecorded repetitions out', () => {
+    // bonnie block write: phy-local (60000+62000)/2 = 61000.
+    assert.equal(ratio('bonnie block write', 'phy-local')?.ratio, 1);
+    assert.equal(ratio('bonnie block write', 'file-local')?.mean, 58610);
+    assert.ok(Math.abs(ratio('bonnie block write', 'file-local')!.ratio! - 58610 / 61000) < 1e-12);
+    assert.ok(Math.abs(ratio('bonnie block write', 'file-nfs')!.ratio! - 31000 / 61000) < 1e-12);
+    // file-iscsi rep 2 block read was "+++++": its mean is rep 1 alone, over phy-local's 73000.
+    assert.equal(ratio('bonnie block read', 'file-iscsi')?.mean, 55000);
+    assert.ok(Math.abs(ratio('bonnie block read', 'file-iscsi')!.ratio! - 55000 / 73000) < 1e-12);
+    // iscsi's postmark rep 2 was never recorded: 420 over phy-local's 510.
+    assert.ok(Math.abs(ratio('postmark transactions', 'iscsi')!.ratio! - 420 / 510) < 1e-12);
+    // sparse: mean of pass means, (60 + 62)/2 = 61 over 80.
+    assert.ok(Math.abs(ratio('sparse-image mean pass throughput', 'file-local')!.ratio! - 61 / 80) < 1e-12);
+  });
+
+  it('has no mean and no ratio for a method whose runs all failed', () => {
+    assert.deepEqual(ratio('bonnie block write', 'nfs'), { figure: 'bonnie block write', unit: 'KB/s', method: 'nfs', mean: undefined, ratio: undefined });
+    assert.ok(Math.abs(ratio('postmark transactions', 'nfs')!.ratio! - 205 / 510) < 1e-12, 'nfs postmark did run');
+  });
+
+  it('lists figures in table order and methods in the paper order, fio left out when never run', () => {
+    assert.deepEqual([...new Set(ratios.map((r) => r.figure))], ['bonnie block write', 'bonnie block read', 'postmark transactions', 'sparse-image mean pass throughput']);
+    assert.deepEqual(ratios.filter((r) => r.figure === 'bonnie block write').map((r) => r.method), PAPER_ORDER);
+  });
+
+  it('keeps a retried success over a failure, whichever was recorded first', () => {
+    const retried = (first: MeasurementRecord, second: MeasurementRecord) => ratiosVsPhyLocal([first, second, ok('phy-local', 'postmark', 1, postmarkResult(500))]).find((r) => r.method === 'nfs');
+    const success = ok('nfs', 'postmark', 1, postmarkResult(250));
+    const failure = failed('nfs', 'postmark', 1, 'timed out');
+    assert.equal(retried(failure, success)?.ratio, 0.5);
+    assert.equal(retried(success, failure)?.ratio, 0.5);
+    assert.equal(retried(success, ok('nfs', 'postmark', 1, postmarkResult(100)))?.ratio, 0.2, 'of two successes, the later');
+  });
+
+  it('has no ratios when phy-local was not measured', () => {
+    const withoutBaseline = ratiosVsPhyLocal(campaign().filter((m) => m.method !== 'phy-local'));
+    assert.ok(withoutBaseline.length > 0);
+    assert.ok(withoutBaseline.every((r) => r.ratio === undefined));
+    assert.equal(withoutBaseline.find((r) => r.method === 'file-local' && r.figure === 'bonnie block write')?.mean, 58610);
+  });
+});
+
+describe('resultsTable', () => {
+  const table = resultsTable(RUN, campaign());
+
+  it('has a header with a column per repetition and the mean', () => {
+    const header = table.split('\n').find((l) => l.startsWith('method'));
+    assert.ok(header);
+    assert.deepEqual(columns(header), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean']);
+    assert.match(table, /^run run-0042 \(paper-campaign\): failed$/m);
+  });
+
+  it('has a row per method and figure with the repetitions and their mean', () => {
+    assert.deepEqual(tableRow(table, 'file-local', 'bonnie block write'), ['file-local', 'bonnie block write', 'KB/s', '58000', '59220', '58610']);
+    assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-']);
+    assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000']);
+    assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions'), ['iscsi', 'postmark transactions', 'tx/s', '420', '-', '420']);
+    assert.deepEqual(tableRow(table, 'file-local', 'sparse-image mean pass throughput'), ['file-local', 'sparse-image mean pass throughput', 'MB/s', '60.0', '62.0', '61.0']);
+    const resultRows = table.split('\n').filter((l) => PAPER_ORDER.some((m) => l.startsWith(`${m} `)));
+    assert.equal(resultRows.length, 7 * 4, 'seven methods × four figures (no fio), nothing else starts with a method name');
+  });
+
+  it('orders rows by figure, then the methods in the paper order', () => {
+    const writeRows = table.split('\n').filter((l) => columns(l)[1] === 'bonnie block write');
+    assert.deepEqual(writeRows.map((l) => columns(l)[0]), PAPER_ORDER);
+  });
+
+  it('has a ratio section: figures × methods, two decimals, "-" where missing', () => {
+    const section = table.slice(table.indexOf('ratio vs phy-local'));
+    assert.ok(section.length > 0 && table.includes('ratio vs phy-local'));
+    const header = section.split('\n').find((l) => l.startsWith('figure'));
+    assert.deepEqual(columns(header!), ['figure', 'unit', ...PAPER_ORDER]);
+    const row = (figure: string): string[] => columns(section.split('\n').find((l) => l.startsWith(`${figure} `))!);
+    // 58610/61000 = 0.9608, 31000/61000 = 0.5082, 45500/61000 = 0.7459, 51000/61000 = 0.8361, 48400/61000 = 0.7934.
+    assert.deepEqual(row('bonnie block write'), ['bonnie block write', 'KB/s', '0.96', '1.00', '0.51', '0.75', '0.84', '-', '0.79']);
+    // 405/510 = 0.7941, 125/510 = 0.2451, 305/510 = 0.5980, 455/510 = 0.8922, 205/510 = 0.4020, 420/510 = 0.8235.
+    assert.deepEqual(row('postmark transactions'), ['postmark transactions', 'tx/s', '0.79', '1.00', '0.25', '0.60', '0.89', '0.40', '0.82']);
+  });
+
+  it('lists the errors, one line each', () => {
+    assert.ok(table.includes(`  nfs bonnie rep1: ${NFS_ERROR}\n`));
+    assert.ok(table.includes(`  nfs bonnie rep2: ${NFS_ERROR}\n`));
+    const multiline = resultsTable(RUN, [failed('iscsi', 'fio', 1, 'first line\nsecond line')]);
+    assert.ok(multiline.includes('  iscsi fio rep1: first line second line\n'));
+  });
+
+  it('says so when there are no measurements', () => {
+    assert.match(resultsTable(RUN, []), /no measurements/);
+  });
+});
+
+describe('resultsCsv', () => {
+  const csv = resultsCsv(campaign());
+  const rows = parseCsv(csv);
+
+  it('has the header and a row per measurement × figure', () => {
+    assert.deepEqual(rows[0], ['run_id', 'method', 'benchmark', 'repetition', 'figure', 'unit', 'value', 'error']);
+    // bonnie 14 records × 2 figures, postmark 13 × 1, sparse-image 14 × (mean + 3 passes).
+    assert.equal(rows.length - 1, 14 * 2 + 13 + 14 * 4);
+    assert.ok(rows.every((r) => r.length === 8));
+  });
+
+  it('quotes an error holding a comma and quotes (RFC 4180) and reads back unchanged', () => {
+    const line = `${RUN_ID},nfs,bonnie,1,block write,KB/s,,"mount.nfs: access denied by server while mounting ""storage:/export/r42-nfs"", <rep> & retry"`;
+    assert.ok(csv.split('\r\n').includes(line), 'the exact quoted line');
+    const nfsRows = rows.filter((r) => r[1] === 'nfs' && r[2] === 'bonnie');
+    assert.equal(nfsRows.length, 4);
+    assert.ok(nfsRows.every((r) => r[6] === '' && r[7] === NFS_ERROR));
+  });
+
+  it('writes values unrounded and per-pass rows for the sparse test', () => {
+    assert.deepEqual(rows.find((r) => r[1] === 'file-local' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block write'), [RUN_ID, 'file-local', 'bonnie', '2', 'block write', 'KB/s', '59220', '']);
+    assert.deepEqual(rows.find((r) => r[1] === 'file-iscsi' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block read')?.slice(6), ['', ''], 'unmeasured: empty, no error');
+    const sparse = rows.filter((r) => r[1] === 'file-local' && r[2] === 'sparse-image' && r[3] === '1');
+    assert.deepEqual(sparse.map((r) => [r[4], r[5], r[6]]), [
+      ['mean pass throughput', 'MB/s', '60'],
+      ['pass 1 throughput', 'MB/s', '40'],
+      ['pass 2 throughput', 'MB/s', '60'],
+      ['pass 3 throughput', 'MB/s', '80'],
+    ]);
+  });
+
+  it('quotes a field with a line break and ends lines with CRLF', () => {
+    const text = resultsCsv([failed('iscsi', 'fio', 1, 'line one\r\nline "two"')]);
+    assert.equal(text, 'run_id,method,benchmark,repetition,figure,unit,value,error\r\n' + `${RUN_ID},iscsi,fio,1,write bandwidth,MB/s,,"line one\r\nline ""two"""\r\n` + `${RUN_ID},iscsi,fio,1,read bandwidth,MB/s,,"line one\r\nline ""two"""\r\n`);
+    assert.deepEqual(parseCsv(text)[1]?.[7], 'line one\r\nline "two"');
+    assert.ok(resultsCsv([failed('iscsi', 'fio', 1, 'only\na line break')]).includes(',"only\na line break"\r\n'), 'a line break alone is quoted too');
+  });
+});
+
+describe('renderReport', () => {
+  const html = renderReport(RUN, campaign(), { title: 'Paper campaign', generatedUnixMs: Date.UTC(2024, 4, 2, 12, 0, 0) });
+  const chartList = charts(html);
+
+  it('is one self-contained page: no script, nothing fetched', () => {
+    assert.match(html, /^<!DOCTYPE html>\n<html lang="en">/);
+    assert.match(html, /<\/html>\n$/);
+    assert.doesNotMatch(html, /<script/i);
+    assert.doesNotMatch(html, /\b(src|href)=/i);
+    assert.doesNotMatch(html, /https?:|url\(|@import/i);
+    assert.match(html, /<style>[\s\S]+<\/style>/);
+    assert.match(html, /<title>Paper campaign<\/title>/);
+    assert.match(html, /generated 2024-05-02T12:00:00Z/);
+  });
+
+  it('draws one chart per figure present', () => {
+    assert.deepEqual(chartList.map((c) => c.figure), ['bonnie/block write', 'bonnie/block read', 'postmark/transactions', 'sparse-image/pass throughput']);
+  });
+
+  it('has a group per method in the paper order and a bar or an empty slot per repetition', () => {
+    for (const chart of chartList.slice(0, 3)) {
+      const methodGroups = groups(chart.svg);
+      assert.deepEqual(methodGroups.map((g) => g.method), PAPER_ORDER, chart.figure);
+      for (const group of methodGroups) {
+        assert.equal(bars(group.markup).length + missingSlots(group.markup).length, 2, `${chart.figure} ${group.method}: two slots`);
+        for (const bar of bars(group.markup)) assert.match(bar, new RegExp(`data-method="${group.method}" data-repetition="[12]" data-value="[0-9.]+"`));
+      }
+    }
+    const write = groups(chartList[0]!.svg);
+    assert.deepEqual(bars(write[0]!.markup).map((b) => b.match(/data-value="([^"]*)"/)?.[1]), ['58000', '59220']);
+    assert.equal(bars(groups(chartList[1]!.svg).find((g) => g.method === 'file-iscsi')!.markup).length, 1, 'the "+++++" repetition is a slot, not a bar');
+    assert.equal(bars(groups(chartList[2]!.svg).find((g) => g.method === 'iscsi')!.markup).length, 1, 'the unrecorded repetition is a slot, not a bar');
+  });
+
+  it('draws the failed method as n/a slots with the escaped error as their title', () => {
+    const nfs = groups(chartList[0]!.svg).find((g) => g.method === 'nfs')!;
+    assert.equal(bars(nfs.markup).length, 0);
+    const slots = missingSlots(nfs.markup);
+    assert.equal(slots.length, 2);
+    const escaped = 'mount.nfs: access denied by server while mounting &quot;storage:/export/r42-nfs&quot;, &lt;rep&gt; &amp; retry';
+    for (const slot of slots) {
+      assert.match(slot, />n\/a<\/text>/);
+      assert.ok(slot.includes(`<title>nfs, rep `) && slot.includes(`${escaped}</title>`), slot);
+    }
+    assert.ok(!html.includes(NFS_ERROR) && !html.includes('<rep>'), 'the raw error appears nowhere');
+  });
+
+  it('draws the sparse test as a bar per pass in each method group, with each repetition as a dot', () => {
+    const sparse = chartList.find((c) => c.figure === 'sparse-image/pass throughput')!;
+    const sparseGroups = groups(sparse.svg);
+    assert.deepEqual(sparseGroups.map((g) => g.method), PAPER_ORDER);
+    for (const group of sparseGroups) {
+      const groupBars = bars(group.markup);
+      assert.deepEqual(groupBars.map((b) => b.match(/data-pass="(\d+)"/)?.[1]), ['1', '2', '3'], group.method);
+      assert.equal((group.markup.match(/<circle class="point"/g) ?? []).length, 6, 'two repetitions × three passes');
+    }
+    // file-local pass 1: (40 + 44) / 2.
+    assert.match(bars(sparseGroups[0]!.markup)[0]!, /data-repetition="mean" data-pass="1" data-repetitions="1 2" data-value="42"/);
+    assert.match(sparse.svg, /<text x="[0-9.]+" y="[0-9.]+">pass 3<\/text>/, 'a legend entry per pass');
+  });
+
+  it('has a y axis with round ticks and the unit, method names and a legend per repetition', () => {
+    const write = chartList[0]!.svg;
+    const ticks = [...write.matchAll(/<text class="tick"[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+    // The highest bar is 62000: a 20,000 step up to 80,000.
+    assert.deepEqual(ticks, ['0', '20,000', '40,000', '60,000', '80,000']);
+    assert.match(write, /<text class="unit"[^>]*>KB\/s<\/text>/);
+    assert.deepEqual([...write.matchAll(/<text class="method-name"[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]), PAPER_ORDER);
+    assert.deepEqual([...write.matchAll(/<g class="legend">([\s\S]*?)<\/g>/g)].flatMap((m) => [...m[1]!.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((t) => t[1])), ['rep 1', 'rep 2']);
+  });
+
+  it('has the ratio table against phy-local', () => {
+    const ratioOf = (method: string, figure: string): number => Number(html.match(new RegExp(`data-method="${method}" data-figure="${figure}" data-ratio="([^"]+)"`))?.[1]);
+    assert.ok(Math.abs(ratioOf('file-local', 'bonnie/block write') - 58610 / 61000) < 1e-12);
+    assert.ok(Math.abs(ratioOf('file-nfs', 'postmark/transactions') - 125 / 510) < 1e-12);
+    assert.equal(ratioOf('phy-local', 'bonnie/block read'), 1);
+    assert.match(html, /data-method="file-local" data-figure="bonnie\/block write" data-ratio="[^"]+">0\.96</);
+    assert.match(html, /<td class="missing" data-method="nfs" data-figure="bonnie\/block write"[^>]*>-<\/td>/);
+    assert.equal((html.match(/<td class="ratio"/g) ?? []).length, 4 * 7 - 2, 'every cell but nfs bonnie write and read');
+  });
+
+  it('has the run summary with the escaped errors', () => {
+    const summary = html.slice(html.indexOf('<section class="summary">'));
+    for (const text of ['<dd>paper-campaign</dd>', '<dd>run-0042</dd>', '<dd>failed</dd>', '<dd>2024-05-02T10:00:00Z</dd>', '<dd>2024-05-02T11:02:03Z</dd>', '<dd>1 h 02 min 03 s</dd>', '<dd>117 ok, 3 failed, of 120</dd>']) {
+      assert.ok(summary.includes(text), text);
+    }
+    assert.ok(summary.includes('<li>run: 3 steps failed</li>'));
+    assert.equal((summary.match(/<li>nfs \/ bonnie \/ rep [12]: mount\.nfs: access denied by server while mounting &quot;storage:\/export\/r42-nfs&quot;, &lt;rep&gt; &amp; retry<\/li>/g) ?? []).length, 2);
+  });
+
+  it('escapes method names everywhere', () => {
+    const hostile = '<img onerror="x">&';
+    const page = renderReport({ ...RUN, planName: '<b>plan</b>' }, [ok(hostile, 'postmark', 1, postmarkResult(100)), ok('phy-local', 'postmark', 1, postmarkResult(200))]);
+    assert.ok(!page.includes('<img') && !page.includes('<b>plan'));
+    assert.ok(page.includes('data-method="&lt;img onerror=&quot;x&quot;&gt;&amp;"'));
+    const chart = charts(page)[0]!;
+    assert.deepEqual(groups(chart.svg).map((g) => g.method), ['phy-local', '&lt;img onerror=&quot;x&quot;&gt;&amp;'], 'an unknown method after the paper ones');
+  });
+
+  it('slants method names too wide for their group', () => {
+    const longName = 'file-iscsi-over-a-very-long-name';
+    const page = (names: string[]): string => charts(renderReport(RUN, names.map((name) => ok(name, 'postmark', 1, postmarkResult(100)))))[0]!.svg;
+    assert.doesNotMatch(page(PAPER_ORDER), /class="method-name"[^>]*rotate/);
+    assert.match(page([...PAPER_ORDER, longName]), /class="method-name"[^>]*rotate\(-30 /);
+  });
+
+  it('draws fio bandwidths only when a run produced them', () => {
+    const fio = (method: string, writeBytesPerSecond: number): MeasurementRecord =>
+      ok(method, 'fio', 1, { fio: { version: 'fio-3.33', write: { ioBytes: 1, bandwidthBytesPerSecond: writeBytesPerSecond, iops: 1, meanLatencyNs: 1, completionLatency: [] }, read: { ioBytes: 0, bandwidthBytesPerSecond: 0, iops: 0, meanLatencyNs: 0, completionLatency: [] }, runtimeMs: 1000, error: 0, rawJson: '{}' } });
+    const measurements = [fio('phy-local', 120e6), fio('file-nfs', 60e6)];
+    assert.deepEqual(charts(renderReport(RUN, measurements)).map((c) => c.figure), ['fio/write bandwidth'], 'a write-only job has no read chart');
+    assert.deepEqual(tableRow(resultsTable(RUN, measurements), 'file-nfs', 'fio write bandwidth'), ['file-nfs', 'fio write bandwidth', 'MB/s', '60.0', '60.0']);
+    assert.ok(!resultsTable(RUN, measurements).includes('fio read bandwidth'));
+    const onlyFailures = [failed('phy-local', 'fio', 1, 'fio: no space left')];
+    assert.deepEqual(charts(renderReport(RUN, onlyFailures)).map((c) => c.figure), ['fio/write bandwidth', 'fio/read bandwidth'], 'a benchmark that only failed is drawn, to show it');
+  });
+
+  it('can be written to a file and read back as it is', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'vcstor-report-'));
+    try {
+      const file = path.join(dir, 'report-sample.html');
+      await writeFile(file, html);
+      assert.equal(await readFile(file, 'utf8'), html);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
