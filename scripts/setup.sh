@@ -13,6 +13,7 @@ PACKAGES=(
   nats-server                             # progress and results
   python3-grpcio python3-protobuf         # an outside gRPC client for the tests
   bonnie++ postmark fio                   # the benchmarks the guest agent runs
+  chromium                                # the report is looked at in headless Chromium by a test
   qemu-system-x86 qemu-block-extra qemu-utils  # qemu-storage-daemon: user-space iSCSI/NFS initiator; qemu-img
   xen-utils-4.17                          # xl's own parser checks the Xen configs (xl -N, no hypervisor)
   gcc libc6-dev                           # builds the test shim that lets xl -N run without Xen

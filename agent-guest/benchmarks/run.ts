@@ -163,7 +163,8 @@ export class GuestBenchmarks {
       case 'sparseImage': {
         const s = orDefault(request.sparseImage!, PAPER_DEFAULTS.sparseImage);
         // Deleted blocks are not given back to the image: it can grow to its full size.
-        return Math.min(s.imageSizeBytes, s.fileSizeBytes * s.passes) + 64 * MIB;
+        // Plus the image's filesystem metadata: a tenth, and 8 MiB at least.
+        return Math.ceil(Math.min(s.imageSizeBytes, s.fileSizeBytes * s.passes) * 1.1) + 8 * MIB;
       }
       default:
         return 0;

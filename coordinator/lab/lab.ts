@@ -321,7 +321,13 @@ export class Lab {
       // rpcbind's socket is a file (/run/rpcbind.sock) shared by all namespaces: one
       // rpcbind, on storage0, so NFSv3 is served there and the others serve NFSv4.
       const nfsV3 = host === storage0;
-      if (nfsV3) await ensure('rpcbind', host, ['rpcbind', '-f'], () => tcpOpen(host.address, 111));
+      if (nfsV3) {
+        const ours = lab.processes.find((p) => p.name === 'rpcbind');
+        if (!(ours && (await isRunning(ours))) && (await programRunning('rpcbind'))) {
+          throw new VcstorError('FAILED_PRECONDITION', 'another rpcbind runs on this machine (another lab?): its socket /run/rpcbind.sock is shared by all namespaces, so only one lab can serve NFSv3 at a time; take the other lab down first');
+        }
+        await ensure('rpcbind', host, ['rpcbind', '-f'], () => tcpOpen(host.address, 111));
+      }
       // Written once: the storage agent keeps its exports in a section of this file.
       const ganeshaConf = path.join(hostDir, 'ganesha.conf');
       if (!(await access(ganeshaConf).then(() => true, () => false))) await writeFile(ganeshaConf, ganeshaConfig(hostDir, host.address, nfsV3));

@@ -1,0 +1,27 @@
+import path from 'node:path';
+import type { LabFile } from './lab.js';
+
+/**
+ * A plan for a lab: its agents, directories, NATS and CHAP secret, with `campaign` as
+ * given. `vcstor lab plan` prints one; tests build theirs with it.
+ */
+export function labPlan(lab: LabFile, name: string, campaign: Record<string, unknown>): Record<string, unknown> {
+  const host = (role: string) => lab.hosts.find((h) => h.role === role)!;
+  const storage = host('storage');
+  const dom0 = host('dom0');
+  const guest = host('guest');
+  const dir = (h: { name: string }, sub: string) => path.join(lab.dir, 'hosts', h.name, sub);
+  return {
+    name,
+    agents: {
+      storage: { address: storage.agentAddress, host: storage.address },
+      dom0: { address: dom0.agentAddress, initiatorIqn: `iqn.2026-11.org.vcstor.lab:${dom0.name}`, imageDir: dir(dom0, 'images'), mountDir: dir(dom0, 'mnt') },
+      guest: { address: guest.agentAddress, initiatorIqn: `iqn.2026-11.org.vcstor.lab:${guest.name}`, mountDir: dir(guest, 'mnt'), domain: guest.name },
+    },
+    tls: { insecure: true },
+    nfsClients: lab.subnet,
+    chap: { username: 'vcstor', passwordFile: path.join(lab.dir, 'secrets', 'chap') },
+    nats: { url: lab.natsUrl },
+    campaign,
+  };
+}

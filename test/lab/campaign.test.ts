@@ -1,0 +1,169 @@
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { makeClient, unary } from '../../common/clients.js';
+import { findProgram } from '../../common/drivers.js';
+import { parseMountinfo } from '../../common/filesystems.js';
+import { isWithin } from '../../common/validate.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { RunEventBus } from '../../coordinator/events.js';
+import type { LabFile } from '../../coordinator/lab/lab.js';
+import { labPlan } from '../../coordinator/lab/plan.js';
+import type { RunEventRecord } from '../../coordinator/model.js';
+import { renderReport } from '../../coordinator/report.js';
+import { eventually, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+
+const CLI = fileURLToPath(new URL('../../coordinator/cli.js', import.meta.url));
+const ARTIFACTS = '/var/lib/vcstor/test-artifacts';
+const SMALL = {
+  methods: ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'],
+  repetitions: 2,
+  volumeSize: '96MiB',
+  sparse: true,
+  benchmarks: {
+    bonnie: { fileSize: '32MiB', directIo: true },
+    postmark: { transactions: 1000, files: 100, subdirectories: 5 },
+    sparseImage: { imageSize: '64MiB', fileSize: '8MiB', passes: 2 },
+  },
+  stepTimeoutS: 300,
+};
+
+describe('the coordinator runs the seven-method campaign in the lab', { skip: needsRoot }, () => {
+  const lab = testLab();
+  let record: LabFile;
+  let scratch: string;
+  let bus: RunEventBus;
+
+  before(async () => {
+    await lab.down(TEST_LAB.name, TEST_LAB.dir);
+    record = await lab.up(TEST_LAB);
+    scratch = await mkdtemp(path.join(tmpdir(), 'vcstor-campaign-'));
+    bus = await RunEventBus.connect({ servers: record.natsUrl, name: 'campaign test' });
+  });
+  after(async () => {
+    await bus?.close();
+    await lab.down(TEST_LAB.name, TEST_LAB.dir);
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  /** Everything the agents or the machine still hold of a run. */
+  async function leftovers(): Promise<string[]> {
+    const credentials = grpc.credentials.createInsecure();
+    const host = (role: string) => record.hosts.find((h) => h.role === role)!.agentAddress;
+    const storage = makeClient('storage', host('storage'), credentials);
+    const dom0 = makeClient('dom0', host('dom0'), credentials);
+    const guest = makeClient('guest', host('guest'), credentials);
+    const T = { timeoutMs: 10_000 };
+    try {
+      return [
+        ...(await unary(storage, storage.ListVolumes, {}, T)).volumes.map((v) => `volume ${v.name}`),
+        ...(await unary(storage, storage.ListIscsiTargets, {}, T)).targets.map((t) => `target ${t.iqn}`),
+        ...(await unary(storage, storage.ListNfsExports, {}, T)).exports.map((e) => `export ${e.exportPath}`),
+        ...(await unary(dom0, dom0.ListIscsiSessions, {}, T)).sessions.map((s) => `dom0 session ${s.target?.iqn}`),
+        ...(await unary(guest, guest.ListIscsiSessions, {}, T)).sessions.map((s) => `guest session ${s.target?.iqn}`),
+        ...(await unary(dom0, dom0.ListDomains, {}, T)).domains.filter((d) => d.state === 'DOMAIN_STATE_RUNNING').map((d) => `domain ${d.name}`),
+        ...(await unary(dom0, dom0.ListImages, {}, T)).images.map((i) => `image ${i.location?.path}`),
+        ...parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((m) => isWithin(TEST_LAB.dir, m.mountpoint)).map((m) => `mount ${m.mountpoint}`),
+        ...(await runner.run('pgrep', ['-f', 'qemu-storage-daemon'], { okExitCodes: [0, 1] })).stdout.split('\n').filter(Boolean).map((p) => `qsd ${p}`),
+      ];
+    } finally {
+      for (const c of [storage, dom0, guest]) c.close();
+    }
+  }
+
+  async function planFile(name: string, campaign: Record<string, unknown>): Promise<string> {
+    const file = path.join(scratch, `${name}.json`);
+    await writeFile(file, JSON.stringify(labPlan(record, name, campaign), null, 2));
+    return file;
+  }
+
+  it('results for every method and benchmark, every event on NATS in order, nothing left', async () => {
+    const coordinator = new Coordinator({ runsDir: path.join(scratch, 'runs'), log: pino({ level: 'silent' }), publisher: bus });
+    const text = await readFile(await planFile('ci', SMALL), 'utf8');
+    const started = Date.now();
+    const { run } = await coordinator.submit(text, { source: 'ci.json' });
+    const final = await coordinator.wait(run.runId);
+    const wallMs = Date.now() - started;
+    const failedSteps = (await coordinator.store.events(run.runId)).filter((e) => e.state === 'failed').map((e) => `${e.stepId}: ${e.message}`);
+    assert.equal(final.state, 'succeeded', failedSteps.join('\n') || final.error);
+    const { measurements } = await coordinator.results(run.runId);
+    assert.equal(measurements.length, 7 * 2 * 3, 'a measurement (or its reason) for every method, repetition and benchmark');
+    for (const m of measurements) {
+      if (m.method === 'nfs') assert.match(m.error, /^skipped: the guest agent's nfs-client driver \(kernel\) is not available/);
+      else assert.ok(m.result && m.error === '', `${m.method} ${m.benchmark} rep ${m.repetition}: ${m.error}`);
+    }
+
+    const stored = await coordinator.store.events(run.runId);
+    assert.deepEqual(stored.map((e) => e.seq), stored.map((_, i) => i + 1), 'stored events are numbered 1..N');
+    // A watcher that joins after the run replays every event from NATS, in order.
+    const replayed: RunEventRecord[] = [];
+    for await (const e of bus.watch(run.runId)) replayed.push(e);
+    assert.deepEqual(replayed.map((e) => `${e.seq} ${e.stepId} ${e.state}`), stored.map((e) => `${e.seq} ${e.stepId} ${e.state}`));
+    assert.equal(replayed.at(-1)!.runState, 'succeeded');
+    const setups = stored.filter((e) => e.stepId.endsWith('/setup') && e.state === 'succeeded').map((e) => e.stepId);
+    assert.deepEqual(setups.slice(0, 6), ['file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'iscsi/rep1/setup']);
+    assert.deepEqual(await leftovers(), []);
+
+    // The report, as a person sees it: one group per method in every chart.
+    const html = renderReport(final, measurements);
+    for (const chart of html.split('<svg').slice(1).filter((c) => /data-figure=/.test(c.slice(0, 200)))) {
+      assert.equal((chart.match(/<g class="method"/g) ?? []).length, 7, 'seven method groups');
+    }
+    await mkdir(ARTIFACTS, { recursive: true });
+    const reportFile = path.join(ARTIFACTS, 'campaign-report.html');
+    await writeFile(reportFile, html);
+    const chromium = await findProgram('chromium');
+    if (chromium) {
+      const shot = path.join(ARTIFACTS, 'campaign-report.png');
+      const profile = await mkdtemp(path.join(tmpdir(), 'vcstor-chromium-'));
+      try {
+        await runner.run(chromium, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `--screenshot=${shot}`, '--window-size=1200,2400', `file://${reportFile}`], { timeoutMs: 60_000 });
+      } finally {
+        await rm(profile, { recursive: true, force: true });
+      }
+      assert.ok((await stat(shot)).size > 20_000, 'a screenshot with something on it');
+      console.log(`# report screenshot: ${shot}`);
+    }
+    console.log(`# campaign wall time in the lab: ${(wallMs / 1000).toFixed(1)} s for 7 methods x 2 repetitions x 3 benchmarks`);
+  });
+
+  it('a coordinator killed mid-campaign: cleanup leaves nothing provisioned, earlier results stay', async () => {
+    const runsDir = path.join(scratch, 'killed');
+    const plan = await planFile('killed', { ...SMALL, methods: ['file-iscsi', 'iscsi'], repetitions: 3 });
+    const child = spawn(process.execPath, [CLI, 'run', plan, '--runs-dir', runsDir, '--no-report'], { stdio: 'ignore' });
+    let runId = '';
+    try {
+      // Kill it once a result is recorded and the next setup has provisioned something.
+      await eventually('a result, then the next setup', async () => {
+        const ids = await (await import('node:fs/promises')).readdir(runsDir).catch(() => [] as string[]);
+        if (!ids[0]) return false;
+        runId = ids[0];
+        const events = (await readFile(path.join(runsDir, runId, 'events.jsonl'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as RunEventRecord);
+        const results = events.filter((e) => e.measurement?.result).length;
+        const setups = events.filter((e) => e.stepId.endsWith('/setup') && e.state === 'succeeded').length;
+        return results >= 1 && setups >= 2;
+      }, 180_000);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await new Promise((r) => child.once('exit', r));
+    const coordinator = new Coordinator({ runsDir, log: pino({ level: 'silent' }) });
+    const before = (await coordinator.results(runId)).measurements.filter((m) => m.result);
+    assert.ok(before.length >= 1, 'results were recorded before the kill');
+    assert.ok(Object.keys(await coordinator.store.undo(runId)).length >= 1, 'something was left provisioned');
+    assert.notDeepEqual(await leftovers(), []);
+    const { removed, leftBehind } = await coordinator.cleanup(runId);
+    assert.deepEqual(leftBehind, []);
+    assert.ok(removed.length > 0);
+    await eventually('nothing left', async () => (await leftovers()).length === 0, 20_000);
+    assert.deepEqual(await coordinator.store.undo(runId), {}, 'the journal is empty');
+    assert.equal((await coordinator.results(runId)).measurements.filter((m) => m.result).length, before.length, 'results survive');
+    assert.deepEqual((await coordinator.cleanup(runId)).removed, [], 'cleanup again: nothing to do');
+  });
+});
