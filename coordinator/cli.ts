@@ -18,11 +18,12 @@ Usage:
   vcstor lab down [--name N]     remove all of it: processes, namespaces, mounts, loop devices
   vcstor lab status [--json]     what is up
   vcstor lab check               GetInfo from every agent of the lab
+  vcstor coordinator --config F  serve the Coordinator gRPC API (submit, watch, results, cleanup)
   vcstor run PLAN [--no-report]  run a plan (a campaign) here, with live progress
   vcstor runs                    the runs kept in --runs-dir (default /var/lib/vcstor/runs)
   vcstor results RUN [--format table|json|csv]
   vcstor report RUN [--out FILE] an HTML report with charts in the paper's style
-  vcstor watch RUN               a run's events, replayed then live
+  vcstor watch RUN [--nats URL]  a run's events, replayed then live (from NATS with --nats)
   vcstor cleanup RUN             tear down what a killed run left provisioned
   vcstor health ADDRESS [--service S]   the standard gRPC health check
   vcstor info ADDRESS            an agent's GetInfo, as JSON
@@ -67,6 +68,7 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       format: { type: 'string' },
       out: { type: 'string' },
       'no-report': { type: 'boolean' },
+      nats: { type: 'string' },
     },
   });
   return { positionals, flags: values };
@@ -145,6 +147,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'lab':
       return labCommand(sub, flags);
+    case 'coordinator': {
+      const configFile = text(flags, 'config');
+      if (!configFile) throw new VcstorError('INVALID_ARGUMENT', 'vcstor coordinator: --config FILE is required');
+      const { serveCoordinator } = await import('./service.js');
+      await serveCoordinator(configFile);
+      return 0;
+    }
     case 'run': {
       if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor run: give a PLAN file');
       const { runPlanCommand, DEFAULT_RUNS_DIR } = await import('./run-commands.js');
@@ -158,7 +167,8 @@ async function main(argv: string[]): Promise<number> {
       const { runsCommand, DEFAULT_RUNS_DIR } = await import('./run-commands.js');
       const format = text(flags, 'format');
       const out = text(flags, 'out');
-      return runsCommand(command, sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, { ...(format ? { format } : {}), ...(out ? { out } : {}) });
+      const nats = text(flags, 'nats');
+      return runsCommand(command, sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, { ...(format ? { format } : {}), ...(out ? { out } : {}), ...(nats ? { nats } : {}) });
     }
     case 'health': {
       if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor health: give an ADDRESS (host:port)');

@@ -64,7 +64,7 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
 }
 
 /** `vcstor runs | results | report | cleanup | watch` on the runs in a directory. */
-export async function runsCommand(command: string, runId: string | undefined, runsDir: string, flags: { format?: string; out?: string }): Promise<number> {
+export async function runsCommand(command: string, runId: string | undefined, runsDir: string, flags: { format?: string; out?: string; nats?: string }): Promise<number> {
   const coordinator = new Coordinator({ runsDir, log: createLogger({ name: 'coordinator', level: 'warn' }) });
   if (command === 'runs') {
     for (const r of await coordinator.list()) {
@@ -98,6 +98,17 @@ export async function runsCommand(command: string, runId: string | undefined, ru
       return leftBehind.length === 0 ? 0 : 1;
     }
     case 'watch': {
+      if (flags.nats) {
+        // From NATS: any machine can follow a run, and a late watcher replays it all.
+        const { RunEventBus } = await import('./events.js');
+        const bus = await RunEventBus.connect({ servers: flags.nats, name: 'vcstor watch' });
+        try {
+          for await (const e of bus.watch(runId)) console.log(describeEvent(e));
+        } finally {
+          await bus.close();
+        }
+        return 0;
+      }
       for await (const e of coordinator.watch(runId)) console.log(describeEvent(e));
       return 0;
     }
