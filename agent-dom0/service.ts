@@ -14,6 +14,7 @@ import { hostStorageOperations } from '../common/host/operations.js';
 import { validateName, validatePathUnder } from '../common/validate.js';
 import { Dom0Domains } from './dom0.js';
 import { SandboxHypervisor } from './drivers/sandbox.js';
+import { XenHypervisor } from './drivers/xen.js';
 import { DOM0_DRIVERS } from './drivers.js';
 import { Images } from './images.js';
 import { validateAttachVbdRequest, validateCreateImageRequest, validateDomainConfig, validateImageLocation } from './requests.js';
@@ -38,13 +39,12 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     const host = new HostStorage({
       runner: runtime.runner,
       log: runtime.log,
-      initiator: await iscsiInitiatorDriver(dom0.iscsiInitiator.driver, runtime.runner, stateDir),
-      nfsClient: await kernelNfsClient(runtime.runner),
+      initiator: iscsiInitiatorDriver(dom0.iscsiInitiator.driver, runtime.runner, stateDir),
+      nfsClient: kernelNfsClient(runtime.runner),
       ...(dom0.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: dom0.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,
     });
     // xl's config format for both: the sandbox writes the configs Xen would run.
-    const { XenHypervisor } = await import('./drivers/xen.js');
     const xen = new XenHypervisor({ runner: runtime.runner });
     const hypervisor: HypervisorDriver =
       dom0.hypervisor.driver === 'xen'

@@ -34,8 +34,8 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     const host = new HostStorage({
       runner: runtime.runner,
       log: runtime.log,
-      initiator: await iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config)),
-      nfsClient: await kernelNfsClient(runtime.runner),
+      initiator: iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config)),
+      nfsClient: kernelNfsClient(runtime.runner),
       ...(guest.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: guest.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,
     });

@@ -5,6 +5,9 @@ import type { StorageAgentHandlers } from '../common/generated/vcstor/v1/Storage
 import { makeHandlers, type Operations } from '../common/handlers.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
 import { FilePoolVolumes } from './drivers/filepool.js';
+import { KernelNfsServer } from './drivers/kernel-nfs.js';
+import { LioTarget } from './drivers/lio.js';
+import { LvmVolumes } from './drivers/lvm.js';
 import { GaneshaNfsServer } from './drivers/ganesha.js';
 import { TgtIscsiTarget } from './drivers/tgt.js';
 import type { IscsiTargetDriver, NfsServerDriver, VolumeDriver } from './drivers/types.js';
@@ -22,14 +25,13 @@ import { StorageRecordStore } from './state.js';
 import { StorageServer } from './storage.js';
 
 /** The drivers the config selects, built on the agent's command runner. */
-export async function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): Promise<{ volumes: VolumeDriver; target: IscsiTargetDriver; nfs: NfsServerDriver }> {
+export function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): { volumes: VolumeDriver; target: IscsiTargetDriver; nfs: NfsServerDriver } {
   const { storage } = runtime.config;
   const runner = runtime.runner;
   let volumes: VolumeDriver;
   if (storage.volumes.driver === 'filepool') {
     volumes = new FilePoolVolumes({ runner, poolDir: storage.volumes.poolDir });
   } else {
-    const { LvmVolumes } = await import('./drivers/lvm.js');
     volumes = new LvmVolumes({
       runner,
       volumeGroup: storage.volumes.volumeGroup ?? '',
@@ -46,14 +48,12 @@ export async function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>):
       ...(storage.iscsiTarget.portal ? { portal: storage.iscsiTarget.portal } : {}),
     });
   } else {
-    const { LioTarget } = await import('./drivers/lio.js');
     target = new LioTarget({ runner, ...(storage.iscsiTarget.portal ? { portal: storage.iscsiTarget.portal } : {}) });
   }
   let nfs: NfsServerDriver;
   if (storage.nfsServer.driver === 'ganesha') {
     nfs = new GaneshaNfsServer({ configFile: storage.nfsServer.ganeshaConfig, pidFile: storage.nfsServer.ganeshaPidFile });
   } else {
-    const { KernelNfsServer } = await import('./drivers/kernel-nfs.js');
     nfs = new KernelNfsServer({ runner, exportsFile: storage.nfsServer.exportsFile });
   }
   return { volumes, target, nfs };
@@ -74,7 +74,7 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
   }),
   async createService(runtime, getInfo) {
     const { storage } = runtime.config;
-    const drivers = await storageDrivers(runtime);
+    const drivers = storageDrivers(runtime);
     const server = new StorageServer({
       ...drivers,
       record: new StorageRecordStore(stateDirOf(runtime.config)),

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A long-running process vcstor started, recorded so that it can be stopped later. */
-export interface LabProcess {
+export interface DetachedProcess {
   /** What it is, e.g. "tgtd", "agent". */
   name: string;
   /** The lab host (namespace) it runs in. */
@@ -31,7 +31,7 @@ export async function processStartTicks(pid: number): Promise<number | undefined
 }
 
 /** True when the recorded process is still the one running under its pid. */
-export async function isRunning(proc: Pick<LabProcess, 'pid' | 'startTicks'>): Promise<boolean> {
+export async function isRunning(proc: Pick<DetachedProcess, 'pid' | 'startTicks'>): Promise<boolean> {
   return (await processStartTicks(proc.pid)) === proc.startTicks;
 }
 
@@ -46,7 +46,7 @@ export function startInNamespace(
   command: string[],
   log: string,
   env: Record<string, string> = {},
-): Promise<LabProcess> {
+): Promise<DetachedProcess> {
   return startDetached(name, host, ['nsenter', `--net=/run/netns/${namespace}`, '--', ...command], log, env);
 }
 
@@ -62,7 +62,7 @@ export async function startDetached(
   command: string[],
   log: string,
   env: Record<string, string> = {},
-): Promise<LabProcess> {
+): Promise<DetachedProcess> {
   const [program, ...args] = command as [string, ...string[]];
   // Not execa: execa pipes output targets through this process, and a lab daemon must
   // outlive `lab up`. spawn with an argument array (no shell) hands it the log's fd.
@@ -91,7 +91,7 @@ export async function startDetached(
  * Stop a process: `signal` (default SIGTERM), then SIGKILL after `graceMs`. Returns once
  * it is gone. A process that is already gone is fine.
  */
-export async function stopProcess(proc: Pick<LabProcess, 'pid' | 'startTicks'>, graceMs = 5000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopProcess(proc: Pick<DetachedProcess, 'pid' | 'startTicks'>, graceMs = 5000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!(await isRunning(proc))) return;
   try {
     process.kill(proc.pid, signal);

@@ -1,9 +1,10 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import type { EventPublisher } from './campaign.js';
 import { Coordinator } from './coordinator.js';
+import { RunEventBus } from './events.js';
 import type { RunEventRecord } from './model.js';
 import { parsePlan } from './plan.js';
 import { renderReport, resultsCsv, resultsTable } from './report.js';
@@ -31,7 +32,6 @@ export function describeEvent(e: RunEventRecord): string {
  * publishes on NATS too when the plan names a server. Exit code 0 only if it succeeded.
  */
 export async function runPlanCommand(planFile: string, runsDir: string, report: boolean): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
   const text = await readFile(planFile, 'utf8').catch((err: unknown) => {
     throw new VcstorError('NOT_FOUND', `cannot read plan ${planFile}: ${(err as Error).message}`);
   });
@@ -39,7 +39,6 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
   const log = createLogger({ name: 'coordinator', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
   let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
   if (plan.nats) {
-    const { RunEventBus } = await import('./events.js');
     publisher = await RunEventBus.connect({ servers: plan.nats.url, ...(plan.nats.user ? { user: plan.nats.user } : {}), ...(plan.natsPassword ? { pass: plan.natsPassword } : {}), name: 'vcstor run', log });
   }
   const coordinator = new Coordinator({ runsDir, log, ...(publisher ? { publisher } : {}) });
@@ -100,8 +99,7 @@ export async function runsCommand(command: string, runId: string | undefined, ru
     case 'watch': {
       if (flags.nats) {
         // From NATS: any machine can follow a run, and a late watcher replays it all.
-        const { RunEventBus } = await import('./events.js');
-        const bus = await RunEventBus.connect({ servers: flags.nats, name: 'vcstor watch' });
+            const bus = await RunEventBus.connect({ servers: flags.nats, name: 'vcstor watch' });
         try {
           for await (const e of bus.watch(runId)) console.log(describeEvent(e));
         } finally {

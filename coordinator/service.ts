@@ -14,6 +14,7 @@ import { VCSTOR_VERSION } from '../common/version.js';
 import { hostname } from 'node:os';
 import type { EventPublisher } from './campaign.js';
 import { Coordinator } from './coordinator.js';
+import { RunEventBus } from './events.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
 
 const STATES: Record<RunRecord['state'], Run['state']> = {
@@ -103,7 +104,6 @@ export async function serveCoordinator(configFile: string): Promise<void> {
   const log: Logger = createLogger({ name: 'coordinator', level: config.logLevel });
   let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
   if (config.nats) {
-    const { RunEventBus } = await import('./events.js');
     const pass = config.nats.passwordFile ? (await readFile(config.nats.passwordFile, 'utf8')).trim() : undefined;
     publisher = await RunEventBus.connect({ servers: config.nats.url, ...(config.nats.user ? { user: config.nats.user } : {}), ...(pass ? { pass } : {}), name: 'vcstor coordinator', log });
   }

@@ -1,16 +1,15 @@
 import type { CommandRunner } from '../runner.js';
+import { KernelNfsClient } from './kernel-nfs-client.js';
+import { OpenIscsiInitiator } from './open-iscsi.js';
 import { QsdIscsiInitiator } from './qsd-initiator.js';
 import type { IscsiInitiatorDriver, NfsClientDriver } from './types.js';
 
 /** The iSCSI initiator a host's config selects. */
-export async function iscsiInitiatorDriver(driver: 'qsd' | 'open-iscsi', runner: CommandRunner, stateDir: string): Promise<IscsiInitiatorDriver> {
-  if (driver === 'qsd') return new QsdIscsiInitiator({ runner, stateDir });
-  const { OpenIscsiInitiator } = await import('./open-iscsi.js');
-  return new OpenIscsiInitiator({ runner });
+export function iscsiInitiatorDriver(driver: 'qsd' | 'open-iscsi', runner: CommandRunner, stateDir: string): IscsiInitiatorDriver {
+  return driver === 'qsd' ? new QsdIscsiInitiator({ runner, stateDir }) : new OpenIscsiInitiator({ runner });
 }
 
 /** The kernel NFS client (the only directory-level client there is). */
-export async function kernelNfsClient(runner: CommandRunner): Promise<NfsClientDriver> {
-  const { KernelNfsClient } = await import('./kernel-nfs-client.js');
+export function kernelNfsClient(runner: CommandRunner): NfsClientDriver {
   return new KernelNfsClient({ runner });
 }

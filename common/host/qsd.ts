@@ -3,7 +3,7 @@ import path from 'node:path';
 import { VcstorError } from '../errors.js';
 import { parseMountinfo } from '../filesystems.js';
 import { LoopDevices } from '../loop-devices.js';
-import { isRunning, startDetached, stopProcess, type LabProcess } from '../processes.js';
+import { isRunning, startDetached, stopProcess, type DetachedProcess } from '../processes.js';
 import type { CommandRunner } from '../runner.js';
 
 /**
@@ -35,7 +35,7 @@ export interface QsdDevice {
   fuseFile: string;
   sizeBytes: number;
   meta: Record<string, string | number>;
-  daemon: LabProcess;
+  daemon: DetachedProcess;
 }
 
 export type QsdDeviceHealth = { state: 'ok' } | { state: 'broken'; detail: string };
@@ -108,7 +108,7 @@ export class QsdDevices {
       `type=fuse,id=export0,node-name=${NODE},mountpoint=${fuseFile},writable=on`,
     );
     const logFile = path.join(dir, 'qsd.log');
-    let daemon: LabProcess | undefined;
+    let daemon: DetachedProcess | undefined;
     try {
       daemon = await startDetached('qemu-storage-daemon', spec.key, ['qemu-storage-daemon', ...args], logFile);
       await this.waitReady(daemon, fuseFile, logFile, spec.timeoutMs, signal);
@@ -125,7 +125,7 @@ export class QsdDevices {
     }
   }
 
-  private async waitReady(daemon: LabProcess, fuseFile: string, logFile: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  private async waitReady(daemon: DetachedProcess, fuseFile: string, logFile: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       if (signal.aborted) throw new VcstorError('CANCELLED', 'the login was cancelled');

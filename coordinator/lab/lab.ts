@@ -11,7 +11,7 @@ import type { Logger } from '../../common/log.js';
 import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { LabNetwork } from './network.js';
-import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type LabProcess } from '../../common/processes.js';
+import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
 /**
  * The one-machine lab: network namespaces joined by a bridge, one per host (storage
@@ -61,7 +61,7 @@ export interface LabFile {
   natsUrl: string;
   natsMonitorUrl: string;
   tgtControlPort: number;
-  processes: LabProcess[];
+  processes: DetachedProcess[];
 }
 
 export const DEFAULT_LAB: LabOptions = {
@@ -447,7 +447,7 @@ export class Lab {
   }
 
   /** What is up: each host's namespace, agent health, and the daemons. */
-  async status(dir: string): Promise<{ lab: LabFile | undefined; hosts: Array<LabHost & { namespaceUp: boolean; agent: string }>; processes: Array<LabProcess & { running: boolean }> }> {
+  async status(dir: string): Promise<{ lab: LabFile | undefined; hosts: Array<LabHost & { namespaceUp: boolean; agent: string }>; processes: Array<DetachedProcess & { running: boolean }> }> {
     const lab = await readLabFile(dir);
     if (!lab) return { lab, hosts: [], processes: [] };
     const namespaces = await this.network.namespaces();

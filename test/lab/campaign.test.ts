@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,7 +141,7 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     try {
       // Kill it once a result is recorded and the next setup has provisioned something.
       await eventually('a result, then the next setup', async () => {
-        const ids = await (await import('node:fs/promises')).readdir(runsDir).catch(() => [] as string[]);
+        const ids = await readdir(runsDir).catch(() => [] as string[]);
         if (!ids[0]) return false;
         runId = ids[0];
         const events = (await readFile(path.join(runsDir, runId, 'events.jsonl'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as RunEventRecord);
