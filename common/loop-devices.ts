@@ -40,6 +40,23 @@ export class LoopDevices {
     return stdout.trim();
   }
 
+  /**
+   * Detach every device mapping `file` and wait until they are really gone: `losetup -d`
+   * on a device something still holds succeeds but leaves it (LAB.md), and short-lived
+   * holders (a scan, a namespace being set up) let go within moments. Retries with
+   * backoff for up to `timeoutMs`.
+   * @returns the devices still there when time ran out (empty: all gone).
+   */
+  async detachAndWait(file: string, signal: AbortSignal, timeoutMs = 10_000): Promise<string[]> {
+    const until = Date.now() + timeoutMs;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+      await this.detachFile(file, signal);
+      const stillMapped = (await this.list(signal)).filter((d) => d.backingFile === file).map((d) => d.name);
+      if (stillMapped.length === 0 || Date.now() > until || signal.aborted) return stillMapped;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
   /** Detach every device mapping `file`. Idempotent. */
   async detachFile(file: string, signal: AbortSignal): Promise<string[]> {
     const devices = (await this.list(signal)).filter((d) => d.backingFile === file);

@@ -135,8 +135,7 @@ export class SandboxHypervisor implements HypervisorDriver {
     if (!state || !disk) return false;
     if (disk.loopOwned) {
       await this.options.runner.run('blockdev', ['--flushbufs', disk.device], { signal, okExitCodes: [0, 1] });
-      await this.loops.detachFile(disk.target, signal);
-      if ((await this.loops.find(disk.target, signal)).length > 0) {
+      if ((await this.loops.detachAndWait(disk.target, signal)).length > 0) {
         throw new VcstorError('FAILED_PRECONDITION', `${disk.device} (${vdev} of ${domain}) is still in use; unmount it in the guest first`);
       }
     }

@@ -154,10 +154,9 @@ export class QsdDevices {
       await this.options.runner.run('blockdev', ['--flushbufs', loop.name], { signal, okExitCodes: [0, 1] });
     }
     await this.fsync(fuseFile);
-    await this.loops.detachFile(fuseFile, signal);
-    // `losetup -d` on a device still open succeeds but leaves it: check (LAB.md).
-    if ((await this.loops.find(fuseFile, signal)).length > 0) {
-      throw new VcstorError('FAILED_PRECONDITION', `${loops.map((l) => l.name).join(', ')} is still in use (mounted?); unmount it first`);
+    const left = await this.loops.detachAndWait(fuseFile, signal);
+    if (left.length > 0) {
+      throw new VcstorError('FAILED_PRECONDITION', `${left.join(', ')} is still in use (mounted?); unmount it first`);
     }
     if (device) await stopProcess(device.daemon, 5000);
     const stillMounted = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === fuseFile);

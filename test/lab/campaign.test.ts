@@ -161,7 +161,9 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     const { removed, leftBehind } = await coordinator.cleanup(runId);
     assert.deepEqual(leftBehind, []);
     assert.ok(removed.length > 0);
-    await eventually('nothing left', async () => (await leftovers()).length === 0, 20_000);
+    let left: string[] = [];
+    await eventually('nothing left', async () => (left = await leftovers()).length === 0, 20_000).catch(() => undefined);
+    assert.deepEqual(left, [], 'nothing left after cleanup');
     assert.deepEqual(await coordinator.store.undo(runId), {}, 'the journal is empty');
     assert.equal((await coordinator.results(runId)).measurements.filter((m) => m.result).length, before.length, 'results survive');
     assert.deepEqual((await coordinator.cleanup(runId)).removed, [], 'cleanup again: nothing to do');

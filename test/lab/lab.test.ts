@@ -10,6 +10,7 @@ import { ExecaCommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
 import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
+import { labAddress, TEST_LAB } from '../support/lab.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = path.join(ROOT, 'dist/coordinator/cli.js');
@@ -43,7 +44,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     // A fixed place, so scripts/test.sh can remove a lab a killed run left behind.
     const dir = '/var/lib/vcstor/test-lab';
     // TEST-NET-3, and a name of its own, so a lab someone left up does not clash.
-    options = { name: 'vct', subnet: '203.0.113.0/24', storage: 1, dom0: 1, guests: 1, dir, agentPort: 50051 };
+    options = { ...TEST_LAB, dir };
     lab = new Lab(runner, pino({ level: 'silent' }));
   });
   after(async () => {
@@ -53,7 +54,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
 
   it('comes up with an agent serving in every namespace', async () => {
     record = await lab.up(options);
-    assert.deepEqual(record.hosts.map((h) => `${h.name}:${h.role}:${h.agentAddress}`), ['storage0:storage:203.0.113.10:50051', 'host0:dom0:203.0.113.20:50051', 'guest0:guest:203.0.113.100:50051']);
+    assert.deepEqual(record.hosts.map((h) => `${h.name}:${h.role}:${h.agentAddress}`), [`storage0:storage:${labAddress(10)}:50051`, `host0:dom0:${labAddress(20)}:50051`, `guest0:guest:${labAddress(100)}:50051`]);
     assert.deepEqual(record.processes.map((p) => `${p.host}/${p.name}`).sort(), ['guest0/agent', 'host0/agent', 'storage0/agent', 'storage0/ganesha', 'storage0/nats-server', 'storage0/rpcbind', 'storage0/tgtd']);
     for (const host of record.hosts) assert.equal(await checkHealth(host.agentAddress, insecure), 'SERVING', host.name);
     assert.deepEqual(JSON.parse(await readFile(labFilePath(options.dir), 'utf8')).hosts, record.hosts);
@@ -69,7 +70,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     assert.deepEqual([parsed.name, parsed.role], ['guest0', 'ROLE_GUEST']);
     // The guest's own namespace has no route to anything but the lab: it reached storage0 over the bridge.
     const routes = await runner.run('ip', ['-n', guest.namespace, 'route']);
-    assert.match(routes.stdout, /^203\.0\.113\.0\/24 dev eth0/m);
+    assert.ok(routes.stdout.split('\n').some((r) => r.startsWith(`${TEST_LAB.subnet} dev eth0`)), routes.stdout);
     assert.doesNotMatch(routes.stdout, /default/);
   });
 

@@ -1,9 +1,34 @@
+import { execFileSync } from 'node:child_process';
 import { pino } from 'pino';
+import { cidrOverlap } from '../../coordinator/lab/network.js';
 import { ExecaCommandRunner, type CommandResult, type RunOptions } from '../../common/runner.js';
 import { Lab, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
 
-/** The test lab: its own name, TEST-NET-3, a fixed dir that scripts/test.sh cleans. */
-export const TEST_LAB: LabOptions = { name: 'vct', subnet: '203.0.113.0/24', storage: 1, dom0: 1, guests: 1, dir: '/var/lib/vcstor/test-lab', agentPort: 50051 };
+/**
+ * A subnet for the test lab that this machine does not route: TEST-NET-3 or a slice of
+ * the benchmarking range. Machines here may route parts of these already (a package
+ * mirror was seen at 203.0.113.80), and the lab rightly refuses an overlap.
+ */
+function freeTestSubnet(): string {
+  const candidates = ['203.0.113.0/24', '198.18.0.0/24', '198.18.42.0/24', '198.19.7.0/24'];
+  let routes: Array<{ dst: string }> = [];
+  try {
+    routes = JSON.parse(execFileSync('ip', ['-j', 'route', 'show'], { encoding: 'utf8' })) as Array<{ dst: string }>;
+  } catch {
+    // no ip(8): the lab tests skip without root anyway
+  }
+  // The test lab's own link (vct-c) is ours: a leftover of it does not count.
+  const used = routes.filter((r) => r.dst !== 'default' && (r as { dev?: string }).dev !== 'vct-c').map((r) => r.dst);
+  return candidates.find((c) => !used.some((u) => cidrOverlap(u, c))) ?? candidates[1]!;
+}
+
+/** The test lab: its own name, a subnet the machine does not route, a fixed dir that scripts/test.sh cleans. */
+export const TEST_LAB: LabOptions = { name: 'vct', subnet: freeTestSubnet(), storage: 1, dom0: 1, guests: 1, dir: '/var/lib/vcstor/test-lab', agentPort: 50051 };
+
+/** An address of the test lab's subnet: `labAddress(10)` is storage0. */
+export function labAddress(lastOctet: number): string {
+  return `${TEST_LAB.subnet.replace(/\.0\/24$/, '')}.${lastOctet}`;
+}
 
 export const runner = new ExecaCommandRunner();
 
