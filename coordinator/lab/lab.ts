@@ -10,7 +10,7 @@ import { VcstorError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
-import { LabNetwork } from './network.js';
+import { cidrOverlap, LabNetwork } from './network.js';
 import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
 /**
@@ -208,6 +208,20 @@ function tcpOpen(host: string, port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Addresses of /etc/hosts inside `subnet`: the machine reaches those names (its package
+ * mirror, here: deb.debian.org is 203.0.113.80) through its own network, and a lab on
+ * that subnet would route them into the bridge instead.
+ */
+async function hostsFileAddressesIn(subnet: string): Promise<string[]> {
+  const text = await readFile('/etc/hosts', 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .map((line) => line.replace(/#.*/, '').trim().split(/\s+/))
+    .filter(([address]) => address !== undefined && /^\d+\.\d+\.\d+\.\d+$/.test(address) && !address.startsWith('127.') && cidrOverlap(address, subnet))
+    .map(([address, ...names]) => `${address} (${names.join(' ')} in /etc/hosts)`);
+}
+
 /** True when a process named `name` runs anywhere on the machine. */
 async function programRunning(name: string): Promise<boolean> {
   for (const pid of await readdir('/proc')) {
@@ -262,7 +276,7 @@ export class Lab {
       tgtControlPort: tgtControlPort(options.name),
       processes: [],
     };
-    const clashes = await this.network.overlappingRoutes(options.subnet, `${options.name}-c`);
+    const clashes = [...(await this.network.overlappingRoutes(options.subnet, `${options.name}-c`)), ...(await hostsFileAddressesIn(options.subnet))];
     if (clashes.length > 0) {
       throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
     }

@@ -1,16 +1,18 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { cidrOverlap } from '../../coordinator/lab/network.js';
 import { ExecaCommandRunner, type CommandResult, type RunOptions } from '../../common/runner.js';
 import { Lab, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
 
 /**
- * A subnet for the test lab that this machine does not route: TEST-NET-3 or a slice of
- * the benchmarking range. Machines here may route parts of these already (a package
- * mirror was seen at 203.0.113.80), and the lab rightly refuses an overlap.
+ * A subnet for the test lab that this machine does not use: a slice of the benchmarking
+ * range, or TEST-NET-3. Machines here reach their package mirror at 203.0.113.80 (by
+ * /etc/hosts), and the lab rightly refuses an overlap.
  */
 function freeTestSubnet(): string {
-  const candidates = ['203.0.113.0/24', '198.18.0.0/24', '198.18.42.0/24', '198.19.7.0/24'];
+  // The benchmarking range first: TEST-NET-3 holds this machine's package mirror in /etc/hosts.
+  const candidates = ['198.18.0.0/24', '198.18.42.0/24', '198.19.7.0/24', '203.0.113.0/24'];
   let routes: Array<{ dst: string }> = [];
   try {
     routes = JSON.parse(execFileSync('ip', ['-j', 'route', 'show'], { encoding: 'utf8' })) as Array<{ dst: string }>;
@@ -19,6 +21,15 @@ function freeTestSubnet(): string {
   }
   // The test lab's own link (vct-c) is ours: a leftover of it does not count.
   const used = routes.filter((r) => r.dst !== 'default' && (r as { dev?: string }).dev !== 'vct-c').map((r) => r.dst);
+  try {
+    // Names the machine resolves through /etc/hosts (its package mirror) must stay reachable.
+    for (const line of readFileSync('/etc/hosts', 'utf8').split('\n')) {
+      const address = line.replace(/#.*/, '').trim().split(/\s+/)[0] ?? '';
+      if (/^\d+\.\d+\.\d+\.\d+$/.test(address) && !address.startsWith('127.')) used.push(address);
+    }
+  } catch {
+    // no /etc/hosts
+  }
   return candidates.find((c) => !used.some((u) => cidrOverlap(u, c))) ?? candidates[1]!;
 }
 
