@@ -79,8 +79,10 @@ export async function startDetached(
       child.once('spawn', () => resolve(child.pid!));
       child.once('error', (err) => reject(new Error(`${name}: could not start ${program}: ${err.message}`)));
     });
-    const startTicks = await processStartTicks(pid);
-    if (startTicks === undefined) throw new Error(`${name}: ${program} exited at once; see ${log}`);
+    // A program that fails at once (a refused login) may be gone before its start time
+    // can be read: it is returned as not running (-1 matches no process), and callers
+    // read its log for why, as for any exit.
+    const startTicks = (await processStartTicks(pid)) ?? -1;
     return { name, host, pid, startTicks, command, log };
   } finally {
     closeSync(fd);
