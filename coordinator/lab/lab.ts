@@ -409,6 +409,12 @@ export class Lab {
       await this.network.deleteNamespace(ns);
       removed.push(`namespace ${ns}`);
     }
+    // `ip netns add` bind-mounts /run/netns onto itself; with no namespace left at all
+    // (ours or anyone's), that mount is the last trace: remove it too.
+    if (namespaces.length > 0 && (await this.network.namespaces()).length === 0) {
+      const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((line) => line.split(' ')[4] === '/run/netns');
+      if (mounted) await this.runner.run('umount', ['/run/netns'], { okExitCodes: [0, 32] });
+    }
     // Keep the logs; everything else of the lab goes.
     try {
       for (const entry of await readdir(dir)) if (entry !== 'logs') await rm(path.join(dir, entry), { recursive: true, force: true });
