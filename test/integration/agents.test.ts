@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { expectCode } from '../support/errors.js';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
 import { checkHealth, getAgentInfo, makeClient, unary } from '../../common/clients.js';
@@ -11,14 +12,6 @@ import { capturingLogger, startTestAgent } from '../support/agents.js';
 
 const insecure = grpc.credentials.createInsecure();
 
-async function expectCode(call: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
-  await assert.rejects(call, (err: unknown) => {
-    assert.ok(err instanceof VcstorError, `a VcstorError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, pattern);
-    return true;
-  });
-}
 
 describe('agents serve health, info and reflection', () => {
   const agents: RunningAgent[] = [];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { vcstorError } from '../support/errors.js';
 import { access, mkdir, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LvmVolumes } from '../../agent-storage/drivers/lvm.js';
-import { VcstorError, type ErrorCode } from '../../common/errors.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
 
 /**
@@ -40,14 +40,6 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
-function vcstorError(code: ErrorCode, message?: RegExp): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (message) assert.match(err.message, message);
-    return true;
-  };
-}
 
 describe('LvmVolumes on real LVM without device-mapper', { skip: needsRoot }, () => {
   let loopsBefore: LoopDevice[] = [];

@@ -1,10 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { expectCode } from '../support/errors.js';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeClient, unary } from '../../common/clients.js';
-import { VcstorError } from '../../common/errors.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import type { LabFile } from '../../coordinator/lab/lab.js';
 import { isRunning, stopProcess } from '../../common/processes.js';
@@ -15,14 +15,6 @@ const PREFIX = 'iqn.2026-11.org.vcstor.lab';
 const GUEST_IQN = `${PREFIX}:guest0`;
 const CHAP = { username: 'alice', password: 'secretpass12' };
 
-async function expectCode(call: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
-  await assert.rejects(call, (err: unknown) => {
-    assert.ok(err instanceof VcstorError, String(err));
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, pattern);
-    return true;
-  });
-}
 
 describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot }, () => {
   const lab = testLab();

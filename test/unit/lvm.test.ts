@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { vcstorError } from '../support/errors.js';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { computeLoopMapping, LvmVolumes, parseLvmTime } from '../../agent-storage/drivers/lvm.js';
-import { VcstorError, type ErrorCode } from '../../common/errors.js';
+import { VcstorError } from '../../common/errors.js';
 import { CommandError } from '../../common/runner.js';
 import { RecordingCommandRunner, type ScriptedOutput } from '../../common/runner-recording.js';
 
@@ -204,15 +205,6 @@ function lvm(runner: RecordingCommandRunner, options: { activation?: boolean; lv
   });
 }
 
-/** An assert.rejects checker: a VcstorError with this code and a message matching `message`. */
-function vcstorError(code: ErrorCode, message?: RegExp): (err: unknown) => boolean {
-  return (err: unknown) => {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (message) assert.match(err.message, message);
-    return true;
-  };
-}
 
 describe('LvmVolumes (command lines, captured outputs)', () => {
   describe('create', () => {
