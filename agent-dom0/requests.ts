@@ -4,11 +4,29 @@ import type { CreateImageRequest__Output } from '../common/generated/vcstor/v1/C
 import type { DomainConfig__Output } from '../common/generated/vcstor/v1/DomainConfig.js';
 import type { ImageLocation__Output } from '../common/generated/vcstor/v1/ImageLocation.js';
 import type { VbdSpec__Output } from '../common/generated/vcstor/v1/VbdSpec.js';
-import { validateHost, validateName, validatePathUnder, validateSize, validateText } from '../common/validate.js';
+import { resolveConfinedPath, validateHost, validateRemotePath, validateName, validatePathUnder, validateSize, validateText } from '../common/validate.js';
 
 /** Validation of Dom0Agent requests: a whole request, before anything runs. */
 
 const VDEV = /^(xvd|hd|sd)[a-z]{1,2}$/;
+
+/** A virtual device name (xvdb, hda, sdc): it reaches xl's command line and configs. */
+export function validateVdev(field: string, vdev: string): string {
+  if (!VDEV.test(vdev)) throw invalidArgument(field, `${JSON.stringify(vdev.length > 80 ? `${vdev.slice(0, 77)}...` : vdev)} is not a virtual device name like xvdb`);
+  return vdev;
+}
+
+/**
+ * The image paths of a request (VBD sources, domain config disks), each checked again
+ * with symbolic links resolved: a link under an image root must not attach a file
+ * elsewhere (another tenant's image, a host file) to a guest.
+ */
+export async function checkImagePathsConfined(field: string, specs: ReadonlyArray<VbdSpec__Output | null>, imageRoots: readonly string[]): Promise<void> {
+  for (const [i, spec] of specs.entries()) {
+    const image = spec?.source?.source === 'image' ? spec.source.image : undefined;
+    if (image?.location === 'path') await resolveConfinedPath(`${field.replace('#', String(i))}.source.image.path`, image.path ?? '', imageRoots);
+  }
+}
 
 export function validateImageLocation(field: string, location: ImageLocation__Output | null, imageRoots: readonly string[]): void {
   if (!location || location.location === undefined) throw invalidArgument(field, 'give a path or an nfs_file');
@@ -19,7 +37,7 @@ export function validateImageLocation(field: string, location: ImageLocation__Ou
   const nfs = location.nfsFile;
   if (!nfs) throw invalidArgument(`${field}.nfs_file`, 'is required');
   validateHost(`${field}.nfs_file.server`, nfs.server);
-  validatePathUnder(`${field}.nfs_file.export_path`, nfs.exportPath, ['/']);
+  validateRemotePath(`${field}.nfs_file.export_path`, nfs.exportPath);
   validateName(`${field}.nfs_file.file_name`, nfs.fileName);
   if (![0, 3, 4].includes(nfs.nfsVersion)) throw invalidArgument(`${field}.nfs_file.nfs_version`, `${nfs.nfsVersion} is not 3 or 4`);
 }
@@ -31,7 +49,7 @@ export function validateCreateImageRequest(request: CreateImageRequest__Output, 
 
 export function validateVbdSpec(field: string, spec: VbdSpec__Output | null, imageRoots: readonly string[]): void {
   if (!spec) throw invalidArgument(field, 'is required');
-  if (!VDEV.test(spec.vdev)) throw invalidArgument(`${field}.vdev`, `${JSON.stringify(spec.vdev)} is not a virtual device name like xvdb`);
+  validateVdev(`${field}.vdev`, spec.vdev);
   const source = spec.source;
   if (!source || source.source === undefined) throw invalidArgument(`${field}.source`, 'give a block_device or an image');
   if (source.source === 'blockDevice') validatePathUnder(`${field}.source.block_device`, source.blockDevice ?? '', ['/dev']);

@@ -37,10 +37,23 @@ export function validateDeleteVolumeRequest(request: DeleteVolumeRequest__Output
   validatePool(request.pool);
 }
 
-export function validateExportIscsiRequest(request: ExportIscsiRequest__Output, requireChap: boolean): void {
+/**
+ * A target name this agent may create or remove: `<iqnPrefix>:<something>`. Other
+ * targets on the same target server (another tenant's, the operator's) are never
+ * touched, even when a request names them.
+ */
+export function validateOwnTargetIqn(field: string, iqn: string, iqnPrefix: string | undefined): void {
+  validateIqn(field, iqn);
+  if (iqnPrefix !== undefined && !iqn.startsWith(`${iqnPrefix}:`)) {
+    throw invalidArgument(field, `${JSON.stringify(iqn.length > 80 ? `${iqn.slice(0, 77)}...` : iqn)} is not under this agent's IQN prefix ${iqnPrefix}: (storage.iscsiTarget.iqnPrefix)`);
+  }
+}
+
+/** @param iqnPrefix the agent's storage.iscsiTarget.iqnPrefix: target names must be under it. */
+export function validateExportIscsiRequest(request: ExportIscsiRequest__Output, requireChap: boolean, iqnPrefix?: string): void {
   validateName('volume', request.volume);
   validatePool(request.pool);
-  if (request.targetIqn !== '') validateIqn('target_iqn', request.targetIqn);
+  if (request.targetIqn !== '') validateOwnTargetIqn('target_iqn', request.targetIqn, iqnPrefix);
   request.allowedInitiators.forEach((iqn, i) => validateIqn(`allowed_initiators[${i}]`, iqn));
   request.allowedAddresses.forEach((address, i) => validateAddressOrCidr(`allowed_addresses[${i}]`, address));
   if (!request.allowAnyInitiator && request.allowedInitiators.length === 0 && request.allowedAddresses.length === 0) {
@@ -53,9 +66,9 @@ export function validateExportIscsiRequest(request: ExportIscsiRequest__Output, 
   if (request.lun > 255) throw invalidArgument('lun', `${request.lun} is not a LUN number (0-255)`);
 }
 
-export function validateUnexportIscsiRequest(request: UnexportIscsiRequest__Output): void {
+export function validateUnexportIscsiRequest(request: UnexportIscsiRequest__Output, iqnPrefix?: string): void {
   if (request.targetIqn === '' && request.volume === '') throw invalidArgument('target_iqn', 'give target_iqn or volume');
-  if (request.targetIqn !== '') validateIqn('target_iqn', request.targetIqn);
+  if (request.targetIqn !== '') validateOwnTargetIqn('target_iqn', request.targetIqn, iqnPrefix);
   if (request.volume !== '') validateName('volume', request.volume);
   validatePool(request.pool);
 }

@@ -21,6 +21,7 @@ import {
   validateUnexportNfsRequest,
   validateVolumeRef,
 } from './requests.js';
+import { resolveConfinedPath } from '../common/validate.js';
 import { StorageRecordStore } from './state.js';
 import { StorageServer } from './storage.js';
 
@@ -111,20 +112,30 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
         return { volumes: await server.listVolumes(request.pool, signal) };
       },
       ExportIscsi: async (request, { signal }) => {
-        validateExportIscsiRequest(request, storage.iscsiTarget.requireChap);
+        validateExportIscsiRequest(request, storage.iscsiTarget.requireChap, storage.iscsiTarget.iqnPrefix);
         return server.exportIscsi(request, signal);
       },
       UnexportIscsi: async (request, { signal }) => {
-        validateUnexportIscsiRequest(request);
+        validateUnexportIscsiRequest(request, storage.iscsiTarget.iqnPrefix);
         return { removed: await server.unexportIscsi(request, signal) };
       },
       ListIscsiTargets: async (_request, { signal }) => ({ targets: await server.listIscsiTargets(signal) }),
       ExportNfs: async (request, { signal }) => {
         validateExportNfsRequest(request, storage.nfsServer.exportRoot);
+        if (request.source === 'directory') {
+          // A symbolic link under the export root must not export what it points at.
+          const directory = await resolveConfinedPath('directory', request.directory ?? '', [storage.nfsServer.exportRoot]);
+          return server.exportNfs({ ...request, directory }, signal);
+        }
         return server.exportNfs(request, signal);
       },
       UnexportNfs: async (request, { signal }) => {
         validateUnexportNfsRequest(request, storage.nfsServer.exportRoot);
+        if (request.source === 'exportPath') {
+          // Exports are recorded by their resolved path (see ExportNfs).
+          const exportPath = await resolveConfinedPath('export_path', request.exportPath ?? '', [storage.nfsServer.exportRoot]);
+          return { removed: await server.unexportNfs({ ...request, exportPath }, signal) };
+        }
         return { removed: await server.unexportNfs(request, signal) };
       },
       ListNfsExports: async () => ({ exports: await server.listNfsExports() }),

@@ -280,7 +280,10 @@ export class StorageServer {
 
   /** Every target on the target server, with the agent's knowledge of its volume. */
   async listIscsiTargets(signal: AbortSignal): Promise<IscsiTarget[]> {
-    const [states, record, volumes] = await Promise.all([this.o.target.listTargets(signal), this.o.record.load(), this.o.volumes.list(signal)]);
+    // One after the other: with Promise.all a failing target listing would answer the
+    // call while the volume listing still ran its commands in the background.
+    const states = await this.o.target.listTargets(signal);
+    const [record, volumes] = await Promise.all([this.o.record.load(), this.o.volumes.list(signal)]);
     const byName = new Map(volumes.map((v) => [v.name, v]));
     return states.map((s) => this.toTarget(s, record.iscsi.find((e) => e.iqn === s.iqn), s.iqn, byName));
   }

@@ -12,6 +12,7 @@ import {
   validateIqn,
   validateOptions,
   validatePathUnder,
+  validateRemotePath,
   validateText,
 } from './validate.js';
 
@@ -58,7 +59,7 @@ export function validateIscsiLoginRequest(request: IscsiLoginRequest__Output): v
 
 export function validateNfsMountRequest(request: NfsMountRequest__Output, mountRoots: readonly string[]): void {
   validateHostPort('server', request.server, 2049);
-  validatePathUnder('export_path', request.exportPath, ['/']);
+  validateRemotePath('export_path', request.exportPath);
   validatePathUnder('mountpoint', request.mountpoint, mountRoots);
   if (![0, 3, 4].includes(request.nfsVersion)) throw invalidArgument('nfs_version', `${request.nfsVersion} is not 3 or 4`);
   validateOptions('options', request.options, NFS_MOUNT_OPTIONS);

@@ -71,6 +71,8 @@ export function validatePathUnder(field: string, value: string, roots: readonly 
   if (value !== '/' && (segments.includes('') || value.endsWith('/'))) {
     throw invalidArgument(field, `${JSON.stringify(truncate(value))} has empty segments or a trailing slash`);
   }
+  // NAME_MAX: a longer component fails every system call (ENAMETOOLONG), so say so here.
+  if (segments.some((s) => Buffer.byteLength(s) > 255)) throw invalidArgument(field, `${JSON.stringify(truncate(value))} has a component longer than 255 bytes`);
   if (!roots.some((root) => isWithin(root, value))) {
     throw invalidArgument(
       field,
@@ -78,6 +80,20 @@ export function validatePathUnder(field: string, value: string, roots: readonly 
         ? 'no directory is configured for this on the agent'
         : `${JSON.stringify(truncate(value))} is outside the agent's configured directories (${roots.join(', ')})`,
     );
+  }
+  return value;
+}
+
+/**
+ * A path on a remote NFS server (an export): absolute and normal like
+ * {@link validatePathUnder}, and only of letters, digits and `_ . + - /`, because it is
+ * written into qemu's option syntax (where ',' starts another option) and into libnfs
+ * URLs (where '?' starts parameters such as uid=0) as well as mount's `server:/path`.
+ */
+export function validateRemotePath(field: string, value: string): string {
+  validatePathUnder(field, value, ['/']);
+  if (!/^[A-Za-z0-9_.+/-]+$/.test(value)) {
+    throw invalidArgument(field, `${JSON.stringify(truncate(value))} may hold only letters, digits and _ . + - / (it reaches qemu options and NFS URLs)`);
   }
   return value;
 }
@@ -106,7 +122,11 @@ export async function resolveConfinedPath(field: string, value: string, roots: r
       }
       return real;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      // A loop of links, or a path too long once links are expanded, leads nowhere usable.
+      if (code === 'ELOOP' || code === 'ENAMETOOLONG') throw invalidArgument(field, `${JSON.stringify(truncate(value))} cannot be resolved (${code})`);
+      // ENOTDIR: a part of the path is a file; resolve what exists above it.
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       tail.unshift(path.basename(existing));
       existing = path.dirname(existing);
     }

@@ -8,9 +8,12 @@
  * that one pump drains, one message at a time and in order, whenever the connection is
  * up. nats.js reconnects by itself; its status() iterator tells the pump when to go on.
  */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import {
   connect,
   DiscardPolicy,
+  nkeyAuthenticator,
   ErrorCode as NatsErrorCode,
   Events,
   JSONCodec,
@@ -24,6 +27,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
+import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { eventSubject, resultSubject, type MeasurementRecord, type RunEventRecord, type RunState, type StepState } from './model.js';
@@ -49,12 +53,32 @@ const DEFAULT_RECONNECT_WAIT_MS = 1_000;
 const RETRY_BACKOFF_FIRST_MS = 200;
 const RETRY_BACKOFF_MAX_MS = 5_000;
 
+/**
+ * Everything the coordinator publishes is under this prefix: a NATS account can then
+ * allow the coordinator `vcstor.>` (and JetStream's API) and nothing else.
+ */
+export const VCSTOR_SUBJECT_PREFIX = 'vcstor.';
+
+/** TLS to the NATS server: the CA that signed its certificate; a client cert if it verifies clients. */
+export interface NatsTlsOptions {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
 /** Options of {@link RunEventBus.connect}. */
 export interface RunEventBusOptions {
   /** One NATS URL, or several separated by commas (e.g. "nats://10.0.0.2:4222"). */
   servers: string;
+  /** User/password auth. At most one of user, token and nkeySeed. */
   user?: string;
   pass?: string;
+  /** Token auth (the server's `authorization { token }`). */
+  token?: string;
+  /** Nkey auth: the user's seed ("SU..."); only a signature of the server's nonce leaves this process. */
+  nkeySeed?: string;
+  /** TLS (PEM files); the connection then refuses a server whose certificate `ca` did not sign. */
+  tls?: NatsTlsOptions;
   /** The connection's name, as the server's monitoring shows it. */
   name?: string;
   log?: Logger;
@@ -167,6 +191,11 @@ export class RunEventBus {
     };
     if (options.user !== undefined) connectionOptions.user = options.user;
     if (options.pass !== undefined) connectionOptions.pass = options.pass;
+    if (options.token !== undefined) connectionOptions.token = options.token;
+    if (options.nkeySeed !== undefined) connectionOptions.authenticator = nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed));
+    if (options.tls !== undefined) {
+      connectionOptions.tls = { caFile: options.tls.ca, ...(options.tls.cert ? { certFile: options.tls.cert } : {}), ...(options.tls.key ? { keyFile: options.tls.key } : {}) };
+    }
     if (options.name !== undefined) connectionOptions.name = options.name;
     let nc: NatsConnection;
     try {
@@ -345,6 +374,7 @@ export class RunEventBus {
    * caller is never held up by an outage or a backlog.
    */
   private enqueue(item: PendingPublish): Promise<void> {
+    assertVcstorSubject(item.subject);
     const waitForAck = this.connected && this.queue.length === 0 && this.retryTimer === undefined;
     if (this.queue.length >= this.maxBuffered) {
       const victim = this.queue.findIndex((p) => p.droppable && p !== this.inFlight);
@@ -641,6 +671,71 @@ function decodeEvent(data: Uint8Array): RunEventRecord | undefined {
     typeof e.message === 'string' &&
     (e.runState === undefined || (typeof e.runState === 'string' && RUN_STATES.has(e.runState)));
   return valid ? (value as RunEventRecord) : undefined;
+}
+
+/**
+ * The coordinator publishes only under `vcstor.>`: a subject elsewhere is a bug here,
+ * refused before it reaches the wire (and a NATS account should refuse it too).
+ */
+export function assertVcstorSubject(subject: string): void {
+  if (!subject.startsWith(VCSTOR_SUBJECT_PREFIX) || /[\s*>]/.test(subject) || subject.split('.').some((token) => token === '')) {
+    throw new VcstorError('INTERNAL', `refusing to publish on ${JSON.stringify(subject)}: the coordinator publishes only on literal subjects under ${VCSTOR_SUBJECT_PREFIX}>`);
+  }
+}
+
+const absolutePath = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
+
+/**
+ * The `nats:` section of a plan and of the coordinator's config. Secrets are files
+ * (never values in the plan, which is kept with the run): a password, a token or an
+ * nkey seed, at most one way to authenticate.
+ */
+export const natsSettingsSchema = z
+  .object({
+    /** nats://host:port or tls://host:port, several separated by commas. */
+    url: z.string().regex(/^(nats|tls):\/\/[A-Za-z0-9.:[\]-]+(,(nats|tls):\/\/[A-Za-z0-9.:[\]-]+)*$/, 'must be nats://host:port or tls://host:port (no credentials in the URL: use the *File fields)'),
+    user: z.string().regex(/^[A-Za-z0-9._@-]{1,128}$/, 'must be 1-128 letters, digits and . _ @ -').optional(),
+    passwordFile: absolutePath.optional(),
+    tokenFile: absolutePath.optional(),
+    /** A file holding the user's nkey seed (SU...), as `nk -gen user` writes it. */
+    nkeySeedFile: absolutePath.optional(),
+    tls: z
+      .object({ ca: absolutePath, cert: absolutePath.optional(), key: absolutePath.optional() })
+      .strict()
+      .refine((t) => (t.cert === undefined) === (t.key === undefined), 'give both cert and key (a client certificate), or neither')
+      .optional(),
+  })
+  .strict()
+  .refine((n) => [n.user !== undefined, n.tokenFile !== undefined, n.nkeySeedFile !== undefined].filter(Boolean).length <= 1, 'use one of user (with passwordFile), tokenFile or nkeySeedFile')
+  .refine((n) => n.passwordFile === undefined || n.user !== undefined, 'passwordFile needs user');
+
+export type NatsSettings = z.output<typeof natsSettingsSchema>;
+
+/**
+ * The connection options of a plan's or config's `nats:` section, secrets read from
+ * their files (trailing whitespace dropped).
+ * @throws VcstorError INVALID_ARGUMENT naming the field whose file cannot be read or
+ *   holds no usable secret (the secret itself never appears in the message).
+ */
+export async function natsOptionsFromSettings(settings: NatsSettings, source: string): Promise<Pick<RunEventBusOptions, 'servers' | 'user' | 'pass' | 'token' | 'nkeySeed' | 'tls'>> {
+  const secret = async (file: string, field: string, pattern?: RegExp, what?: string) => {
+    let value: string;
+    try {
+      value = (await readFile(file, 'utf8')).trim();
+    } catch (err) {
+      throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: nats.${field}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    if (value === '' || (pattern && !pattern.test(value))) throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: nats.${field}: ${file} does not hold ${what ?? 'a secret'}`);
+    return value;
+  };
+  return {
+    servers: settings.url,
+    ...(settings.user !== undefined ? { user: settings.user } : {}),
+    ...(settings.passwordFile !== undefined ? { pass: await secret(settings.passwordFile, 'passwordFile') } : {}),
+    ...(settings.tokenFile !== undefined ? { token: await secret(settings.tokenFile, 'tokenFile') } : {}),
+    ...(settings.nkeySeedFile !== undefined ? { nkeySeed: await secret(settings.nkeySeedFile, 'nkeySeedFile', /^SU[A-Z2-7]{56}$/, 'a user nkey seed (SU...)') } : {}),
+    ...(settings.tls !== undefined ? { tls: settings.tls } : {}),
+  };
 }
 
 /** "nats://user:secret@host:4222" as "nats://***@host:4222", for logs and errors. */

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import { readStructured, validateValue } from '../common/structured.js';
 import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName } from '../common/validate.js';
+import { natsSettingsSchema } from './events.js';
 import { METHODS } from './methods.js';
 
 /**
@@ -98,7 +99,8 @@ const planSchema = z
     /** Who may mount NFS exports: dom0 (file-nfs) and the guest (nfs). */
     nfsClients: z.string().superRefine(check((v) => validateAddressOrCidr('nfsClients', v))),
     chap: z.object({ username: z.string().regex(/^[A-Za-z0-9._@:-]{1,64}$/), passwordFile: absolute }).strict(),
-    nats: z.object({ url: z.string().regex(/^nats:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be nats://host:port'), user: z.string().optional(), passwordFile: absolute.optional() }).strict().optional(),
+    /** NATS: URL, auth (user+passwordFile, tokenFile or nkeySeedFile) and TLS; see events.ts. */
+    nats: natsSettingsSchema.optional(),
     campaign: z
       .object({
         methods: z.array(z.enum(METHODS)).min(1).default([...METHODS]),

@@ -7,7 +7,7 @@ import {
   validateMountFilesystemRequest,
   validateNfsMountRequest,
 } from '../requests.js';
-import { validatePathUnder } from '../validate.js';
+import { resolveConfinedPath, validatePathUnder } from '../validate.js';
 import type { HostStorage } from './host-storage.js';
 
 /** The operations dom0 and guest agents serve alike (their messages are common.proto's). */
@@ -44,24 +44,28 @@ export function hostStorageOperations(host: HostStorage, mountRoots: readonly st
     ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
     MountNfs: async (request, { signal }) => {
       validateNfsMountRequest(request, mountRoots);
-      return host.mountNfs(request, signal);
+      return host.mountNfs({ ...request, mountpoint: await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots) }, signal);
     },
     UnmountNfs: async (request, { signal }) => {
       validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-      return { wasMounted: await host.unmountNfs(request.mountpoint, signal) };
+      return { wasMounted: await host.unmountNfs(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
     },
     ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
     MakeFilesystem: async (request, { signal }) => {
       validateMakeFilesystemRequest(request, deviceRoots);
+      // A link among the devices (a sandbox VBD) must lead to a device, not to a file elsewhere.
+      await resolveConfinedPath('device', request.device, deviceRoots);
       return host.makeFilesystem(request, signal);
     },
     MountFilesystem: async (request, { signal }) => {
       validateMountFilesystemRequest(request, mountRoots, deviceRoots);
-      return host.mountFilesystem(request, signal);
+      await resolveConfinedPath('device', request.device, deviceRoots);
+      // mount(8) follows links: a link under the mount root must not mount over /etc.
+      return host.mountFilesystem({ ...request, mountpoint: await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots) }, signal);
     },
     UnmountFilesystem: async (request, { signal }) => {
       validatePathUnder('mountpoint', request.mountpoint, mountRoots);
-      return { wasMounted: await host.unmountFilesystem(request.mountpoint, signal) };
+      return { wasMounted: await host.unmountFilesystem(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
     },
     ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
   };
