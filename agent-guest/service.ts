@@ -10,6 +10,8 @@ import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js
 import { HostStorage } from '../common/host/host-storage.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
 import { hostStorageOperations } from '../common/host/operations.js';
+import { loadSessionOperations } from '../common/host/load-operations.js';
+import { LoadSessions } from '../common/host/load-sessions.js';
 import { validatePathUnder } from '../common/validate.js';
 import { GuestBenchmarks } from './benchmarks/run.js';
 import { GUEST_DRIVERS } from './drivers.js';
@@ -69,6 +71,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     const operations: Operations<GuestAgentHandlers> = {
       GetInfo: getInfo,
       ...hostStorageOperations(host, mountRoots, deviceRoots),
+      ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir: stateDirOf(runtime.config) })),
       ListBlockDevices: async (_request, { signal }) => ({ devices: await blockDevices(signal) }),
       GetFilesystemUsage: async (request) => {
         validatePathUnder('mountpoint', request.mountpoint, mountRoots);

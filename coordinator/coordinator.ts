@@ -5,6 +5,8 @@ import type { Logger } from '../common/log.js';
 import { cleanupRun, executeCampaign, RunEvents, type EventPublisher } from './campaign.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
 import { parsePlan } from './plan.js';
+import { executeScale, cleanupScaleRun } from './scale.js';
+import { isScalePlanText, parseScalePlan } from './scale-plan.js';
 import { RunStore } from './store.js';
 
 /**
@@ -28,19 +30,22 @@ export class Coordinator {
    * @throws VcstorError INVALID_ARGUMENT naming the field and line at fault.
    */
   async submit(planText: string, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean }> {
-    const plan = await parsePlan(planText, options.source ?? 'plan');
+    // A plan with a `scale` section is a scale test (scale.ts); any other is a campaign.
+    const scale = isScalePlanText(planText, options.source);
+    const plan = scale ? await parseScalePlan(planText, options.source ?? 'plan') : await parsePlan(planText, options.source ?? 'plan');
     const runId = options.requestId
       ? `q-${createHash('sha256').update(options.requestId).digest('hex').slice(0, 16)}`
       : `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     const existing = await this.store.run(runId).catch(() => undefined);
     if (existing) return { run: existing, created: false };
-    const run: RunRecord = { runId, planName: plan.name, kind: 'campaign', state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    const run: RunRecord = { runId, planName: plan.name, kind: scale ? 'scale' : 'campaign', state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
     if (options.dryRun) return { run, created: false };
     await mkdir(this.o.runsDir, { recursive: true });
     await this.store.create(run, planText);
     const abort = new AbortController();
     const events = new RunEvents(runId, this.store, this.o.publisher);
-    const done = executeCampaign({ run, plan, store: this.store, events, log: this.o.log.child({ runId }), signal: abort.signal })
+    const context = { run, store: this.store, events, log: this.o.log.child({ runId }), signal: abort.signal };
+    const done = ('scale' in plan ? executeScale({ ...context, plan }) : executeCampaign({ ...context, plan }))
       .catch((err: unknown) => {
         this.o.log.error({ err, runId }, 'campaign crashed');
         return { ...run, state: 'failed' as const, error: String(err) };
@@ -121,7 +126,9 @@ export class Coordinator {
   /** Tear down what a run left (after a crash). A run still running here is refused. */
   async cleanup(runId: string): Promise<{ removed: string[]; leftBehind: string[] }> {
     if (this.active.has(runId)) throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is still running; cancel it first`);
-    const plan = await parsePlan(await this.store.planText(runId), `plan of ${runId}`);
+    const text = await this.store.planText(runId);
+    if (isScalePlanText(text)) return cleanupScaleRun(runId, await parseScalePlan(text, `plan of ${runId}`), this.store);
+    const plan = await parsePlan(text, `plan of ${runId}`);
     return cleanupRun(runId, plan, this.store);
   }
 

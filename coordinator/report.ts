@@ -6,6 +6,7 @@
  */
 
 import { METHODS } from './methods.js';
+import { renderScaleReport, scaleResultsTable } from './scale-report.js';
 import { REPORT_FIGURES, type MeasurementRecord, type RunRecord } from './model.js';
 
 /** A figure the report reads from one benchmark result. */
@@ -191,6 +192,7 @@ function ratiosOf(analysis: Analysis): PhyLocalRatio[] {
  * phy-local (figures × methods); then the errors, one per line.
  */
 export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]): string {
+  if (run.kind === 'scale') return scaleResultsTable(run, measurements);
   const analysis = analyse(measurements);
   const lines = [`run ${run.runId} (${run.planName}): ${run.state}`, ''];
   if (measurements.length === 0) {
@@ -318,6 +320,7 @@ interface ChartSpec {
  * `<g class="missing">` slot marked "n/a" whose <title> says why.
  */
 export function renderReport(run: RunRecord, measurements: MeasurementRecord[], options: ReportOptions = {}): string {
+  if (run.kind === 'scale') return renderScaleReport(run, measurements);
   const analysis = analyse(measurements);
   const title = options.title ?? `vcstor report: ${run.planName}`;
   const charts = chartSpecs(analysis, measurements);

@@ -1,0 +1,107 @@
+/**
+ * How many initiators can one target serve here? Runs a scale plan in the namespace lab
+ * — a ramp of load sessions (1, 2, 4, ... --to) against one tgtd target, spread over the
+ * lab's dom0 and guest agents — and optionally the control plane (--control-plane N
+ * volumes + exports + logins at once). Prints live progress, the table per step, the
+ * knee, and what tgtd and the initiator side used at their peak. Asserts nothing.
+ *
+ *   node dist/bench/scale-ramp.js [--to 1024] [--runtime 5] [--per-daemon 64] [--rw randread]
+ *     [--bs 4k] [--iodepth 1] [--luns 1] [--control-plane 0] [--p99-ms 100]
+ *     [--name vcs --dir /var/lib/vcstor/lab/vcs --subnet 198.51.100.0/24] [--keep]
+ *
+ * Uses the lab of that name if it is up, else brings it up (and down again unless --keep).
+ */
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { ExecaCommandRunner } from '../common/runner.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { RunEventBus } from '../coordinator/events.js';
+import { DEFAULT_LAB, Lab } from '../coordinator/lab/lab.js';
+import { describeEvent } from '../coordinator/run-commands.js';
+import { renderReport } from '../coordinator/report.js';
+import { scaleResultsTable } from '../coordinator/scale-report.js';
+import { scaleLabPlan } from '../coordinator/scale-plan.js';
+
+const { values } = parseArgs({
+  options: {
+    to: { type: 'string', default: '1024' },
+    runtime: { type: 'string', default: '5' },
+    'per-daemon': { type: 'string', default: '64' },
+    rw: { type: 'string', default: 'randread' },
+    bs: { type: 'string', default: '4k' },
+    iodepth: { type: 'string', default: '1' },
+    luns: { type: 'string', default: '1' },
+    'control-plane': { type: 'string', default: '0' },
+    'cp-concurrency': { type: 'string', default: '32' },
+    'p99-ms': { type: 'string', default: '100' },
+    name: { type: 'string', default: DEFAULT_LAB.name },
+    dir: { type: 'string' },
+    subnet: { type: 'string', default: DEFAULT_LAB.subnet },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+/** Peak memory and fds of a process, sampled every second while the ramp runs. */
+class Peak {
+  rss = 0;
+  fds = 0;
+  threads = 0;
+  async sample(pid: number): Promise<void> {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    this.rss = Math.max(this.rss, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024);
+    this.threads = Math.max(this.threads, Number(/Threads:\s+(\d+)/.exec(status)?.[1] ?? 0));
+    this.fds = Math.max(this.fds, (await readdir(`/proc/${pid}/fd`).catch(() => [])).length);
+  }
+}
+
+async function main(): Promise<void> {
+  const log = pino({ level: 'silent' });
+  const lab = new Lab(new ExecaCommandRunner(log), log);
+  const name = values.name!;
+  const dir = values.dir ?? `/var/lib/vcstor/lab/${name}`;
+  const ours = (await lab.status(dir)).lab === undefined;
+  const record = ours ? await lab.up({ ...DEFAULT_LAB, name, dir, subnet: values.subnet! }) : (await lab.status(dir)).lab!;
+  const scratch = await mkdtemp(path.join(tmpdir(), 'vcstor-scale-bench-'));
+  const bus = await RunEventBus.connect({ servers: record.natsUrl, name: 'scale bench', log });
+  const tgtd = record.processes.find((p) => p.name === 'tgtd');
+  const tgtdPeak = new Peak();
+  const sampler = setInterval(() => void (tgtd ? tgtdPeak.sample(tgtd.pid) : undefined), 1000);
+  try {
+    const controlPlane = Number(values['control-plane']);
+    const plan = scaleLabPlan(record, 'scale-bench', {
+      ramp: { from: 1, to: Number(values.to), factor: 2 },
+      luns: Number(values.luns),
+      volumeSize: '64MiB',
+      fio: { rw: values.rw, blockSize: values.bs, iodepth: Number(values.iodepth), size: '16MiB', runtimeS: Number(values.runtime) },
+      sessionsPerDaemon: Number(values['per-daemon']),
+      knee: { p99LatencyMs: Number(values['p99-ms']), minGainPercent: 10 },
+      ...(controlPlane > 0 ? { controlPlane: { volumes: controlPlane, concurrency: Number(values['cp-concurrency']) } } : {}),
+      stepTimeoutS: 900,
+    });
+    const coordinator = new Coordinator({ runsDir: path.join(scratch, 'runs'), log, publisher: bus });
+    const { run } = await coordinator.submit(JSON.stringify(plan), { source: 'scale-bench' });
+    console.log(`run ${run.runId}: ramp to ${values.to} initiators over ${record.hosts.filter((h) => h.role !== 'storage').map((h) => h.name).join(', ')}; events on ${record.natsUrl}`);
+    for await (const e of coordinator.watch(run.runId)) if (e.state !== 'progress') console.log(describeEvent(e));
+    const final = await coordinator.wait(run.runId);
+    const { measurements } = await coordinator.results(run.runId);
+    console.log(`\n${scaleResultsTable(final, measurements)}`);
+    const limits = tgtd ? await readFile(`/proc/${tgtd.pid}/limits`, 'utf8').catch(() => '') : '';
+    const nofile = /Max open files\s+(\d+)\s+(\d+)/.exec(limits);
+    console.log(`tgtd peak: RSS ${(tgtdPeak.rss / 1e6).toFixed(1)} MB, ${tgtdPeak.fds} fds (limit ${nofile?.[1] ?? '?'}), ${tgtdPeak.threads} threads`);
+    const report = path.join(scratch, 'report.html');
+    await writeFile(report, renderReport(final, measurements));
+    console.log(`report: ${report}`);
+  } finally {
+    clearInterval(sampler);
+    await bus.close();
+    if (ours && !values.keep) await lab.down(name, dir);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
