@@ -4,9 +4,10 @@ import { VcstorError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import type { EventPublisher } from './campaign.js';
 import { Coordinator } from './coordinator.js';
-import { RunEventBus } from './events.js';
+import { natsOptionsFromSettings, RunEventBus } from './events.js';
 import type { RunEventRecord } from './model.js';
 import { parsePlan } from './plan.js';
+import { isScalePlanText, parseScalePlan } from './scale-plan.js';
 import { renderReport, resultsCsv, resultsTable } from './report.js';
 
 /** Where runs are kept when no --runs-dir is given. */
@@ -35,16 +36,18 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
   const text = await readFile(planFile, 'utf8').catch((err: unknown) => {
     throw new VcstorError('NOT_FOUND', `cannot read plan ${planFile}: ${(err as Error).message}`);
   });
-  const plan = await parsePlan(text, planFile);
+  const scale = isScalePlanText(text, planFile);
+  const plan = scale ? await parseScalePlan(text, planFile) : await parsePlan(text, planFile);
   const log = createLogger({ name: 'coordinator', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
   let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
   if (plan.nats) {
-    publisher = await RunEventBus.connect({ servers: plan.nats.url, ...(plan.nats.user ? { user: plan.nats.user } : {}), ...(plan.natsPassword ? { pass: plan.natsPassword } : {}), name: 'vcstor run', log });
+    publisher = await RunEventBus.connect({ ...(await natsOptionsFromSettings(plan.nats, planFile)), name: 'vcstor run', log });
   }
   const coordinator = new Coordinator({ runsDir, log, ...(publisher ? { publisher } : {}) });
   const started = Date.now();
   const { run } = await coordinator.submit(text, { source: planFile });
-  console.log(`run ${run.runId}: ${plan.name}, ${plan.campaign.methods.length} methods x ${plan.campaign.repetitions} repetitions${plan.nats ? ` (events on ${plan.nats.url}, vcstor.run.${run.runId}.>)` : ''}`);
+  const what = 'campaign' in plan ? `${plan.campaign.methods.length} methods x ${plan.campaign.repetitions} repetitions` : `scale test, ${plan.counts.join(', ')} initiators`;
+  console.log(`run ${run.runId}: ${plan.name}, ${what}${plan.nats ? ` (events on ${plan.nats.url}, vcstor.run.${run.runId}.>)` : ''}`);
   const stop = () => void coordinator.cancel(run.runId);
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -14,7 +14,7 @@ import { VCSTOR_VERSION } from '../common/version.js';
 import { hostname } from 'node:os';
 import type { EventPublisher } from './campaign.js';
 import { Coordinator } from './coordinator.js';
-import { RunEventBus } from './events.js';
+import { natsOptionsFromSettings, natsSettingsSchema, RunEventBus } from './events.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
 
 const STATES: Record<RunRecord['state'], Run['state']> = {
@@ -34,7 +34,7 @@ const STEP_STATES: Record<RunEventRecord['state'], RunEvent['state']> = {
 };
 
 function toRun(r: RunRecord): Run {
-  return { ...r, kind: 'PLAN_KIND_CAMPAIGN', state: STATES[r.state] };
+  return { ...r, kind: r.kind === 'scale' ? 'PLAN_KIND_SCALE' : 'PLAN_KIND_CAMPAIGN', state: STATES[r.state] };
 }
 
 function toMeasurement(m: MeasurementRecord): Measurement {
@@ -93,7 +93,7 @@ const configSchema = z
     listen: z.string().default('127.0.0.1:50050'),
     tls: z.union([z.object({ insecure: z.literal(true) }).strict(), z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict()]),
     runsDir: z.string().default('/var/lib/vcstor/runs'),
-    nats: z.object({ url: z.string(), user: z.string().optional(), passwordFile: z.string().optional() }).strict().optional(),
+    nats: natsSettingsSchema.optional(),
     logLevel: z.string().default('info'),
   })
   .strict();
@@ -104,8 +104,7 @@ export async function serveCoordinator(configFile: string): Promise<void> {
   const log: Logger = createLogger({ name: 'coordinator', level: config.logLevel });
   let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
   if (config.nats) {
-    const pass = config.nats.passwordFile ? (await readFile(config.nats.passwordFile, 'utf8')).trim() : undefined;
-    publisher = await RunEventBus.connect({ servers: config.nats.url, ...(config.nats.user ? { user: config.nats.user } : {}), ...(pass ? { pass } : {}), name: 'vcstor coordinator', log });
+    publisher = await RunEventBus.connect({ ...(await natsOptionsFromSettings(config.nats, configFile)), name: 'vcstor coordinator', log });
   }
   const coordinator = new Coordinator({ runsDir: config.runsDir, log, ...(publisher ? { publisher } : {}) });
   const shutdown = new AbortController();
