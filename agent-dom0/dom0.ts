@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
@@ -6,7 +5,7 @@ import type { Domain } from '../common/generated/vcstor/v1/Domain.js';
 import type { DomainConfig__Output } from '../common/generated/vcstor/v1/DomainConfig.js';
 import type { Vbd } from '../common/generated/vcstor/v1/Vbd.js';
 import type { VbdSpec__Output } from '../common/generated/vcstor/v1/VbdSpec.js';
-import { QsdDevices } from '../common/host/qsd.js';
+import { nfsImageKey, type NfsImageFiles } from './nfs-images.js';
 import type { DomainDisk, DomainSpec, HypervisorDriver } from '../common/host/types.js';
 import { OperationLocks } from '../common/locks.js';
 import type { LoopDevices } from '../common/loop-devices.js';
@@ -16,8 +15,8 @@ interface VbdRecord {
   domain: string;
   spec: VbdSpec__Output;
   guestDevice: string;
-  /** The qemu-storage-daemon device an NFS image was opened through, if any. */
-  qsdKey?: string;
+  /** The key an NFS image's device was opened under (see NfsImageFiles), if any. */
+  nfsDeviceKey?: string;
 }
 
 const STATE: Record<string, Domain['state']> = {
@@ -33,14 +32,14 @@ const STATE: Record<string, Domain['state']> = {
 /**
  * Domains and their VBDs on a dom0 host: configs written in the hypervisor's format,
  * started and stopped through its driver, disks attached by source (a block device, a
- * local image, or an image on an NFS export reached through qemu's libnfs driver).
+ * local image, or an image on an NFS export: see NfsImageFiles).
  */
 export class Dom0Domains {
   private readonly locks = new OperationLocks();
   private readonly vbdFile: string;
 
   constructor(
-    private readonly o: { hypervisor: HypervisorDriver; configDir: string; stateDir: string; qsd: QsdDevices; loops: LoopDevices; log: Logger },
+    private readonly o: { hypervisor: HypervisorDriver; configDir: string; stateDir: string; nfsImages: NfsImageFiles; loops: LoopDevices; log: Logger },
   ) {
     this.vbdFile = path.join(o.stateDir, 'vbds.json');
   }
@@ -143,7 +142,7 @@ export class Dom0Domains {
       const stopped = await this.o.hypervisor.stop(name, force, timeoutMs || 60_000, signal);
       // Stopping a domain takes its disks away: forget them, and close NFS image devices.
       const records = await this.vbds();
-      for (const r of records.filter((x) => x.domain === name && x.qsdKey)) await this.o.qsd.close(r.qsdKey!, signal);
+      for (const r of records.filter((x) => x.domain === name && x.nfsDeviceKey)) await this.o.nfsImages.close(r.nfsDeviceKey!, signal);
       await this.saveVbds(records.filter((x) => x.domain !== name));
       await this.releasePhyImages(name, signal);
       return stopped;
@@ -175,32 +174,23 @@ export class Dom0Domains {
         return { vbd: { domain, spec, guestDevice: existing.guestDevice, live: true }, alreadyAttached: true };
       }
       let disk: DomainDisk;
-      let qsdKey: string | undefined;
+      let nfsDeviceKey: string | undefined;
       const image = spec.source?.source === 'image' ? spec.source.image : undefined;
       if (image?.location === 'nfsFile' && image.nfsFile) {
-        // No directory mount: qemu's libnfs driver reaches the file, served as a loop device.
-        const nfs = image.nfsFile;
-        qsdKey = `nfs-${createHash('sha256').update(`${nfs.server}:${nfs.exportPath}/${nfs.fileName}`).digest('hex').slice(0, 20)}`;
-        const { device } = await this.o.qsd.open(
-          {
-            key: qsdKey,
-            blockdev: ['driver=nfs', 'server.type=inet', `server.host=${nfs.server}`, `path=${path.posix.join(nfs.exportPath, nfs.fileName)}`],
-            timeoutMs: 30_000,
-            meta: { kind: 'nfs', server: nfs.server, path: path.posix.join(nfs.exportPath, nfs.fileName) },
-          },
-          signal,
-        );
-        disk = { target: device.loopDevice, kind: 'phy', vdev: spec.vdev, readOnly: spec.access === 'VBD_ACCESS_READ_ONLY' };
+        // A block device over the file: through qemu's libnfs or a kernel NFS mount.
+        nfsDeviceKey = nfsImageKey(image.nfsFile);
+        const device = await this.o.nfsImages.open(nfsDeviceKey, image.nfsFile, signal);
+        disk = { target: device, kind: 'phy', vdev: spec.vdev, readOnly: spec.access === 'VBD_ACCESS_READ_ONLY' };
       } else {
         disk = this.diskOf(spec);
       }
       try {
         const attached = await this.o.hypervisor.attachDisk(domain, disk, signal);
-        records.push({ domain, spec, guestDevice: attached.guestDevice, ...(qsdKey ? { qsdKey } : {}) });
+        records.push({ domain, spec, guestDevice: attached.guestDevice, ...(nfsDeviceKey ? { nfsDeviceKey } : {}) });
         await this.saveVbds(records);
         return { vbd: { domain, spec, guestDevice: attached.guestDevice, live: true }, alreadyAttached: false };
       } catch (err) {
-        if (qsdKey) await this.o.qsd.close(qsdKey, new AbortController().signal).catch(() => undefined);
+        if (nfsDeviceKey) await this.o.nfsImages.close(nfsDeviceKey, new AbortController().signal).catch(() => undefined);
         throw err;
       }
     });
@@ -211,7 +201,7 @@ export class Dom0Domains {
       const detached = await this.o.hypervisor.detachDisk(domain, vdev, signal);
       const records = await this.vbds();
       const record = records.find((r) => r.domain === domain && r.spec.vdev === vdev);
-      if (record?.qsdKey) await this.o.qsd.close(record.qsdKey, signal);
+      if (record?.nfsDeviceKey) await this.o.nfsImages.close(record.nfsDeviceKey, signal);
       await this.saveVbds(records.filter((r) => r !== record));
       return detached || record !== undefined;
     });

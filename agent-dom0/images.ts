@@ -3,11 +3,7 @@ import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
 import type { Image } from '../common/generated/vcstor/v1/Image.js';
 import { isWithin } from '../common/validate.js';
-import { zeroFill, zeroFillPath } from '../common/zero-fill.js';
-import type { NfsFile__Output } from '../common/generated/vcstor/v1/NfsFile.js';
-import type { QsdDevices } from '../common/host/qsd.js';
-import type { CommandRunner } from '../common/runner.js';
-import { createHash } from 'node:crypto';
+import { zeroFill } from '../common/zero-fill.js';
 
 export type ImageProvisioning = 'preallocated' | 'sparse';
 
@@ -18,65 +14,7 @@ export type ImageProvisioning = 'preallocated' | 'sparse';
  * interrupted fill never looks like an image.
  */
 export class Images {
-  constructor(
-    private readonly imageRoots: readonly string[],
-    private readonly nfs?: { runner: CommandRunner; qsd: QsdDevices },
-  ) {}
-
-  /** `nfs://server/export/file`, as qemu's libnfs driver takes it. */
-  private nfsUrl(file: NfsFile__Output): string {
-    return `nfs://${file.server}${path.posix.join(file.exportPath, file.fileName)}`;
-  }
-
-  /**
-   * Create an image on an NFS export without mounting it (qemu-img and qemu's libnfs
-   * driver, NFSv3). Idempotent like a local image. qemu-img would truncate an existing
-   * file, so existence is checked first; a zero-fill that did not finish (allocated <
-   * size) is done again, as libnfs cannot write under a temporary name and rename.
-   */
-  async createOnNfs(
-    file: NfsFile__Output,
-    sizeBytes: number,
-    provisioning: ImageProvisioning,
-    signal: AbortSignal,
-    onProgress: (done: number, total: number) => void,
-  ): Promise<{ image: Image; created: boolean }> {
-    if (!this.nfs) throw new VcstorError('UNAVAILABLE', 'this agent has no NFS image support configured');
-    const { runner, qsd } = this.nfs;
-    const url = this.nfsUrl(file);
-    const info = async () => {
-      const result = await runner.run('qemu-img', ['info', '--output=json', url], { signal, okExitCodes: [0, 1], timeoutMs: 30_000 });
-      if (result.exitCode !== 0) return undefined;
-      const parsed = JSON.parse(result.stdout) as { 'virtual-size': number; 'actual-size'?: number };
-      return { size: parsed['virtual-size'], allocated: parsed['actual-size'] ?? 0 };
-    };
-    const describe = (size: number, allocated: number): Image => ({
-      location: { nfsFile: file },
-      sizeBytes: size,
-      provisioning: allocated >= size ? 'PROVISIONING_PREALLOCATED' : 'PROVISIONING_SPARSE',
-      allocatedBytes: allocated,
-    });
-    const existing = await info();
-    if (existing && existing.size !== sizeBytes) {
-      throw new VcstorError('ALREADY_EXISTS', `${url} exists with ${existing.size} bytes; asked: ${sizeBytes}`);
-    }
-    const complete = existing && (provisioning === 'sparse' || existing.allocated >= sizeBytes);
-    if (existing && complete) return { image: describe(existing.size, existing.allocated), created: false };
-    if (!existing) await runner.run('qemu-img', ['create', '-q', '-f', 'raw', url, String(sizeBytes)], { signal, timeoutMs: 60_000 });
-    if (provisioning === 'preallocated') {
-      const key = `zero-${createHash('sha256').update(url).digest('hex').slice(0, 20)}`;
-      const { device } = await qsd.open({ key, blockdev: ['driver=nfs', 'server.type=inet', `server.host=${file.server}`, `path=${path.posix.join(file.exportPath, file.fileName)}`], timeoutMs: 30_000, meta: { kind: 'nfs-zero-fill' } }, signal);
-      try {
-        // Through the buffered loop device: writing 4 MiB straight into qemu 7.2's FUSE
-        // export fails with EFAULT (and large O_DIRECT writes there corrupt data).
-        await zeroFillPath(device.loopDevice, sizeBytes, signal, onProgress);
-      } finally {
-        await qsd.close(key, new AbortController().signal);
-      }
-    }
-    const after = await info();
-    return { image: describe(after?.size ?? sizeBytes, after?.allocated ?? 0), created: true };
-  }
+  constructor(private readonly imageRoots: readonly string[]) {}
 
   private describe(file: string, size: number, blocks: number): Image {
     return {
@@ -134,9 +72,10 @@ export class Images {
 
   /** Delete an image; false when it did not exist. */
   async delete(file: string): Promise<boolean> {
-    const exists = await stat(file).then(() => true, () => false);
+    const found = await stat(file).catch(() => undefined);
+    if (found && !found.isFile()) throw new VcstorError('FAILED_PRECONDITION', `${file} is not an image file (a directory or a device); nothing was deleted`);
     await rm(file, { force: true });
-    return exists;
+    return found !== undefined;
   }
 
   /** Images (regular files, partial ones excluded) in `directory` or every image root. */

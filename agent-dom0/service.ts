@@ -11,13 +11,16 @@ import { LoopDevices } from '../common/loop-devices.js';
 import type { DomainSpec, HypervisorDriver } from '../common/host/types.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
 import { hostStorageOperations } from '../common/host/operations.js';
-import { validateName, validatePathUnder } from '../common/validate.js';
+import { loadSessionOperations } from '../common/host/load-operations.js';
+import { LoadSessions } from '../common/host/load-sessions.js';
+import { resolveConfinedPath, validateName, validatePathUnder } from '../common/validate.js';
 import { Dom0Domains } from './dom0.js';
 import { SandboxHypervisor } from './drivers/sandbox.js';
 import { XenHypervisor } from './drivers/xen.js';
 import { DOM0_DRIVERS } from './drivers.js';
 import { Images } from './images.js';
-import { validateAttachVbdRequest, validateCreateImageRequest, validateDomainConfig, validateImageLocation } from './requests.js';
+import { KernelNfsImageFiles, LibnfsImageFiles, type NfsImageFiles } from './nfs-images.js';
+import { checkImagePathsConfined, validateAttachVbdRequest, validateCreateImageRequest, validateDomainConfig, validateImageLocation, validateVdev } from './requests.js';
 
 /**
  * The hypervisor host's agent: iSCSI sessions, NFS, filesystems and images on dom0, and
@@ -54,12 +57,18 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     // Images may live on local image roots and on filesystems mounted under the mount root
     // (a logged-in LUN's filesystem for file-iscsi, an NFS mount).
     const imageRoots = [...dom0.imageRoots, dom0.mountRoot];
-    const images = new Images(imageRoots, { runner: runtime.runner, qsd });
-    const domains = new Dom0Domains({ hypervisor, configDir: dom0.hypervisor.configDir, stateDir, qsd, loops: new LoopDevices(runtime.runner), log: runtime.log });
+    const images = new Images(imageRoots);
+    const loops = new LoopDevices(runtime.runner);
+    const nfsImages: NfsImageFiles =
+      dom0.nfsClient.driver === 'kernel'
+        ? new KernelNfsImageFiles({ nfsClient: kernelNfsClient(runtime.runner), loops, images, mountRoot: dom0.mountRoot, runner: runtime.runner })
+        : new LibnfsImageFiles({ runner: runtime.runner, qsd });
+    const domains = new Dom0Domains({ hypervisor, configDir: dom0.hypervisor.configDir, stateDir, nfsImages, loops, log: runtime.log });
 
     const operations: Operations<Dom0AgentHandlers> = {
       GetInfo: getInfo,
       ...hostStorageOperations(host, mountRoots),
+      ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir })),
       CreateImage: async (request, { signal }, send) => {
         validateCreateImageRequest(request, imageRoots);
         const location = request.location!;
@@ -79,28 +88,32 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
         const provisioning = request.provisioning === 'PROVISIONING_SPARSE' ? 'sparse' : 'preallocated';
         const result =
           location.location === 'path'
-            ? await images.create(location.path!, request.sizeBytes, provisioning, signal, onProgress)
-            : await images.createOnNfs(location.nfsFile!, request.sizeBytes, provisioning, signal, onProgress);
+            ? await images.create(await resolveConfinedPath('location.path', location.path ?? '', imageRoots), request.sizeBytes, provisioning, signal, onProgress)
+            : await nfsImages.create(location.nfsFile!, request.sizeBytes, provisioning, signal, onProgress);
         await Promise.all(pending);
         await send({ result });
       },
       DeleteImage: async (request) => {
         validateImageLocation('location', request.location, imageRoots);
         if (request.location?.location !== 'path') throw new VcstorError('FAILED_PRECONDITION', 'images on NFS are removed with their volume on the storage server');
+        const file = await resolveConfinedPath('location.path', request.location.path ?? '', imageRoots);
         const attached = (await domains.listVbds('')).find((v) => v.spec?.source?.image?.path === request.location?.path);
         if (attached) throw new VcstorError('FAILED_PRECONDITION', `${request.location.path} is attached to ${attached.domain} as ${attached.spec?.vdev}; detach it first`);
-        return { deleted: await images.delete(request.location.path!) };
+        return { deleted: await images.delete(file) };
       },
       ListImages: async (request) => {
         if (request.directory !== '') validatePathUnder('directory', request.directory, imageRoots);
-        return { images: await images.list(request.directory || undefined) };
+        const directory = request.directory === '' ? undefined : await resolveConfinedPath('directory', request.directory, imageRoots);
+        return { images: await images.list(directory) };
       },
       AttachVbd: async (request, { signal }) => {
         validateAttachVbdRequest(request, imageRoots);
+        await checkImagePathsConfined('spec', [request.spec], imageRoots);
         return domains.attach(request.domain, request.spec!, signal);
       },
       DetachVbd: async (request, { signal }) => {
         validateName('domain', request.domain);
+        validateVdev('vdev', request.vdev);
         return { wasAttached: await domains.detach(request.domain, request.vdev, signal) };
       },
       ListVbds: async (request) => {
@@ -109,6 +122,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       },
       WriteDomainConfig: async (request, { signal }) => {
         validateDomainConfig(request.config, imageRoots);
+        await checkImagePathsConfined('config.disks[#]', request.config?.disks ?? [], imageRoots);
         return domains.writeConfig(request.config!, signal);
       },
       StartDomain: async (request, { signal }) => {

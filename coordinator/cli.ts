@@ -15,6 +15,8 @@ const USAGE = `vcstor ${VCSTOR_VERSION}: IP storage for virtual clusters
 Usage:
   vcstor agent storage|dom0|guest --config FILE   serve an agent (runs until SIGTERM)
   vcstor lab up [options]        make the one-machine lab (root); safe to repeat
+  vcstor lab up --vm [options]   the VM tier: storage server and dom0 as qemu guests with real
+                                 kernels (LVM, LIO, kernel nfsd, open-iscsi, kernel NFS client)
   vcstor lab down [--name N]     remove all of it: processes, namespaces, mounts, loop devices
   vcstor lab status [--json]     what is up
   vcstor lab check               GetInfo from every agent of the lab
@@ -27,6 +29,10 @@ Usage:
   vcstor cleanup RUN             tear down what a killed run left provisioned
   vcstor health ADDRESS [--service S]   the standard gRPC health check
   vcstor info ADDRESS            an agent's GetInfo, as JSON
+  vcstor certs init --dir D      a CA for a deployment (D/ca.pem, D/ca.key 0600); keeps an existing one
+  vcstor certs issue --dir D --name N [--server-address A ...] [--client] [--days N] [--force]
+                                 a certificate signed by D's CA: an agent's (its addresses as SANs),
+                                 or a client's (the coordinator, the CLI); keeps a valid one
 
 Lab options:
   --name N      prefix of namespaces and links (default ${DEFAULT_LAB.name})
@@ -40,7 +46,7 @@ Client options (health, info):
   --ca F --cert F --key F    mTLS
 `;
 
-type Flags = Record<string, string | boolean | undefined>;
+type Flags = Record<string, string | boolean | string[] | undefined>;
 
 function parse(argv: string[]): { positionals: string[]; flags: Flags } {
   const { values, positionals } = parseArgs({
@@ -58,6 +64,8 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       port: { type: 'string' },
       service: { type: 'string' },
       json: { type: 'boolean' },
+      vm: { type: 'boolean' },
+      seed: { type: 'string' },
       insecure: { type: 'boolean' },
       ca: { type: 'string' },
       cert: { type: 'string' },
@@ -69,6 +77,10 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       out: { type: 'string' },
       'no-report': { type: 'boolean' },
       nats: { type: 'string' },
+      'server-address': { type: 'string', multiple: true },
+      client: { type: 'boolean' },
+      force: { type: 'boolean' },
+      days: { type: 'string' },
     },
   });
   return { positionals, flags: values };
@@ -147,6 +159,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'lab':
       return labCommand(sub, flags);
+    case 'vm-init': {
+      // Inside a VM-tier guest, started by the image's systemd unit (see coordinator/lab/vm-init.ts).
+      const seed = text(flags, 'seed');
+      if (!seed) throw new VcstorError('INVALID_ARGUMENT', 'vcstor vm-init: --seed FILE is required');
+      const { vmInit } = await import('./lab/vm-init.js');
+      return vmInit(new ExecaCommandRunner(), seed, (line) => console.log(line));
+    }
     case 'coordinator': {
       const configFile = text(flags, 'config');
       if (!configFile) throw new VcstorError('INVALID_ARGUMENT', 'vcstor coordinator: --config FILE is required');
@@ -176,6 +195,18 @@ async function main(argv: string[]): Promise<number> {
       console.log(status);
       return status === 'SERVING' ? 0 : 1;
     }
+    case 'certs': {
+      const { certsCommand } = await import('./certs.js');
+      const addresses = flags['server-address'];
+      return certsCommand(new ExecaCommandRunner(), sub, {
+        dir: text(flags, 'dir'),
+        name: text(flags, 'name'),
+        serverAddresses: Array.isArray(addresses) ? addresses : [],
+        client: flags.client === true,
+        force: flags.force === true,
+        days: text(flags, 'days'),
+      }, (line) => console.log(line));
+    }
     case 'info': {
       if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor info: give an ADDRESS (host:port)');
       console.log(JSON.stringify(await getAgentInfo(sub, await clientCredentials(flags)), null, 2));
@@ -193,7 +224,8 @@ async function labCommand(sub: string | undefined, flags: Flags): Promise<number
   const lab = new Lab(new ExecaCommandRunner(log), log, (message) => console.log(message));
   switch (sub) {
     case 'up':
-      await lab.up(options);
+      if (flags.vm) await lab.upVm(options);
+      else await lab.up(options);
       return 0;
     case 'down': {
       const removed = await lab.down(options.name, options.dir);

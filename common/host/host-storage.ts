@@ -67,7 +67,8 @@ export class HostStorage {
 
   async iscsiLogin(request: IscsiLoginRequest__Output, signal: AbortSignal): Promise<IscsiLoginResponse> {
     const t = this.targetOf(request);
-    const lun = t.lun || 1;
+    // LUN 0 is "the first data LUN": each initiator driver finds (or assumes) which that is.
+    const lun = t.lun;
     return this.locks.with(`iscsi:${t.host}:${t.port}/${t.targetIqn}/${lun}/${t.initiatorIqn}`, `the session to ${t.targetIqn}`, async () => {
       const chap = request.chap && request.chap.username !== '' ? request.chap : undefined;
       const { session, alreadyLoggedIn } = await this.o.initiator.login(
@@ -87,7 +88,7 @@ export class HostStorage {
 
   async iscsiLogout(request: IscsiLogoutRequest__Output, signal: AbortSignal): Promise<boolean> {
     const t = this.targetOf(request);
-    const lun = t.lun || 1;
+    const lun = t.lun;
     return this.locks.with(`iscsi:${t.host}:${t.port}/${t.targetIqn}/${lun}/${t.initiatorIqn}`, `the session to ${t.targetIqn}`, () => this.o.initiator.logout({ ...t, lun }, signal));
   }
 
@@ -133,7 +134,10 @@ export class HostStorage {
   }
 
   async usage(mountpoint: string): Promise<FilesystemUsage> {
-    const fs = await statfs(mountpoint);
+    const fs = await statfs(mountpoint).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new VcstorError('NOT_FOUND', `${mountpoint} does not exist`);
+      throw err;
+    });
     return {
       sizeBytes: fs.blocks * fs.bsize,
       usedBytes: (fs.blocks - fs.bfree) * fs.bsize,

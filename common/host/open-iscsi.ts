@@ -101,6 +101,17 @@ export function formatPortal(host: string, port: number): string {
 }
 
 /**
+ * The LUN of a session a request means: that number, or for 0 the target's first data
+ * LUN, the lowest-numbered one with a disk (1 on tgt, whose LUN 0 is its controller and
+ * gets no disk; 0 on LIO).
+ */
+export function lunOf(session: Pick<ParsedIscsiSession, 'luns'>, wanted: number): ParsedIscsiLun | undefined {
+  const disks = session.luns.filter((l) => l.disk !== '');
+  if (wanted !== 0) return disks.find((l) => l.lun === wanted);
+  return [...disks].sort((a, b) => a.lun - b.lun)[0];
+}
+
+/**
  * The udev name of a LUN's disk (path_id's "ip-ADDR:PORT-iscsi-TARGET-lun-N", with the
  * session's persistent address as given to -p, IPv6 without brackets).
  */
@@ -443,7 +454,7 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
           `(connection ${session.connectionState || 'Unknown'}, iscsid ${session.internalState || 'Unknown'}): iscsid is recovering it; wait, or log out and log in again`,
       );
     }
-    const lun = session.luns.find((l) => l.lun === spec.lun && l.disk !== '');
+    const lun = lunOf(session, spec.lun);
     if (lun && (await this.exists(path.join(this.devDir, lun.disk)))) {
       const info = await this.toSessionInfo(session, lun);
       // The disk is there but the SCSI layer took it offline: handing it out would only
@@ -506,22 +517,25 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
     deadline: number,
     signal: AbortSignal,
   ): Promise<{ session: ParsedIscsiSession; lun: ParsedIscsiLun }> {
-    const link = path.join(this.devDir, 'disk', 'by-path', byPathName(spec.host, spec.port, spec.targetIqn, spec.lun));
+    // A named LUN has a known udev link to wait for; "the first data LUN" (0) is found in
+    // the session's own listing.
+    const link = spec.lun === 0 ? undefined : path.join(this.devDir, 'disk', 'by-path', byPathName(spec.host, spec.port, spec.targetIqn, spec.lun));
+    const what = link ?? `the first data LUN of ${spec.targetIqn}`;
     for (;;) {
-      if (signal.aborted) throw cancelled(`waiting for ${link}`);
-      if (await this.exists(link)) {
+      if (signal.aborted) throw cancelled(`waiting for ${what}`);
+      if (!link || (await this.exists(link))) {
         const session = this.findOwnSession(await this.listParsed(signal), spec, ifaceName);
-        const lun = session?.luns.find((l) => l.lun === spec.lun && l.disk !== '');
+        const lun = session ? lunOf(session, spec.lun) : undefined;
         if (session && lun && (await this.exists(path.join(this.devDir, lun.disk)))) return { session, lun };
       }
       const remainingMs = deadline - Date.now();
       if (remainingMs <= 0) {
-        throw new VcstorError('DEADLINE_EXCEEDED', `the disk of LUN ${spec.lun} (${link}) did not appear within the login timeout`);
+        throw new VcstorError('DEADLINE_EXCEEDED', `the disk of ${link ? `LUN ${spec.lun} (${link})` : what} did not appear within the login timeout`);
       }
       try {
         await sleep(Math.min(DEVICE_POLL_MS, remainingMs), undefined, { signal });
       } catch {
-        throw cancelled(`waiting for ${link}`);
+        throw cancelled(`waiting for ${what}`);
       }
     }
   }

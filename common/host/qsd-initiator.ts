@@ -4,6 +4,16 @@ import type { CommandRunner } from '../runner.js';
 import { QsdDevices, type QsdDevice, type QsdDeviceHealth } from './qsd.js';
 import type { IscsiInitiatorDriver, IscsiLoginSpec, IscsiSessionInfo } from './types.js';
 
+/**
+ * LUN 0 asks for the target's first data LUN. libiscsi opens the number it is given and
+ * cannot look first, so 0 means 1: tgt's first data LUN (its LUN 0 is the controller),
+ * the target this initiator serves in the lab. Name LUN 0 of a LIO target explicitly
+ * through open-iscsi, which finds the first data LUN itself.
+ */
+function firstDataLun(lun: number): number {
+  return lun === 0 ? 1 : lun;
+}
+
 type TargetKey = Pick<IscsiLoginSpec, 'host' | 'port' | 'targetIqn' | 'lun' | 'initiatorIqn'>;
 
 /** The device key of a session: one per initiator IQN and LUN. */
@@ -47,7 +57,8 @@ export class QsdIscsiInitiator implements IscsiInitiatorDriver {
     };
   }
 
-  async login(spec: IscsiLoginSpec, signal: AbortSignal): Promise<{ session: IscsiSessionInfo; alreadyLoggedIn: boolean }> {
+  async login(asked: IscsiLoginSpec, signal: AbortSignal): Promise<{ session: IscsiSessionInfo; alreadyLoggedIn: boolean }> {
+    const spec = { ...asked, lun: firstDataLun(asked.lun) };
     if (spec.chap?.mutualUsername) {
       throw new VcstorError('FAILED_PRECONDITION', "the qsd initiator cannot do mutual CHAP (qemu's libiscsi driver has no target credentials); use open-iscsi");
     }
@@ -77,7 +88,7 @@ export class QsdIscsiInitiator implements IscsiInitiatorDriver {
   }
 
   logout(target: TargetKey, signal: AbortSignal): Promise<boolean> {
-    return this.devices.close(sessionKey(target), signal);
+    return this.devices.close(sessionKey({ ...target, lun: firstDataLun(target.lun) }), signal);
   }
 
   async list(signal: AbortSignal): Promise<IscsiSessionInfo[]> {

@@ -44,7 +44,15 @@ export interface LabHost {
   address: string;
   /** host:port of its agent. */
   agentAddress: string;
+  /** The agent's config as the lab wrote it (on this machine). */
   agentConfig: string;
+  /**
+   * The host's own directory as its agent sees it: images, mounts, state. On this
+   * machine for namespace hosts; inside the guest for VM-tier hosts.
+   */
+  dataDir: string;
+  /** VM tier: the qemu guest this host runs in (a guest agent may share its dom0's VM). */
+  vm?: string;
 }
 
 /** The lab's record, written as it is built, so `down` can undo a half-made lab. */
@@ -62,6 +70,8 @@ export interface LabFile {
   natsMonitorUrl: string;
   tgtControlPort: number;
   processes: DetachedProcess[];
+  /** How hosts are made: network namespaces (default) or qemu guests with real kernels (`--vm`). */
+  tier?: 'namespaces' | 'vm';
 }
 
 export const DEFAULT_LAB: LabOptions = {
@@ -77,7 +87,7 @@ export const DEFAULT_LAB: LabOptions = {
 
 /** The CLI that starts agents: dist/coordinator/cli.js. */
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
-const IQN_PREFIX = 'iqn.2026-11.org.vcstor.lab';
+export const IQN_PREFIX = 'iqn.2026-11.org.vcstor.lab';
 const BRIDGE = 'br0';
 
 export function labFilePath(dir: string): string {
@@ -111,6 +121,7 @@ export function planHosts(options: LabOptions): LabHost[] {
         address,
         agentAddress: `${address}:${options.agentPort}`,
         agentConfig: path.join(options.dir, 'hosts', name, 'agent.json'),
+        dataDir: path.join(options.dir, 'hosts', name),
       });
     }
   };
@@ -136,7 +147,7 @@ export async function readLabFile(dir: string): Promise<LabFile | undefined> {
   }
 }
 
-async function writeLabFile(lab: LabFile): Promise<void> {
+export async function writeLabFile(lab: LabFile): Promise<void> {
   const tmp = `${labFilePath(lab.dir)}.tmp`;
   await writeFile(tmp, `${JSON.stringify(lab, null, 2)}\n`);
   await rename(tmp, labFilePath(lab.dir));
@@ -193,7 +204,7 @@ function natsConfig(address: string, storeDir: string): string {
   return [`listen: "${address}:4222"`, `http: "${address}:8222"`, `server_name: lab`, `jetstream { store_dir: "${storeDir}", max_memory_store: 256MB, max_file_store: 2GB }`, ''].join('\n');
 }
 
-function tcpOpen(host: string, port: number): Promise<boolean> {
+export function tcpOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host, port, timeout: 500 });
     socket.once('connect', () => {
@@ -358,6 +369,15 @@ export class Lab {
     }
     this.report(`lab ${options.name} up in ${((performance.now() - started) / 1000).toFixed(1)} s; record: ${labFilePath(options.dir)}`);
     return lab;
+  }
+
+  /**
+   * Bring the VM tier up (qemu guests with real kernels; see vm-lab.ts), or converge it.
+   * Idempotent like {@link up}; `down` and `status` serve both tiers.
+   */
+  async upVm(options: LabOptions, signal?: AbortSignal): Promise<LabFile> {
+    const { upVmLab } = await import('./vm-lab.js');
+    return upVmLab({ runner: this.runner, log: this.log, report: this.report, network: this.network, bridge: BRIDGE }, options, signal);
   }
 
   /**

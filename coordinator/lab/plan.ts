@@ -10,7 +10,7 @@ export function labPlan(lab: LabFile, name: string, campaign: Record<string, unk
   const storage = host('storage');
   const dom0 = host('dom0');
   const guest = host('guest');
-  const dir = (h: { name: string }, sub: string) => path.join(lab.dir, 'hosts', h.name, sub);
+  const dir = (h: { name: string; dataDir?: string }, sub: string) => path.join(h.dataDir ?? path.join(lab.dir, 'hosts', h.name), sub);
   return {
     name,
     agents: {

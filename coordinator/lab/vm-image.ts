@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { access, chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../common/log.js';
 import type { CommandRunner, RunOptions } from '../../common/runner.js';
@@ -17,7 +17,7 @@ import { processStartTicks } from '../../common/processes.js';
  * Bump when the recipe below changes in a way the package list does not show (files
  * written into the root, image size, mkfs options): it is part of the cache key.
  */
-export const VM_IMAGE_RECIPE_VERSION = 2;
+export const VM_IMAGE_RECIPE_VERSION = 3;
 
 /** The Debian release the guests run; the host's own mirror must serve it. */
 export const VM_IMAGE_SUITE = 'bookworm';
@@ -25,7 +25,9 @@ export const VM_IMAGE_SUITE = 'bookworm';
 /**
  * What is installed on top of debootstrap's minbase (no recommends). The kernel is
  * Debian's cloud flavour: it boots under TCG in seconds and has every storage module
- * the lab needs. nodejs is Debian's own (18.x in bookworm), for the agent in the guest.
+ * the lab needs. No nodejs: the lab brings the host's own node and vcstor on an app disk
+ * at each boot (see vm-app.ts), so the guest runs the very code and runtime under test
+ * and a code change never invalidates this cache.
  */
 export const VM_IMAGE_PACKAGES: readonly string[] = [
   'linux-image-cloud-amd64',
@@ -44,11 +46,48 @@ export const VM_IMAGE_PACKAGES: readonly string[] = [
   'nfs-kernel-server',
   'nfs-common',
   'iproute2',
-  'nodejs',
 ];
 
 /** Size of the ext4 image; the file is sparse, so only what is used takes disk space. */
 const ROOTFS_SIZE = '3G';
+
+/** The unit that hands a booting lab guest to vcstor (see {@link vmInitUnit}). */
+export const VM_INIT_UNIT = 'vcstor-vm-init.service';
+/** Where qemu's fw_cfg shows the seed in the guest (`-fw_cfg name=opt/org.vcstor/seed`). */
+export const VM_SEED_FW_CFG_NAME = 'opt/org.vcstor/seed';
+/** The app disk's filesystem label, and where the guest mounts it. */
+export const VM_APP_LABEL = 'vcstor-app';
+export const VM_APP_MOUNT = '/opt/vcstor';
+
+/**
+ * The systemd unit that starts vcstor in a lab guest: no shell, each step one command.
+ * It runs after the daemons the real-host drivers talk to (iscsid, nfsd, rpcbind);
+ * vm-init's output goes to the console, where the lab waits for its ready line.
+ */
+export function vmInitUnit(): string {
+  return [
+    '[Unit]',
+    'Description=vcstor lab host: network, disks and agents from the seed qemu passes',
+    'Wants=iscsid.socket rpcbind.socket nfs-server.service',
+    'After=local-fs.target systemd-udevd.service iscsid.socket rpcbind.socket nfs-server.service',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    // The agents vm-init starts stay in this unit's cgroup while it counts as active.
+    'RemainAfterExit=yes',
+    'ExecStartPre=/sbin/modprobe qemu_fw_cfg',
+    // "-": mounted already when the unit is restarted by hand.
+    `ExecStartPre=-/bin/mount -o ro LABEL=${VM_APP_LABEL} ${VM_APP_MOUNT}`,
+    `ExecStart=${VM_APP_MOUNT}/bin/node ${VM_APP_MOUNT}/app/dist/coordinator/cli.js vm-init --seed /sys/firmware/qemu_fw_cfg/by_name/${VM_SEED_FW_CFG_NAME}/raw`,
+    'StandardOutput=journal+console',
+    'StandardError=journal+console',
+    'TimeoutStartSec=600',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
 
 /** File names inside one cache entry. */
 const KERNEL_FILE = 'vmlinuz';
@@ -353,13 +392,21 @@ async function configureRoot(root: string, inRoot: (args: readonly string[], opt
   // Bracketed paste wraps every prompt in escape codes that end up in command output.
   await writeFile(path.join(root, 'root/.inputrc'), 'set enable-bracketed-paste off\n');
 
+  // The lab's hook: at boot, mount the app disk (label vcstor-app: node and vcstor) and
+  // run vcstor's vm-init with the seed qemu passes through fw_cfg (network, disks,
+  // agents). A guest booted without them just fails this unit and stays a plain host.
+  await mkdir(path.join(root, 'opt/vcstor'), { recursive: true });
+  await writeFile(etc(`systemd/system/${VM_INIT_UNIT}`), vmInitUnit());
+  await mkdir(etc('systemd/system/multi-user.target.wants'), { recursive: true });
+  await symlink(`/etc/systemd/system/${VM_INIT_UNIT}`, etc(`systemd/system/multi-user.target.wants/${VM_INIT_UNIT}`));
+
   await rm(path.join(root, 'usr/sbin/policy-rc.d'), { force: true });
 
   const bootFiles = await readdir(path.join(root, 'boot'));
   const kernel = bootFiles.find((name) => name.startsWith('vmlinuz-'))?.slice('vmlinuz-'.length);
   if (!kernel) throw new VcstorError('INTERNAL', `no kernel in ${path.join(root, 'boot')} after installing linux-image-cloud-amd64`);
   const versions: Record<string, string> = { kernel };
-  const query = await inRoot(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'nodejs', 'lvm2', 'targetcli-fb', 'open-iscsi', 'nfs-kernel-server', 'systemd']);
+  const query = await inRoot(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'lvm2', 'targetcli-fb', 'open-iscsi', 'nfs-kernel-server', 'systemd']);
   for (const line of query.stdout.trim().split('\n')) {
     const [name, version] = line.split(' ');
     if (name && version) versions[name] = version;

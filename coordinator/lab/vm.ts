@@ -34,6 +34,12 @@ export interface BootVmOptions {
   serialLog: string;
   /** Where the guest's overlay and console socket live. */
   overlayDir: string;
+  /** More virtio disks after the root (vdb, vdc, ...), in order. */
+  disks?: Array<{ file: string; format: 'raw' | 'qcow2'; readOnly?: boolean }>;
+  /** Files passed through qemu's fw_cfg, by name (the guest reads /sys/firmware/qemu_fw_cfg/by_name/NAME/raw). */
+  fwCfg?: Record<string, string>;
+  /** A second serial port (ttyS1) whose output is written to this file: the guest's agent logs. */
+  secondSerialLog?: string;
 }
 
 /** A running guest. */
@@ -122,6 +128,9 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     kernelCommandLine(name),
     '-drive',
     `file=${overlay},if=virtio,format=qcow2`,
+    ...(options.disks ?? []).flatMap((disk) => ['-drive', `file=${disk.file},if=virtio,format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`]),
+    ...Object.entries(options.fwCfg ?? {}).flatMap(([fwName, file]) => ['-fw_cfg', `name=${fwName},file=${file}`]),
+    ...(options.secondSerialLog ? ['-chardev', `file,id=logs,path=${options.secondSerialLog}`, '-serial', 'chardev:logs'] : []),
     ...network,
     '-no-reboot',
   ];
@@ -134,6 +143,15 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     throw new VcstorError('INTERNAL', `${name}: qemu did not start (see ${qemuLog}): ${(err as Error).message}`);
   });
   return new QemuVm(name, proc, overlay, serialSocket, options.serialLog);
+}
+
+/**
+ * A guest {@link bootVm} started earlier (another process: `lab up --vm`), from what the
+ * lab recorded: its qemu process, overlay dir and serial log.
+ */
+export function runningVm(options: { name: string; process: DetachedProcess; overlayDir: string; serialLog: string }): RunningVm {
+  const { name } = options;
+  return new QemuVm(name, options.process, path.join(options.overlayDir, `${name}.qcow2`), path.join(options.overlayDir, `${name}.serial`), options.serialLog);
 }
 
 /** Console text without carriage returns and terminal escape codes (colours, modes). */

@@ -8,7 +8,7 @@ import type { MethodTarget } from '../../coordinator/methods.js';
 export function labMethodTarget(record: LabFile, lab: LabOptions, overrides: Partial<MethodTarget> = {}): MethodTarget {
   const host = (role: string) => record.hosts.find((h) => h.role === role)!;
   const credentials = grpc.credentials.createInsecure();
-  const dir = (name: string, sub: string) => path.join(lab.dir, 'hosts', name, sub);
+  const dir = (name: string, sub: string) => path.join(record.hosts.find((h) => h.name === name)?.dataDir ?? path.join(lab.dir, 'hosts', name), sub);
   return {
     storage: makeClient('storage', host('storage').agentAddress, credentials),
     dom0: makeClient('dom0', host('dom0').agentAddress, credentials),
