@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VcstorError } from '../../common/errors.js';
-import { OpenIscsiInitiator, byPathName, ifaceNameFor, parseIscsiSessionTree } from '../../common/host/open-iscsi.js';
+import { OpenIscsiInitiator, byPathName, ifaceNameFor, lunOf, parseIscsiSessionTree } from '../../common/host/open-iscsi.js';
 import type { IscsiLoginSpec } from '../../common/host/types.js';
 import { RecordingCommandRunner, type ScriptedOutput } from '../../common/runner-recording.js';
 
@@ -461,6 +461,21 @@ async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
   }
   assert.fail('expected a rejection');
 }
+
+describe('lunOf: which LUN of a session a request means', () => {
+  const tgt = { luns: [{ lun: 0, disk: '', diskState: '' }, { lun: 1, disk: 'sdb', diskState: 'running' }, { lun: 2, disk: 'sdc', diskState: 'running' }] };
+  const lio = { luns: [{ lun: 1, disk: 'sdd', diskState: 'running' }, { lun: 0, disk: 'sdc', diskState: 'running' }] };
+  it('0 is the first data LUN: 1 on tgt (LUN 0 is its controller, no disk), 0 on LIO', () => {
+    assert.equal(lunOf(tgt, 0)?.disk, 'sdb');
+    assert.equal(lunOf(lio, 0)?.disk, 'sdc');
+  });
+  it('any other number is that LUN, when it has a disk', () => {
+    assert.equal(lunOf(tgt, 2)?.disk, 'sdc');
+    assert.equal(lunOf(lio, 1)?.disk, 'sdd');
+    assert.equal(lunOf(tgt, 3), undefined);
+    assert.equal(lunOf({ luns: [{ lun: 0, disk: '', diskState: '' }] }, 0), undefined);
+  });
+});
 
 describe('OpenIscsiInitiator.login', () => {
   it('makes the iface and node records with one-way CHAP, logs in and returns the disk', async () => {
