@@ -349,6 +349,10 @@ export async function buildVmImage(options: { runner: CommandRunner; cacheDir: s
     await writeFile(path.join(output, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     // The manifest is written last and the rename is atomic: the entry appears whole.
     await rename(output, entry);
+    // Images of older recipes are never used again (each is ~0.5 GB on disk): remove them.
+    for (const name of await readdir(cacheDir)) {
+      if (/^[0-9a-f]{16}$/.test(name) && name !== key) await removeTree(runner, path.join(cacheDir, name));
+    }
     const rootfsBytes = (await stat(path.join(entry, ROOTFS_FILE))).blocks * 512;
     log?.info({ entry, phases, versions, rootfsMiB: Math.round(rootfsBytes / 2 ** 20) }, 'vm image: built');
     return { ...imageFiles(entry), built: true, ms: Math.round(performance.now() - started), phases, versions };

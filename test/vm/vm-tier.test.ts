@@ -69,7 +69,7 @@ describe('VM tier: cached image, one guest under TCG', { skip }, () => {
     assert.ok(promptOffset > 0);
   });
 
-  it('has the real-kernel storage pieces: iscsi_tcp, nfsd, LIO, dm_mod, lvm, iscsiadm, node', async (t) => {
+  it('has the real-kernel storage pieces: iscsi_tcp, nfsd, LIO, dm_mod, lvm, iscsiadm, and the lab hook', async (t) => {
     assert.ok(vm, 'the guest did not boot');
     const check = async (command: string, timeoutMs = 120_000): Promise<string> => {
       const started = performance.now();
@@ -88,7 +88,9 @@ describe('VM tier: cached image, one guest under TCG', { skip }, () => {
     timings.targetcliLsMs = Math.round(performance.now() - started);
     assert.match(await check('modprobe dm_mod && lvm version'), /LVM version/);
     assert.match(await check('iscsiadm --version'), /iscsiadm version/);
-    assert.match(await check('node --version'), /^v18\./m);
+    // The lab's hook is installed; without the lab's seed and app disk it stands aside.
+    assert.match(await check('systemctl is-enabled vcstor-vm-init.service'), /enabled/);
+    assert.match((await vm!.runOnConsole('systemctl is-active vcstor-vm-init.service', 60_000)).output, /failed|inactive/);
   });
 
   it('powers off, and qemu exits with it', async () => {
