@@ -122,7 +122,8 @@ export class KernelNfsImageFiles implements NfsImageFiles {
   private async mount(key: string, file: NfsFile__Output, signal: AbortSignal): Promise<string> {
     const mountpoint = this.mountpoint(key);
     await mkdir(mountpoint, { recursive: true });
-    await this.o.nfsClient.mount({ server: file.server, exportPath: file.exportPath, mountpoint, version: 3, options: ['hard'] }, signal);
+    // hard: a server that goes away stalls I/O rather than failing it under a guest's filesystem.
+    await this.o.nfsClient.mount({ server: file.server, exportPath: file.exportPath, mountpoint, version: file.nfsVersion || 3, options: ['hard'] }, signal);
     return mountpoint;
   }
 
