@@ -43,6 +43,8 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     });
     const filesystems = new Filesystems(runtime.runner);
     const benchmarks = new GuestBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: guest.mountRoot });
+    // Before serving: a benchmark left by a killed agent would keep its filesystem busy.
+    await benchmarks.reapOrphans();
 
     /** VBDs dom0 published for this guest, and the guest's own iSCSI sessions. */
     const blockDevices = async (signal: AbortSignal): Promise<BlockDevice[]> => {

@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { VcstorError } from './errors.js';
-import type { CommandRunner } from './runner.js';
+import { CommandError, type CommandRunner } from './runner.js';
 
 /** A mounted filesystem, from /proc/self/mountinfo. */
 export interface MountEntry {
@@ -97,10 +97,25 @@ export class Filesystems {
     return true;
   }
 
-  /** Unmount `mountpoint`. Idempotent: returns false when nothing was mounted there. */
+  /**
+   * Unmount `mountpoint`. Idempotent: returns false when nothing was mounted there.
+   * "target is busy" is tried again for up to 10 s: a process just killed (a benchmark
+   * cancelled at its deadline, finishing its last I/O over a slow link) holds the
+   * filesystem a moment longer, and teardown comes right after the cancel (the fault
+   * suite's throttled link hit this). Still busy after that: the error, as umount said it.
+   */
   async unmount(mountpoint: string, signal: AbortSignal): Promise<boolean> {
     if (!(await this.mountedAt(mountpoint))) return false;
-    await this.runner.run('umount', [mountpoint], { signal, timeoutMs: 120_000 });
-    return true;
+    const until = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await this.runner.run('umount', [mountpoint], { signal, timeoutMs: 120_000 });
+        return true;
+      } catch (err) {
+        const busy = err instanceof CommandError && /target is busy/i.test(err.stderr);
+        if (!busy || Date.now() >= until || signal.aborted) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 }

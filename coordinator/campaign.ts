@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { channelCredentials, getAgentInfo, makeClient } from '../common/clients.js';
-import { VcstorError } from '../common/errors.js';
+import { fromGrpcError, VcstorError } from '../common/errors.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
@@ -274,7 +274,9 @@ function runBenchmark(agents: AgentSet, request: RunBenchmarkRequest, timeoutMs:
     });
     call.on('error', (err: grpc.ServiceError) => {
       signal.removeEventListener('abort', onAbort);
-      reject(new VcstorError(signal.aborted ? 'CANCELLED' : 'INTERNAL', err.details || err.message));
+      // Say where: "Connection dropped" alone does not tell that the guest agent went away.
+      const e = fromGrpcError(err, `the benchmark on the guest agent at ${agents.guest.getChannel().getTarget().replace(/^dns:/, '')}`);
+      reject(signal.aborted ? new VcstorError('CANCELLED', e.message) : e);
     });
     call.on('end', () => {
       signal.removeEventListener('abort', onAbort);

@@ -8,7 +8,7 @@ import { VcstorError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { VCSTOR_VERSION } from '../common/version.js';
-import { DEFAULT_LAB, Lab, readLabFile, type LabOptions } from './lab/lab.js';
+import { DEFAULT_LAB, Lab, labCredentials, readLabFile, type LabOptions } from './lab/lab.js';
 
 const USAGE = `vcstor ${VCSTOR_VERSION}: IP storage for virtual clusters
 
@@ -40,6 +40,9 @@ Lab options:
   --storage N   storage servers (default 1)   --dom0 N  dom0 hosts (default 1)
   --guests N    guests (default 1)            --rate R  cap links, e.g. 1gbit
   --dir D       lab directory (default /var/lib/vcstor/lab/NAME)
+  --insecure    agents serve plaintext gRPC; by default the lab makes a CA in DIR/pki,
+                a certificate per agent and a client certificate (coordinator.pem/.key)
+                and every agent serves mTLS
 
 Client options (health, info):
   --insecure                 plaintext (the lab's agents)
@@ -111,6 +114,7 @@ function labOptions(flags: Flags): LabOptions {
   };
   const rate = text(flags, 'rate');
   if (rate !== undefined) options.rate = rate;
+  if (flags.insecure === true) options.insecure = true;
   return options;
 }
 
@@ -251,7 +255,7 @@ async function labCommand(sub: string | undefined, flags: Flags): Promise<number
     case 'check': {
       const record = await readLabFile(options.dir);
       if (!record) throw new VcstorError('NOT_FOUND', `no lab in ${options.dir}; run vcstor lab up`);
-      const credentials = await channelCredentials({ insecure: true });
+      const credentials = await labCredentials(record);
       let failures = 0;
       for (const host of record.hosts) {
         try {

@@ -118,7 +118,14 @@ export async function provisionMethod(
   const name = `${t.prefix}-${method}`;
   const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
-    const result = await work();
+    let result: T;
+    try {
+      result = await work();
+    } catch (err) {
+      // Say which step failed: a transport error alone does not say what was being done.
+      if (err instanceof VcstorError) throw new VcstorError(err.code, `${step}: ${err.message}`, { cause: err });
+      throw err;
+    }
     setup.push({ step, ms: Math.round(performance.now() - started) });
     return result;
   };
@@ -272,8 +279,14 @@ export async function provisionMethod(
 }
 
 /**
- * Run undo steps in reverse; every one runs even when one fails; each done step leaves
- * the journal; failures are thrown together (what failed stays in the journal).
+ * Run undo steps in reverse; each done step leaves the journal. Stops at the first
+ * failure, leaving it and every step below it in the journal (for `vcstor cleanup`):
+ * the steps are layers, each resting on the ones undone after it, and removing a lower
+ * layer under one still in place (a session under a mounted filesystem, a VBD under a
+ * guest's mount) leaves I/O that never completes — the fault suite saw umount and
+ * blockdev hang in D state, and qemu-storage-daemon unkillable, after a guest agent
+ * was killed mid-teardown and the steps below its unmount went on.
+ * @throws VcstorError naming the step that failed, why, and what was not attempted.
  */
 export async function runUndoSteps(
   undo: UndoStep[],
@@ -282,19 +295,19 @@ export async function runUndoSteps(
   journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
 ): Promise<StepTiming[]> {
   const timings: StepTiming[] = [];
-  const failures: string[] = [];
   for (const u of [...undo].reverse()) {
     const started = performance.now();
     try {
       await runUndoStep(u, agents, timeoutMs);
-      undo.splice(undo.indexOf(u), 1);
-      await journal(undo);
     } catch (err) {
-      failures.push(`${u.step}: ${err instanceof Error ? err.message : String(err)}`);
+      const below = undo.slice(0, undo.indexOf(u)).reverse().map((x) => x.step);
+      const why = err instanceof Error ? err.message : String(err);
+      throw new VcstorError(err instanceof VcstorError && err.retryable ? err.code : 'INTERNAL', `teardown stopped at ${u.step}: ${why}${below.length > 0 ? `; not attempted, to keep the layers below it intact: ${below.join(', ')}` : ''}`, { cause: err });
     }
+    undo.splice(undo.indexOf(u), 1);
+    await journal(undo);
     timings.push({ step: u.step, ms: Math.round(performance.now() - started) });
   }
-  if (failures.length > 0) throw new VcstorError('INTERNAL', `teardown left things behind: ${failures.join('; ')}`);
   return timings;
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import { Filesystems } from '../../common/filesystems.js';
@@ -14,6 +14,7 @@ import type { SparseImagePass } from '../../common/generated/vcstor/v1/SparseIma
 import type { SparseImageSpec__Output } from '../../common/generated/vcstor/v1/SparseImageSpec.js';
 import type { Logger } from '../../common/log.js';
 import { LoopDevices } from '../../common/loop-devices.js';
+import { processStartTicks } from '../../common/processes.js';
 import { CommandError, type CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from './parsers.js';
@@ -303,6 +304,51 @@ export class GuestBenchmarks {
       await send({ progress: { phase: progress.phase, percent: (100 * pass) / s.passes, bytesDone: pass * s.fileSizeBytes, bytesTotal: progress.bytesTotal, elapsedMs: Math.round(elapsedMs), message: `pass ${pass}: image holds ${allocated} bytes` } });
     }
     return { imageSizeBytes: s.imageSizeBytes, passes };
+  }
+
+  /**
+   * Stop benchmarks a previous agent process left running, and remove their files.
+   * Called at start. A benchmark runs in its own process group, so that cancelling it
+   * kills all of it; that also lets it outlive an agent killed with SIGKILL, and left
+   * alone it keeps the guest's filesystem busy, so teardown's and cleanup's unmount fail
+   * (the fault suite hit this). A benchmark's files are in a `.vcstor-bench-*` directory
+   * on a filesystem under mountRoot, and its processes run there or name it in their
+   * arguments; only this agent makes such directories. Never throws.
+   * @returns the directories it cleaned up.
+   */
+  async reapOrphans(): Promise<string[]> {
+    try {
+      const workDirs: string[] = [];
+      for (const m of await this.filesystems.mounts()) {
+        if (!isWithin(this.o.mountRoot, m.mountpoint)) continue;
+        for (const entry of await readdir(m.mountpoint).catch(() => [] as string[])) if (entry.startsWith('.vcstor-bench-')) workDirs.push(path.join(m.mountpoint, entry));
+      }
+      if (workDirs.length === 0) return [];
+      const killed: Array<{ pid: number; ticks: number }> = [];
+      for (const entry of await readdir('/proc')) {
+        const pid = Number(entry);
+        if (!/^\d+$/.test(entry) || pid === process.pid) continue;
+        const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => '');
+        const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+        const uses = workDirs.some((w) => (cwd !== '' && isWithin(w, cwd)) || args.some((a) => a.includes(w)));
+        const ticks = uses ? await processStartTicks(pid) : undefined;
+        if (ticks === undefined) continue;
+        try {
+          process.kill(pid, 'SIGKILL');
+          killed.push({ pid, ticks });
+        } catch {
+          // gone already
+        }
+      }
+      // A process in uninterruptible I/O dies when its I/O completes: give it a moment.
+      for (const k of killed) for (let i = 0; i < 100 && (await processStartTicks(k.pid)) === k.ticks; i++) await new Promise((r) => setTimeout(r, 100));
+      for (const w of workDirs) await this.cleanup(w);
+      this.o.log.warn({ workDirs, killed: killed.map((k) => k.pid) }, 'stopped benchmarks a previous agent left running, and removed their files');
+      return workDirs;
+    } catch (err) {
+      this.o.log.error({ err }, 'could not check for benchmarks a previous agent left running');
+      return [];
+    }
   }
 
   /** Remove a run's files: unmount and detach what the sparse test made, then the directory. */

@@ -91,18 +91,36 @@ export class GaneshaNfsServer implements NfsServerDriver {
     }
   }
 
-  /** SIGHUP: ganesha re-reads its export list. */
+  /**
+   * SIGHUP: ganesha re-reads its export list. While the pid file holds no pid, or names
+   * a process that is gone, it is read again for up to 2 s: a ganesha restarted after a
+   * crash rewrites it as it starts (the fault suite read it empty then). An empty file
+   * is never read as pid 0, which would SIGHUP the agent's own process group.
+   */
   private async reload(): Promise<void> {
-    let pid: number;
-    try {
-      pid = Number((await readFile(this.options.pidFile, 'utf8')).trim());
-    } catch (err) {
-      throw new VcstorError('UNAVAILABLE', `ganesha is not running (no pid file ${this.options.pidFile}); its config was updated and applies when it starts`, { cause: err });
+    let why = '';
+    for (let attempt = 0; attempt < 10; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 200));
+      let text: string;
+      try {
+        text = (await readFile(this.options.pidFile, 'utf8')).trim();
+      } catch (err) {
+        throw new VcstorError('UNAVAILABLE', `ganesha is not running (no pid file ${this.options.pidFile}); its config was updated and applies when it starts`, { cause: err });
+      }
+      const pid = /^\d+$/.test(text) ? Number(text) : 0;
+      if (pid <= 1) {
+        why = `its pid file ${this.options.pidFile} holds no pid (${JSON.stringify(text.slice(0, 20))})`;
+        continue;
+      }
+      try {
+        process.kill(pid, 'SIGHUP');
+        return;
+      } catch (err) {
+        why = `pid ${pid}: ${(err as Error).message}`;
+      }
     }
-    try {
-      process.kill(pid, 'SIGHUP');
-    } catch (err) {
-      throw new VcstorError('UNAVAILABLE', `ganesha (pid ${pid}) is not running; its config was updated and applies when it starts`, { cause: err });
-    }
+    throw new VcstorError('UNAVAILABLE', `ganesha is not running (${why}); its config was updated and applies when it starts`);
   }
+
+
 }

@@ -4,12 +4,13 @@ import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs
 import { createConnection } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkHealth } from '../../common/clients.js';
+import { channelCredentials, checkHealth, type ClientTls } from '../../common/clients.js';
 import type { AgentRole } from '../../common/config.js';
 import { VcstorError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
+import { initCa, issueCert } from '../certs.js';
 import { cidrOverlap, LabNetwork } from './network.js';
 import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
@@ -35,6 +36,18 @@ export interface LabOptions {
   rate?: string;
   /** gRPC port of every agent. */
   agentPort: number;
+  /**
+   * Serve plaintext gRPC instead of mTLS (`lab up --insecure`). Off by default: the lab
+   * runs agents as a deployment should, with certificates from `vcstor certs`.
+   */
+  insecure?: boolean;
+}
+
+/** The client's side of the lab's mTLS: the CA and the `coordinator` client certificate. */
+export interface LabTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface LabHost {
@@ -72,6 +85,21 @@ export interface LabFile {
   processes: DetachedProcess[];
   /** How hosts are made: network namespaces (default) or qemu guests with real kernels (`--vm`). */
   tier?: 'namespaces' | 'vm';
+  /**
+   * How clients (the coordinator, the CLI, tests) reach the agents: mTLS with these files
+   * (under DIR/pki). Absent: the agents serve plaintext, as asked (`--insecure`, the VM tier).
+   */
+  tls?: LabTls;
+}
+
+/** The client TLS settings for a lab's agents: its mTLS files, or plaintext when it was made so. */
+export function labClientTls(lab: Pick<LabFile, 'tls'>): ClientTls {
+  return lab.tls ? { ca: lab.tls.ca, cert: lab.tls.cert, key: lab.tls.key } : { insecure: true };
+}
+
+/** Channel credentials for a lab's agents (see {@link labClientTls}). */
+export function labCredentials(lab: Pick<LabFile, 'tls'>): Promise<grpc.ChannelCredentials> {
+  return channelCredentials(labClientTls(lab));
 }
 
 export const DEFAULT_LAB: LabOptions = {
@@ -155,7 +183,10 @@ export async function writeLabFile(lab: LabFile): Promise<void> {
 
 function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
   const hostDir = path.join(lab.dir, 'hosts', host.name);
-  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls: { insecure: true }, stateDir: path.join(hostDir, 'state') };
+  // Each agent serves its own certificate (its address as SAN) and accepts only clients
+  // the lab's CA signed; plaintext only for a lab made with --insecure.
+  const tls = lab.tls ? { ca: lab.tls.ca, cert: path.join(lab.dir, 'pki', `${host.name}.pem`), key: path.join(lab.dir, 'pki', `${host.name}.key`) } : { insecure: true };
+  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(hostDir, 'state') };
   const initiator = { driver: 'qsd', initiatorIqn: `${IQN_PREFIX}:${host.name}` };
   switch (host.role) {
     case 'storage':
@@ -270,6 +301,10 @@ export class Lab {
     if (existing && (existing.name !== options.name || existing.subnet !== options.subnet)) {
       throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} on ${existing.subnet}; run lab down first or use another --dir`);
     }
+    // Converging would keep agents that serve the other way: the record would lie.
+    if (existing && existing.tier !== 'vm' && (existing.tls === undefined) !== (options.insecure === true)) {
+      throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
+    }
     const hosts = planHosts(options);
     const base = options.subnet.replace(/\.0\/24$/, '');
     const storage0 = hosts[0]!;
@@ -286,6 +321,7 @@ export class Lab {
       natsMonitorUrl: `http://${storage0.address}:8222`,
       tgtControlPort: tgtControlPort(options.name),
       processes: [],
+      ...(options.insecure ? {} : { tls: { ca: path.join(options.dir, 'pki', 'ca.pem'), cert: path.join(options.dir, 'pki', 'coordinator.pem'), key: path.join(options.dir, 'pki', 'coordinator.key') } }),
     };
     const clashes = [...(await this.network.overlappingRoutes(options.subnet, `${options.name}-c`)), ...(await hostsFileAddressesIn(options.subnet))];
     if (clashes.length > 0) {
@@ -331,6 +367,16 @@ export class Lab {
       await writeFile(secretFile, `${randomBytes(12).toString('base64url').slice(0, 16)}\n`, { mode: 0o600 });
     }
 
+    // The lab's PKI, as an operator makes it with `vcstor certs`: a CA, a server
+    // certificate per agent (its address as SAN), a client certificate for the
+    // coordinator, the CLI and tests. Kept when valid, so `up` again changes nothing.
+    if (lab.tls) {
+      const pki = path.join(options.dir, 'pki');
+      await initCa(this.runner, pki, { name: `vcstor-lab-${options.name}` });
+      for (const host of hosts) await issueCert(this.runner, pki, { name: host.name, serverAddresses: [host.address] });
+      await issueCert(this.runner, pki, { name: 'coordinator', client: true });
+    }
+
     // Services of the first storage server: NATS for the coordinator, tgtd, ganesha.
     const storageDir = path.join(options.dir, 'hosts', storage0.name);
     await mkdir(path.join(storageDir, 'nats'), { recursive: true });
@@ -360,7 +406,7 @@ export class Lab {
     }
 
     // An agent on every host.
-    const credentials = grpc.credentials.createInsecure();
+    const credentials = await labCredentials(lab);
     for (const host of hosts) {
       const hostDir = path.join(options.dir, 'hosts', host.name);
       await mkdir(hostDir, { recursive: true });
@@ -491,7 +537,7 @@ export class Lab {
     const lab = await readLabFile(dir);
     if (!lab) return { lab, hosts: [], processes: [] };
     const namespaces = await this.network.namespaces();
-    const credentials = grpc.credentials.createInsecure();
+    const credentials = await labCredentials(lab);
     const hosts = await Promise.all(
       lab.hosts.map(async (host) => ({
         ...host,

@@ -18,7 +18,8 @@ export function labPlan(lab: LabFile, name: string, campaign: Record<string, unk
       dom0: { address: dom0.agentAddress, initiatorIqn: `iqn.2026-11.org.vcstor.lab:${dom0.name}`, imageDir: dir(dom0, 'images'), mountDir: dir(dom0, 'mnt') },
       guest: { address: guest.agentAddress, initiatorIqn: `iqn.2026-11.org.vcstor.lab:${guest.name}`, mountDir: dir(guest, 'mnt'), domain: guest.name },
     },
-    tls: { insecure: true },
+    // The lab's client certificate (mTLS, the default), or plaintext for a lab made so.
+    tls: lab.tls ? { ca: lab.tls.ca, cert: lab.tls.cert, key: lab.tls.key } : { insecure: true },
     nfsClients: lab.subnet,
     chap: { username: 'vcstor', passwordFile: path.join(lab.dir, 'secrets', 'chap') },
     nats: { url: lab.natsUrl },

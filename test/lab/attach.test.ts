@@ -9,7 +9,7 @@ import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent
 import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import type { LabFile } from '../../coordinator/lab/lab.js';
-import { eventually, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const T = { timeoutMs: 30_000 };
@@ -29,7 +29,7 @@ describe('dom0 and guest agents: idempotent calls, truthful sessions, streamed i
   before(async () => {
     await lab.down(TEST_LAB.name, TEST_LAB.dir);
     record = await lab.up(TEST_LAB);
-    const credentials = grpc.credentials.createInsecure();
+    const credentials = labClientCredentials(record);
     const host = (role: string) => record.hosts.find((h) => h.role === role)!;
     storage = makeClient('storage', host('storage').agentAddress, credentials);
     dom0 = makeClient('dom0', host('dom0').agentAddress, credentials);

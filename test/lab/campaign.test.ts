@@ -17,7 +17,7 @@ import type { LabFile } from '../../coordinator/lab/lab.js';
 import { labPlan } from '../../coordinator/lab/plan.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
 import { renderReport } from '../../coordinator/report.js';
-import { eventually, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli.js', import.meta.url));
 const ARTIFACTS = '/var/lib/vcstor/test-artifacts';
@@ -54,7 +54,7 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
 
   /** Everything the agents or the machine still hold of a run. */
   async function leftovers(): Promise<string[]> {
-    const credentials = grpc.credentials.createInsecure();
+    const credentials = labClientCredentials(record);
     const host = (role: string) => record.hosts.find((h) => h.role === role)!.agentAddress;
     const storage = makeClient('storage', host('storage'), credentials);
     const dom0 = makeClient('dom0', host('dom0'), credentials);

@@ -9,8 +9,9 @@ import { checkHealth, getAgentInfo } from '../../common/clients.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
+import { VcstorError } from '../../common/errors.js';
 import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
-import { labAddress, TEST_LAB } from '../support/lab.js';
+import { labAddress, labClientCredentials, TEST_LAB } from '../support/lab.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = path.join(ROOT, 'dist/coordinator/cli.js');
@@ -52,20 +53,31 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     await rm(options.dir, { recursive: true, force: true });
   });
 
-  it('comes up with an agent serving in every namespace', async () => {
+  it('comes up with an agent serving mTLS in every namespace; plaintext is refused', async () => {
     record = await lab.up(options);
+    assert.ok(record.tls, 'mTLS by default');
+    const mtls = labClientCredentials(record);
     assert.deepEqual(record.hosts.map((h) => `${h.name}:${h.role}:${h.agentAddress}`), [`storage0:storage:${labAddress(10)}:50051`, `host0:dom0:${labAddress(20)}:50051`, `guest0:guest:${labAddress(100)}:50051`]);
     assert.deepEqual(record.processes.map((p) => `${p.host}/${p.name}`).sort(), ['guest0/agent', 'host0/agent', 'storage0/agent', 'storage0/ganesha', 'storage0/nats-server', 'storage0/rpcbind', 'storage0/tgtd']);
-    for (const host of record.hosts) assert.equal(await checkHealth(host.agentAddress, insecure), 'SERVING', host.name);
+    for (const host of record.hosts) {
+      assert.equal(await checkHealth(host.agentAddress, mtls), 'SERVING', host.name);
+      const plain = await checkHealth(host.agentAddress, insecure, '', 1000).then((s) => s, (err: unknown) => (err instanceof VcstorError ? err.code : String(err)));
+      assert.ok(plain === 'UNAVAILABLE' || plain === 'DEADLINE_EXCEEDED', `${host.name} refuses plaintext: ${plain}`);
+      const config = JSON.parse(await readFile(host.agentConfig, 'utf8')) as { tls: Record<string, unknown> };
+      assert.deepEqual(Object.keys(config.tls).sort(), ['ca', 'cert', 'key'], `${host.name} serves its own certificate`);
+    }
+    const cli = await runner.run(process.execPath, [CLI, 'lab', 'check', '--name', options.name, '--dir', options.dir]);
+    assert.match(cli.stdout, /all 3 agents answer/);
     assert.deepEqual(JSON.parse(await readFile(labFilePath(options.dir), 'utf8')).hosts, record.hosts);
   });
 
   it('agents answer health and GetInfo from another namespace, across the bridge', async () => {
     const storage = record.hosts[0]!;
     const guest = record.hosts[2]!;
-    const fromGuest = await runner.run('nsenter', [`--net=/run/netns/${guest.namespace}`, process.execPath, CLI, 'health', storage.agentAddress, '--insecure', '--service', 'vcstor.v1.StorageAgent']);
+    const tls = ['--ca', record.tls!.ca, '--cert', record.tls!.cert, '--key', record.tls!.key];
+    const fromGuest = await runner.run('nsenter', [`--net=/run/netns/${guest.namespace}`, process.execPath, CLI, 'health', storage.agentAddress, ...tls, '--service', 'vcstor.v1.StorageAgent']);
     assert.equal(fromGuest.stdout.trim(), 'SERVING');
-    const info = await runner.run('nsenter', [`--net=/run/netns/${record.hosts[1]!.namespace}`, process.execPath, CLI, 'info', guest.agentAddress, '--insecure']);
+    const info = await runner.run('nsenter', [`--net=/run/netns/${record.hosts[1]!.namespace}`, process.execPath, CLI, 'info', guest.agentAddress, ...tls]);
     const parsed = JSON.parse(info.stdout) as { name: string; role: string };
     assert.deepEqual([parsed.name, parsed.role], ['guest0', 'ROLE_GUEST']);
     // The guest's own namespace has no route to anything but the lab: it reached storage0 over the bridge.
@@ -77,15 +89,16 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
   it('a client from outside the project (python3-grpcio + reflection) lists and calls the API', async () => {
     const storage = record.hosts[0]!;
     const ns = `--net=/run/netns/${record.hosts[1]!.namespace}`;
-    const list = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'list']);
+    const env = { VCSTOR_PROBE_CA: record.tls!.ca, VCSTOR_PROBE_CERT: record.tls!.cert, VCSTOR_PROBE_KEY: record.tls!.key };
+    const list = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'list'], { env });
     assert.deepEqual(list.stdout.trim().split('\n'), ['grpc.health.v1.Health', 'vcstor.v1.StorageAgent']);
-    const health = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'health', 'vcstor.v1.StorageAgent']);
+    const health = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'health', 'vcstor.v1.StorageAgent'], { env });
     assert.equal(health.stdout.trim(), 'SERVING');
-    const info = JSON.parse((await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/GetInfo'])).stdout) as { name: string; role: string; drivers: unknown[] };
+    const info = JSON.parse((await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/GetInfo'], { env })).stdout) as { name: string; role: string; drivers: unknown[] };
     assert.equal(info.name, 'storage0');
     assert.equal(info.role, 'ROLE_STORAGE');
     assert.ok(info.drivers.length >= 6);
-    const bad = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/CreateVolume', '{"name":"x;reboot","sizeBytes":"1048576"}'], { okExitCodes: [3] });
+    const bad = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/CreateVolume', '{"name":"x;reboot","sizeBytes":"1048576"}'], { okExitCodes: [3], env });
     assert.match(bad.stdout, /^ERROR INVALID_ARGUMENT name: "x;reboot" is not a valid name/);
   });
 
@@ -101,7 +114,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     const newGuest = healed.processes.find((p) => p.host === 'guest0' && p.name === 'agent')!;
     assert.notEqual(newGuest.pid, guestAgent.pid);
     assert.equal(healed.processes.find((p) => p.name === 'tgtd')!.pid, record.processes.find((p) => p.name === 'tgtd')!.pid, 'tgtd kept');
-    assert.equal(await checkHealth(record.hosts[2]!.agentAddress, insecure), 'SERVING');
+    assert.equal(await checkHealth(record.hosts[2]!.agentAddress, labClientCredentials(healed)), 'SERVING');
     record = healed;
   });
 
@@ -129,8 +142,11 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     await access(path.join(options.dir, 'logs')); // logs stay for reading
   });
 
-  it('down cleans up after a crash that left no record', async () => {
-    const fresh = await lab.up(options);
+  it('--insecure: plaintext agents, asked for explicitly; down cleans up after a crash that left no record', async () => {
+    const fresh = await lab.up({ ...options, insecure: true });
+    assert.equal(fresh.tls, undefined);
+    assert.equal(await checkHealth(fresh.hosts[0]!.agentAddress, insecure), 'SERVING');
+    await assert.rejects(lab.up(options), /is up with plaintext \(--insecure\) agents; run lab down first/);
     await rm(labFilePath(options.dir));
     const removed = await lab.down(options.name, options.dir);
     assert.ok(removed.some((r) => r.startsWith('namespace ')));

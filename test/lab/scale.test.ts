@@ -8,12 +8,12 @@ import { pino } from 'pino';
 import { makeClient, unary } from '../../common/clients.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { RunEventBus } from '../../coordinator/events.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import { labClientTls, type LabFile } from '../../coordinator/lab/lab.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
 import { renderReport, resultsTable } from '../../coordinator/report.js';
 import type { Knee, ScaleStepResult } from '../../coordinator/scale.js';
 import { scaleLabPlan } from '../../coordinator/scale-plan.js';
-import { needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
+import { labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const COUNTS = [1, 2, 4, 8];
 
@@ -22,12 +22,13 @@ describe('the scale plan: how many initiators one target serves, in the lab', { 
   let record: LabFile;
   let scratch: string;
   let bus: RunEventBus;
-  const credentials = grpc.credentials.createInsecure();
+  let credentials: grpc.ChannelCredentials;
   const host = (role: string) => record.hosts.find((h) => h.role === role)!;
 
   before(async () => {
     await lab.down(TEST_LAB.name, TEST_LAB.dir);
     record = await lab.up(TEST_LAB);
+    credentials = labClientCredentials(record);
     scratch = await mkdtemp(path.join(tmpdir(), 'vcstor-scale-'));
     bus = await RunEventBus.connect({ servers: record.natsUrl, name: 'scale test' });
   });
@@ -73,6 +74,8 @@ describe('the scale plan: how many initiators one target serves, in the lab', { 
       controlPlane: { volumes: 8, concurrency: 4 },
       stepTimeoutS: 120,
     });
+    // The lab's agents serve mTLS: the plan carries the lab's client certificate.
+    plan.tls = labClientTls(record);
     const file = path.join(scratch, 'scale.json');
     await writeFile(file, JSON.stringify(plan, null, 2));
     const { run } = await coordinator.submit(await readFile(file, 'utf8'), { source: 'scale.json' });

@@ -8,7 +8,7 @@ import { makeClient, unary } from '../../common/clients.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import type { LabFile } from '../../coordinator/lab/lab.js';
 import { isRunning, stopProcess } from '../../common/processes.js';
-import { eventually, inHost, needsRoot, TEST_LAB, testLab } from '../support/lab.js';
+import { eventually, inHost, labClientCredentials, needsRoot, TEST_LAB, testLab } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const PREFIX = 'iqn.2026-11.org.vcstor.lab';
@@ -38,7 +38,7 @@ describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot },
     const host = record.hosts.find((h) => h.role === 'storage')!;
     storageIp = host.address;
     exportRoot = path.join(TEST_LAB.dir, 'hosts', host.name, 'exports');
-    storage = makeClient('storage', host.agentAddress, grpc.credentials.createInsecure());
+    storage = makeClient('storage', host.agentAddress, labClientCredentials(record));
   });
   after(async () => {
     storage?.close();

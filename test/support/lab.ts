@@ -1,3 +1,4 @@
+import * as grpc from '@grpc/grpc-js';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
@@ -42,6 +43,16 @@ export function labAddress(lastOctet: number): string {
 }
 
 export const runner = new ExecaCommandRunner();
+
+/**
+ * Credentials for a lab's agents, as the coordinator has them: the lab's client
+ * certificate (mTLS, the default), or plaintext for a lab made with `insecure`.
+ * Synchronous (the files are small), so test helpers stay simple.
+ */
+export function labClientCredentials(lab: Pick<LabFile, 'tls'>): grpc.ChannelCredentials {
+  if (!lab.tls) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(readFileSync(lab.tls.ca), readFileSync(lab.tls.key), readFileSync(lab.tls.cert));
+}
 
 export const needsRoot = process.getuid?.() !== 0 ? 'the lab needs root' : false;
 

@@ -1,13 +1,13 @@
-import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
 import { makeClient } from '../../common/clients.js';
 import type { LabFile, LabOptions } from '../../coordinator/lab/lab.js';
 import type { MethodTarget } from '../../coordinator/methods.js';
+import { labClientCredentials } from './lab.js';
 
 /** A MethodTarget for a lab: its three agents, directories and names. */
 export function labMethodTarget(record: LabFile, lab: LabOptions, overrides: Partial<MethodTarget> = {}): MethodTarget {
   const host = (role: string) => record.hosts.find((h) => h.role === role)!;
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = labClientCredentials(record);
   const dir = (name: string, sub: string) => path.join(record.hosts.find((h) => h.name === name)?.dataDir ?? path.join(lab.dir, 'hosts', name), sub);
   return {
     storage: makeClient('storage', host('storage').agentAddress, credentials),

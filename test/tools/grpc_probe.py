@@ -7,7 +7,10 @@ types from the descriptors the server sends, and calls methods with JSON.
   grpc_probe.py ADDRESS health [SERVICE]          grpc.health.v1 status name
   grpc_probe.py ADDRESS call SERVICE/METHOD JSON  a unary call; the response as JSON
 Exit 0 on success; on a gRPC error, prints "ERROR <CODE> <details>" and exits 3.
+mTLS when VCSTOR_PROBE_CA, VCSTOR_PROBE_CERT and VCSTOR_PROBE_KEY name PEM files
+(the agents' default); plaintext otherwise.
 """
+import os
 import sys
 
 import grpc
@@ -103,7 +106,12 @@ def load_descriptors(channel, symbol, pool):
 
 def main(argv):
     address, command = argv[1], argv[2]
-    channel = grpc.insecure_channel(address)
+    tls = [os.environ.get("VCSTOR_PROBE_" + k) for k in ("CA", "KEY", "CERT")]
+    if all(tls):
+        ca, key, cert = (open(f, "rb").read() for f in tls)
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca, key, cert))
+    else:
+        channel = grpc.insecure_channel(address)
     try:
         if command == "list":
             for name in sorted(list_services(channel)):
