@@ -87,9 +87,27 @@ export interface LabFile {
   tier?: 'namespaces' | 'vm';
   /**
    * How clients (the coordinator, the CLI, tests) reach the agents: mTLS with these files
-   * (under DIR/pki). Absent: the agents serve plaintext, as asked (`--insecure`, the VM tier).
+   * (under DIR/pki). Absent: the agents serve plaintext, as asked (`--insecure`).
    */
   tls?: LabTls;
+}
+
+/** The client side of a lab's mTLS: DIR/pki/{ca,coordinator}.*; undefined for plaintext. */
+export function labTlsFiles(dir: string, insecure: boolean | undefined): LabTls | undefined {
+  const pki = path.join(dir, 'pki');
+  return insecure ? undefined : { ca: path.join(pki, 'ca.pem'), cert: path.join(pki, 'coordinator.pem'), key: path.join(pki, 'coordinator.key') };
+}
+
+/**
+ * The lab's PKI, as an operator makes it with `vcstor certs`: a CA, a server certificate
+ * per agent (its address as SAN), a client certificate for the coordinator, the CLI and
+ * tests. Kept when valid, so `up` again changes nothing.
+ */
+export async function ensureLabPki(runner: CommandRunner, dir: string, name: string, hosts: readonly LabHost[]): Promise<void> {
+  const pki = path.join(dir, 'pki');
+  await initCa(runner, pki, { name: `vcstor-lab-${name}` });
+  for (const host of hosts) await issueCert(runner, pki, { name: host.name, serverAddresses: [host.address] });
+  await issueCert(runner, pki, { name: 'coordinator', client: true });
 }
 
 /** The client TLS settings for a lab's agents: its mTLS files, or plaintext when it was made so. */
@@ -302,7 +320,7 @@ export class Lab {
       throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} on ${existing.subnet}; run lab down first or use another --dir`);
     }
     // Converging would keep agents that serve the other way: the record would lie.
-    if (existing && existing.tier !== 'vm' && (existing.tls === undefined) !== (options.insecure === true)) {
+    if (existing && (existing.tls === undefined) !== (options.insecure === true)) {
       throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
     }
     const hosts = planHosts(options);
@@ -321,7 +339,7 @@ export class Lab {
       natsMonitorUrl: `http://${storage0.address}:8222`,
       tgtControlPort: tgtControlPort(options.name),
       processes: [],
-      ...(options.insecure ? {} : { tls: { ca: path.join(options.dir, 'pki', 'ca.pem'), cert: path.join(options.dir, 'pki', 'coordinator.pem'), key: path.join(options.dir, 'pki', 'coordinator.key') } }),
+      ...(options.insecure ? {} : { tls: labTlsFiles(options.dir, false)! }),
     };
     const clashes = [...(await this.network.overlappingRoutes(options.subnet, `${options.name}-c`)), ...(await hostsFileAddressesIn(options.subnet))];
     if (clashes.length > 0) {
@@ -367,15 +385,7 @@ export class Lab {
       await writeFile(secretFile, `${randomBytes(12).toString('base64url').slice(0, 16)}\n`, { mode: 0o600 });
     }
 
-    // The lab's PKI, as an operator makes it with `vcstor certs`: a CA, a server
-    // certificate per agent (its address as SAN), a client certificate for the
-    // coordinator, the CLI and tests. Kept when valid, so `up` again changes nothing.
-    if (lab.tls) {
-      const pki = path.join(options.dir, 'pki');
-      await initCa(this.runner, pki, { name: `vcstor-lab-${options.name}` });
-      for (const host of hosts) await issueCert(this.runner, pki, { name: host.name, serverAddresses: [host.address] });
-      await issueCert(this.runner, pki, { name: 'coordinator', client: true });
-    }
+    if (lab.tls) await ensureLabPki(this.runner, options.dir, options.name, hosts);
 
     // Services of the first storage server: NATS for the coordinator, tgtd, ganesha.
     const storageDir = path.join(options.dir, 'hosts', storage0.name);

@@ -1,11 +1,10 @@
-import * as grpc from '@grpc/grpc-js';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkHealth } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import { isRunning, startDetached, waitFor, type DetachedProcess } from '../../common/processes.js';
 import type { CommandRunner } from '../../common/runner.js';
+import { tcpOpen } from './lab.js';
 import { VM_FAILED_MARK, VM_READY_MARK, type VmSeed } from './vm-seed.js';
 
 /**
@@ -52,6 +51,16 @@ async function ensureVolumeGroup(runner: CommandRunner, vg: { name: string; devi
   await runner.run('vgcreate', [vg.name, vg.device], { timeoutMs: 60_000 });
 }
 
+/**
+ * An agent is taken as up when its port accepts connections: the guest holds no client
+ * certificate (a tenant's root must not get one), so the health check over mTLS is the
+ * lab host's, once the guest says ready.
+ */
+async function serving(listen: string): Promise<boolean> {
+  const separator = listen.lastIndexOf(':');
+  return tcpOpen(listen.slice(0, separator), Number(listen.slice(separator + 1)));
+}
+
 export async function vmInit(runner: CommandRunner, seedFile: string, print: (line: string) => void): Promise<number> {
   try {
     const started = performance.now();
@@ -61,8 +70,13 @@ export async function vmInit(runner: CommandRunner, seedFile: string, print: (li
     if (seed.volumeGroup) await ensureVolumeGroup(runner, seed.volumeGroup);
     await mkdir(CONFIG_DIR, { recursive: true, mode: 0o700 });
     await mkdir(LOG_DIR, { recursive: true });
+    for (const file of seed.files ?? []) {
+      await mkdir(path.dirname(file.path), { recursive: true, mode: 0o700 });
+      await writeFile(file.path, file.content, { mode: file.mode });
+      // writeFile's mode applies only to a new file; a rerun must not leave a key readable.
+      await chmod(file.path, file.mode);
+    }
 
-    const credentials = grpc.credentials.createInsecure();
     const logs: string[] = [];
     const agents: DetachedProcess[] = [];
     for (const agent of seed.agents) {
@@ -70,7 +84,7 @@ export async function vmInit(runner: CommandRunner, seedFile: string, print: (li
       await writeFile(configFile, `${JSON.stringify(agent.config, null, 2)}\n`, { mode: 0o600 });
       const log = path.join(LOG_DIR, `${agent.name}.log`);
       logs.push(log);
-      if ((await checkHealth(agent.listen, credentials, '', 1000).catch(() => 'DOWN')) === 'SERVING') continue;
+      if (await serving(agent.listen)) continue;
       agents.push(await startDetached('agent', agent.name, [process.execPath, CLI, 'agent', agent.role, '--config', configFile], log));
     }
     if (seed.logDevice) {
@@ -84,7 +98,7 @@ export async function vmInit(runner: CommandRunner, seedFile: string, print: (li
         `agent ${agent.name} on ${agent.listen}`,
         async () => {
           if (!(await isRunning(proc))) throw new VcstorError('UNAVAILABLE', `agent ${agent.name} exited; see ${path.join(LOG_DIR, `${agent.name}.log`)}`);
-          return (await checkHealth(agent.listen, credentials, '', 2000).catch(() => 'DOWN')) === 'SERVING';
+          return serving(agent.listen);
         },
         AGENT_START_MS,
         500,

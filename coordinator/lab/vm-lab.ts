@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { checkHealth } from '../../common/clients.js';
@@ -6,7 +5,7 @@ import { VcstorError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { isRunning, startDetached, waitFor } from '../../common/processes.js';
 import type { CommandRunner } from '../../common/runner.js';
-import { IQN_PREFIX, planHosts, tcpOpen, readLabFile, tgtControlPort, validateLabOptions, writeLabFile, type LabFile, type LabHost, type LabOptions, type LabReporter } from './lab.js';
+import { ensureLabPki, IQN_PREFIX, labCredentials, labTlsFiles, planHosts, tcpOpen, readLabFile, tgtControlPort, validateLabOptions, writeLabFile, type LabFile, type LabHost, type LabOptions, type LabReporter } from './lab.js';
 import type { LabNetwork } from './network.js';
 import { buildAppDisk } from './vm-app.js';
 import { buildVmImage, VM_SEED_FW_CFG_NAME, type VmImage } from './vm-image.js';
@@ -59,9 +58,13 @@ export function planVmHosts(options: LabOptions): LabHost[] {
   }));
 }
 
-/** A host's agent config inside its guest: the real-host drivers. */
-export function vmAgentConfig(host: LabHost): Record<string, unknown> {
-  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls: { insecure: true }, stateDir: path.join(host.dataDir, 'state') };
+/** Where a guest keeps the lab's certificates (written by vm-init from the seed). */
+const GUEST_PKI = '/etc/vcstor/pki';
+
+/** A host's agent config inside its guest: the real-host drivers; mTLS unless the lab is plaintext. */
+export function vmAgentConfig(host: LabHost, mtls: boolean): Record<string, unknown> {
+  const tls = mtls ? { ca: `${GUEST_PKI}/ca.pem`, cert: `${GUEST_PKI}/${host.name}.pem`, key: `${GUEST_PKI}/${host.name}.key` } : { insecure: true };
+  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(host.dataDir, 'state') };
   const initiator = { driver: 'open-iscsi', initiatorIqn: `${IQN_PREFIX}:${host.name}` };
   switch (host.role) {
     case 'storage':
@@ -117,6 +120,9 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
   if (existing && (existing.name !== options.name || existing.subnet !== options.subnet || (existing.tier ?? 'namespaces') !== 'vm')) {
     throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} (${existing.tier ?? 'namespaces'}) on ${existing.subnet}; run lab down first or use another --dir`);
   }
+  if (existing && (existing.tls === undefined) !== (options.insecure === true)) {
+    throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
+  }
   const base = options.subnet.replace(/\.0\/24$/, '');
   const lab: LabFile = {
     name: options.name,
@@ -132,6 +138,7 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
     tgtControlPort: tgtControlPort(options.name),
     processes: [],
     tier: 'vm',
+    ...(options.insecure ? {} : { tls: labTlsFiles(options.dir, false)! }),
   };
   const clashes = await network.overlappingRoutes(options.subnet, lab.coordinatorLink);
   if (clashes.length > 0) throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
@@ -162,6 +169,9 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
     report(`nats-server up on ${lab.coordinatorAddress}:4222`);
   }
 
+  // mTLS as in the namespace lab; each guest gets only its own hosts' keys (in its seed).
+  if (lab.tls) await ensureLabPki(runner, options.dir, options.name, hosts);
+
   const app = await buildAppDisk({ runner, file: path.join(options.dir, 'vms', 'app.ext4'), log, ...(signal ? { signal } : {}) });
   report(`app disk: ${(app.bytes / 2 ** 20).toFixed(0)} MiB in ${(app.ms / 1000).toFixed(1)} s`);
 
@@ -183,12 +193,23 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
     const line = await waitForGuest(plan.name, serialLog, GUEST_READY_MS, signal);
     report(`${plan.name}: ${line}`);
   }
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = await labCredentials(lab);
   for (const host of hosts) {
     await waitFor(`agent ${host.name} at ${host.agentAddress}`, async () => (await checkHealth(host.agentAddress, credentials, '', 2000).catch(() => 'DOWN')) === 'SERVING', 60_000, 500);
   }
   report(`lab ${options.name} (VM tier) up in ${((performance.now() - started) / 1000).toFixed(1)} s; record: ${path.join(options.dir, 'lab.json')}`);
   return lab;
+
+  /** The CA and the hosts' own certificates and keys, as the guest must hold them. */
+  async function pkiFilesFor(guestHosts: readonly LabHost[]): Promise<NonNullable<VmSeed['files']>> {
+    const pki = path.join(options.dir, 'pki');
+    const files: NonNullable<VmSeed['files']> = [{ path: `${GUEST_PKI}/ca.pem`, mode: 0o644, content: await readFile(path.join(pki, 'ca.pem'), 'utf8') }];
+    for (const h of guestHosts) {
+      files.push({ path: `${GUEST_PKI}/${h.name}.pem`, mode: 0o644, content: await readFile(path.join(pki, `${h.name}.pem`), 'utf8') });
+      files.push({ path: `${GUEST_PKI}/${h.name}.key`, mode: 0o600, content: await readFile(path.join(pki, `${h.name}.key`), 'utf8') });
+    }
+    return files;
+  }
 
   async function bootGuest(plan: VmPlan, serialLog: string): Promise<void> {
     const vmDir = path.join(options.dir, 'vms');
@@ -202,8 +223,9 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
       hostname: plan.name,
       addresses: plan.hosts.map((h) => `${h.address}/24`),
       modules: [...new Set(plan.hosts.flatMap((h) => MODULES[h.role]))],
-      agents: plan.hosts.map((h) => ({ name: h.name, role: h.role, listen: h.agentAddress, config: vmAgentConfig(h) })),
+      agents: plan.hosts.map((h) => ({ name: h.name, role: h.role, listen: h.agentAddress, config: vmAgentConfig(h, lab.tls !== undefined) })),
       logDevice: '/dev/ttyS1',
+      files: lab.tls ? await pkiFilesFor(plan.hosts) : [],
     };
     const disks: Array<{ file: string; format: 'raw'; readOnly?: boolean }> = [{ file: app.file, format: 'raw', readOnly: true }];
     if (own.role === 'storage') {
@@ -214,11 +236,12 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
       seed.volumeGroup = { name: VOLUME_GROUP, device: '/dev/vdc' };
     }
     const seedFile = path.join(vmDir, `${plan.name}.seed.json`);
-    await writeFile(seedFile, `${JSON.stringify(seed, null, 2)}\n`);
+    // 0600: it carries the guest's private keys.
+    await writeFile(seedFile, `${JSON.stringify(seed, null, 2)}\n`, { mode: 0o600 });
     for (const host of plan.hosts) {
       // What the guest's agent runs with, kept here for people and `lab status`.
       await mkdir(path.dirname(host.agentConfig), { recursive: true });
-      await writeFile(host.agentConfig, `${JSON.stringify(vmAgentConfig(host), null, 2)}\n`);
+      await writeFile(host.agentConfig, `${JSON.stringify(vmAgentConfig(host, lab.tls !== undefined), null, 2)}\n`);
     }
     const vm = await bootVm({
       runner,

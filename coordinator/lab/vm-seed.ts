@@ -18,6 +18,8 @@ export interface VmSeed {
   agents: Array<{ name: string; role: AgentRole; listen: string; config: Record<string, unknown> }>;
   /** Where the agents' logs are copied as they grow: the guest's second serial port. */
   logDevice?: string;
+  /** Files to write before the agents start (the lab's CA, the guest's certificates and keys). */
+  files?: Array<{ path: string; mode: number; content: string }>;
 }
 
 /** The line vm-init prints on the console when every agent serves: the lab waits for it. */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { unary } from '../../common/clients.js';
+import * as grpc from '@grpc/grpc-js';
+import { checkHealth, unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
 import { Lab, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
@@ -98,6 +99,12 @@ describe('VM tier: the real-host drivers, for real, in qemu guests', { skip }, (
       }
     }
     assert.ok(timings.labUpAgainMs! < 30_000, `up again took ${timings.labUpAgainMs} ms: it should only check`);
+    // mTLS as in the namespace lab: the guests' agents refuse a plaintext client.
+    assert.ok(record.tls, 'the VM lab made its PKI');
+    for (const host of record.hosts) {
+      const status = await checkHealth(host.agentAddress, grpc.credentials.createInsecure(), '', 5000).catch((err: unknown) => (err instanceof VcstorError ? err.code : 'ERROR'));
+      assert.notEqual(status, 'SERVING', `${host.name} answered plaintext`);
+    }
   });
 
   it('LVM: a volume is a real LV on the virtual disk, zeroed, and goes with DeleteVolume', async () => {
