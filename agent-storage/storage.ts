@@ -212,15 +212,29 @@ export class StorageServer {
         }
       }
       await this.o.record.update((r) => r.iscsi.push(wanted));
+      let spec: IscsiExportSpec;
       try {
-        await this.o.target.ensureExport(await this.exportSpec(wanted, signal), signal);
+        spec = await this.exportSpec(wanted, signal);
+        await this.o.target.ensureExport(spec, signal);
       } catch (err) {
         await this.o.target.removeTarget(wanted.iqn, true, new AbortController().signal).catch(() => undefined);
         await this.o.record.update((r) => (r.iscsi = r.iscsi.filter((e) => e !== wanted && e.iqn !== wanted.iqn)));
         throw err;
       }
       this.o.log.info({ volume: volume.name, iqn: wanted.iqn }, 'exported over iSCSI');
-      return { target: await this.describeTarget(wanted.iqn, signal), created: true };
+      // A target ensureExport just made is exactly `spec`, with no session yet: answering
+      // from it spares listing every target on the server (O(N) per export).
+      const state: IscsiTargetState = {
+        iqn: spec.iqn,
+        luns: [{ lun: spec.lun, backingPath: spec.backingPath }],
+        allowedInitiators: spec.allowedInitiators,
+        allowedAddresses: spec.allowedAddresses,
+        allowAnyInitiator: spec.allowAnyInitiator,
+        chapUsers: spec.chap ? [spec.chap.username] : [],
+        ...(spec.chap?.mutualUsername ? { mutualChapUser: spec.chap.mutualUsername } : {}),
+        sessions: [],
+      };
+      return { target: this.toTarget(state, wanted, wanted.iqn, new Map([[volume.name, volume]])), created: true };
     });
   }
 

@@ -5,13 +5,14 @@
  * volumes + exports + logins at once). Prints live progress, the table per step, the
  * knee, and what tgtd and the initiator side used at their peak. Asserts nothing.
  *
- *   node dist/bench/scale-ramp.js [--to 1024] [--runtime 5] [--per-daemon 64] [--rw randread]
+ *   node dist/bench/scale-ramp.js [--from 1] [--to 1024] [--runtime 5] [--per-daemon 64] [--rw randread]
  *     [--bs 4k] [--iodepth 1] [--luns 1] [--control-plane 0] [--p99-ms 100]
  *     [--name vcs --dir /var/lib/vcstor/lab/vcs --subnet 198.51.100.0/24] [--keep]
  *
  * Uses the lab of that name if it is up, else brings it up (and down again unless --keep).
  */
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readAioBudget, TGT_AIO_EVENTS_PER_LUN } from '../agent-storage/drivers/tgt.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,7 +20,7 @@ import { pino } from 'pino';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { RunEventBus } from '../coordinator/events.js';
-import { DEFAULT_LAB, Lab } from '../coordinator/lab/lab.js';
+import { DEFAULT_LAB, Lab, labClientTls } from '../coordinator/lab/lab.js';
 import { describeEvent } from '../coordinator/run-commands.js';
 import { renderReport } from '../coordinator/report.js';
 import { scaleResultsTable } from '../coordinator/scale-report.js';
@@ -27,6 +28,7 @@ import { scaleLabPlan } from '../coordinator/scale-plan.js';
 
 const { values } = parseArgs({
   options: {
+    from: { type: 'string', default: '1' },
     to: { type: 'string', default: '1024' },
     runtime: { type: 'string', default: '5' },
     'per-daemon': { type: 'string', default: '64' },
@@ -57,6 +59,20 @@ class Peak {
   }
 }
 
+/**
+ * Every tgt aio LUN takes a kernel AIO context of 128 events from the machine-wide
+ * fs.aio-max-nr (65536 by default: 512 LUNs, fewer when anything else uses AIO). The
+ * control plane needs one LUN per volume, so the budget is raised first, and said so.
+ */
+async function ensureAioBudget(luns: number): Promise<void> {
+  const budget = await readAioBudget();
+  const needed = budget.inUse + luns * TGT_AIO_EVENTS_PER_LUN;
+  if (needed <= budget.max) return;
+  const max = Math.max(needed * 2, 1_048_576);
+  await writeFile('/proc/sys/fs/aio-max-nr', `${max}\n`);
+  console.log(`fs.aio-max-nr raised from ${budget.max} to ${max}: ${luns} tgt aio LUNs need ${luns * TGT_AIO_EVENTS_PER_LUN} AIO events, ${budget.inUse} are in use`);
+}
+
 async function main(): Promise<void> {
   const log = pino({ level: 'silent' });
   const lab = new Lab(new ExecaCommandRunner(log), log);
@@ -71,8 +87,9 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => void (tgtd ? tgtdPeak.sample(tgtd.pid) : undefined), 1000);
   try {
     const controlPlane = Number(values['control-plane']);
+    await ensureAioBudget(controlPlane + Number(values.luns));
     const plan = scaleLabPlan(record, 'scale-bench', {
-      ramp: { from: 1, to: Number(values.to), factor: 2 },
+      ramp: { from: Number(values.from), to: Number(values.to), factor: 2 },
       luns: Number(values.luns),
       volumeSize: '64MiB',
       fio: { rw: values.rw, blockSize: values.bs, iodepth: Number(values.iodepth), size: '16MiB', runtimeS: Number(values.runtime) },
@@ -81,6 +98,8 @@ async function main(): Promise<void> {
       ...(controlPlane > 0 ? { controlPlane: { volumes: controlPlane, concurrency: Number(values['cp-concurrency']) } } : {}),
       stepTimeoutS: 900,
     });
+    // The lab's agents serve mTLS unless it was made with --insecure.
+    plan.tls = labClientTls(record);
     const coordinator = new Coordinator({ runsDir: path.join(scratch, 'runs'), log, publisher: bus });
     const { run } = await coordinator.submit(JSON.stringify(plan), { source: 'scale-bench' });
     console.log(`run ${run.runId}: ramp to ${values.to} initiators over ${record.hosts.filter((h) => h.role !== 'storage').map((h) => h.name).join(', ')}; events on ${record.natsUrl}`);

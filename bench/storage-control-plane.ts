@@ -7,13 +7,12 @@
  *
  * Uses the lab named "vcs" if it is up, else brings it up (and down again afterwards).
  */
-import * as grpc from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { makeClient, unary } from '../common/clients.js';
 import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
 import { ExecaCommandRunner } from '../common/runner.js';
-import { DEFAULT_LAB, Lab } from '../coordinator/lab/lab.js';
+import { DEFAULT_LAB, Lab, labCredentials } from '../coordinator/lab/lab.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,7 +62,7 @@ async function main(): Promise<void> {
   const ours = (await lab.status(dir)).lab === undefined;
   const record = ours ? await lab.up({ ...DEFAULT_LAB, dir }) : (await lab.status(dir)).lab!;
   const address = record.hosts.find((h) => h.role === 'storage')!.agentAddress;
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = await labCredentials(record);
   const pool = Array.from({ length: clients }, () => makeClient('storage', address, credentials));
   try {
     const client = pool[0]!;

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import { CommandError, type CommandRunner } from '../../common/runner.js';
 import type { ChapCredentials, IscsiExportSpec, IscsiTargetDriver, IscsiTargetState } from './types.js';
@@ -75,19 +77,64 @@ export function parseTgtAccounts(text: string): string[] {
 const isAddressAcl = (entry: string) => isIP(entry.split('/')[0] ?? '') !== 0;
 
 /**
+ * tgt's aio backing store takes one kernel AIO context of 128 events per LUN
+ * (AIO_MAX_IODEPTH in tgt's bs_aio.c), counted against the machine-wide fs.aio-max-nr.
+ */
+export const TGT_AIO_EVENTS_PER_LUN = 128;
+
+/** The machine's AIO event budget: fs.aio-nr (in use, by every process) and fs.aio-max-nr. */
+export interface AioBudget {
+  inUse: number;
+  max: number;
+}
+
+export async function readAioBudget(procSysFs = '/proc/sys/fs'): Promise<AioBudget> {
+  const read = async (name: string) => Number((await readFile(path.join(procSysFs, name), 'utf8')).trim());
+  const [inUse, max] = await Promise.all([read('aio-nr'), read('aio-max-nr')]);
+  return { inUse, max };
+}
+
+/** What tgtadm prints, exiting 0, when tgtd dropped the request without an answer. */
+const CLOSED_SOCKET = /tgtd closed the socket/;
+
+const emptyTarget = (tid: number, iqn: string): TgtShowTarget => ({ tid, iqn, luns: [], accounts: [], acl: [], sessions: [] });
+
+/**
  * tgt, the user-space iSCSI target, driven with tgtadm on tgtd's control port (`-C`).
  * tgt allows an initiator whose IQN *or* address is on a target's ACL. CHAP accounts
  * are global in tgtd; a target binds them (incoming, and one outgoing for mutual CHAP).
  * tgtadm takes passwords only on its command line: they are masked in logs and errors.
+ *
+ * Concurrency: tgtd allocates no tids (the caller picks them), so choosing a tid and
+ * creating the target happen one at a time; CHAP accounts are global, so account
+ * changes happen one at a time too. A new target's LUN and ACL are its own and are made
+ * outside both queues. The driver keeps tgtd's targets in memory between calls so that
+ * an export does not list every target (1 KB of `show` output per target: O(N) per
+ * export); the copy is re-read from tgtd whenever it may be stale (an existing target is
+ * re-applied or removed, a tid clashes, a command fails, the targets are listed), and it
+ * only ever picks a tid for `target new`, which tgtd refuses when the tid is taken.
  */
 export class TgtIscsiTarget implements IscsiTargetDriver {
   readonly driver = 'tgt' as const;
   readonly defaultLun = 1;
-  /** tgtd allocates nothing itself (tids are ours), so changes are made one at a time. */
+  /** Target creation (tid choice + `target new`) and removal, one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Changes to the global CHAP accounts, one at a time. */
+  private accountQueue: Promise<unknown> = Promise.resolve();
+  /** tgtd's targets by IQN as last read or changed by this driver; undefined = read them. */
+  private known: Map<string, TgtShowTarget> | undefined;
+  /** tgtd's CHAP accounts as last read or changed; undefined = read them. */
+  private knownAccounts: Set<string> | undefined;
 
   constructor(
-    private readonly options: { runner: CommandRunner; controlPort: number; portal?: string; backingStoreType?: 'aio' | 'rdwr' },
+    private readonly options: {
+      runner: CommandRunner;
+      controlPort: number;
+      portal?: string;
+      backingStoreType?: 'aio' | 'rdwr';
+      /** The machine's AIO budget; the default reads /proc/sys/fs (tests inject a small one). */
+      aioBudget?: () => Promise<AioBudget>;
+    },
   ) {}
 
   portals(): string[] {
@@ -97,7 +144,20 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
   private tgtadm(args: string[], signal: AbortSignal, sensitive: string[] = []) {
     return this.options.runner
       .run('tgtadm', ['-C', String(this.options.controlPort), '--lld', 'iscsi', ...args], { signal, sensitive, timeoutMs: 30_000 })
+      .then((result) => {
+        // tgtd 1.0.85 can drop a request and close the control connection without an
+        // answer; tgtadm then exits 0. The change may or may not have been made, so it
+        // is a failure, and what we know of tgtd's state is no longer trusted.
+        if (CLOSED_SOCKET.test(result.stdout) || CLOSED_SOCKET.test(result.stderr)) {
+          throw new VcstorError(
+            'UNAVAILABLE',
+            `tgtd on control port ${this.options.controlPort} closed the control connection without answering \`${args.filter((a) => !sensitive.includes(a)).join(' ')}\`; its control channel may be broken (see tgtd's log); restart tgtd and the agent re-applies its exports`,
+          );
+        }
+        return result;
+      })
       .catch((err: unknown) => {
+        this.forget();
         // tgtadm exits 107 when tgtd is not running on that control port.
         if (err instanceof CommandError && /can't send the request|Transport endpoint|connect/i.test(err.stderr)) {
           throw new VcstorError('UNAVAILABLE', `tgtd is not running on control port ${this.options.controlPort}`, { cause: err });
@@ -106,15 +166,43 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
       });
   }
 
-  /** Run changes one at a time (tid allocation reads, then writes). */
+  /** Drop the in-memory copy of tgtd's state: the next change reads it again. */
+  private forget(): void {
+    this.known = undefined;
+    this.knownAccounts = undefined;
+  }
+
+  private static chain<T>(tail: Promise<unknown>, work: () => Promise<T>): { next: Promise<T>; tail: Promise<unknown> } {
+    const next = tail.then(work, work);
+    return { next, tail: next.catch(() => undefined) };
+  }
+
+  /** Run target creations and removals one at a time (tid allocation reads, then writes). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work, work);
-    this.queue = next.catch(() => undefined);
+    const { next, tail } = TgtIscsiTarget.chain(this.queue, work);
+    this.queue = tail;
+    return next;
+  }
+
+  private serialAccounts<T>(work: () => Promise<T>): Promise<T> {
+    const { next, tail } = TgtIscsiTarget.chain(this.accountQueue, work);
+    this.accountQueue = tail;
     return next;
   }
 
   async show(signal: AbortSignal): Promise<TgtShowTarget[]> {
-    return parseTgtShow((await this.tgtadm(['--mode', 'target', '--op', 'show'], signal)).stdout);
+    const targets = parseTgtShow((await this.tgtadm(['--mode', 'target', '--op', 'show'], signal)).stdout);
+    this.known = new Map(targets.map((t) => [t.iqn, t]));
+    // Accounts are re-read with the targets: a restarted tgtd has lost both.
+    this.knownAccounts = undefined;
+    return targets;
+  }
+
+  /** Read tgtd's targets into the known copy, and return it. */
+  private async refresh(signal: AbortSignal): Promise<Map<string, TgtShowTarget>> {
+    const known = new Map((await this.show(signal)).map((t) => [t.iqn, t]));
+    this.known = known;
+    return known;
   }
 
   async listTargets(signal: AbortSignal): Promise<IscsiTargetState[]> {
@@ -130,53 +218,102 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
     }));
   }
 
+  /**
+   * An aio LUN needs an AIO context; when io_setup fails, tgtd 1.0.85's error path
+   * closes fd 0 and deletes a control-socket event that is not its own, after which
+   * it drops control requests (tgtadm: "tgtd closed the socket", exit 0) while some of
+   * them take effect. So the budget is checked here, before tgtd is asked.
+   */
+  private async checkAioBudget(): Promise<void> {
+    const budget = await (this.options.aioBudget ?? (() => readAioBudget()))();
+    if (budget.inUse + TGT_AIO_EVENTS_PER_LUN <= budget.max) return;
+    const needed = Math.max(1_048_576, budget.max * 2);
+    throw new VcstorError(
+      'RESOURCE_EXHAUSTED',
+      `no kernel AIO context left for another tgt aio LUN: fs.aio-nr is ${budget.inUse} of fs.aio-max-nr ${budget.max} (machine-wide; each aio LUN takes ${TGT_AIO_EVENTS_PER_LUN}); raise it (sysctl -w fs.aio-max-nr=${needed}), remove unused exports, or set iscsiTarget.backingStoreType: rdwr`,
+    );
+  }
+
   ensureExport(spec: IscsiExportSpec, signal: AbortSignal): Promise<void> {
+    const bstype = this.options.backingStoreType ?? 'aio';
     return this.serial(async () => {
-      const targets = await this.show(signal);
-      let target = targets.find((t) => t.iqn === spec.iqn);
-      const created = !target;
-      if (!target) {
-        const tid = Math.max(0, ...targets.map((t) => t.tid)) + 1;
-        await this.tgtadm(['--mode', 'target', '--op', 'new', '--tid', String(tid), '--targetname', spec.iqn], signal);
-        target = { tid, iqn: spec.iqn, luns: [], accounts: [], acl: [], sessions: [] };
+      for (let attempt = 0; ; attempt++) {
+        // An existing target is re-read from tgtd (a restarted tgtd or another tool may
+        // have changed it); a new one gets the next tid after the known ones.
+        const all = this.known && !this.known.has(spec.iqn) ? this.known : await this.refresh(signal);
+        const existing = all.get(spec.iqn);
+        if (existing) return { target: existing, created: false, all: [...all.values()] };
+        if (bstype === 'aio') await this.checkAioBudget();
+        const tid = Math.max(0, ...[...all.values()].map((t) => t.tid)) + 1;
+        try {
+          await this.tgtadm(['--mode', 'target', '--op', 'new', '--tid', String(tid), '--targetname', spec.iqn], signal);
+        } catch (err) {
+          // Our queue never picks a tid twice, so a clash means tgtd has a target we did
+          // not know of (another tool made it, or tgtd restarted): tgtadm() dropped the
+          // copy; read tgtd and decide again, once.
+          if (attempt === 0 && err instanceof CommandError && /already exists/.test(err.stderr)) continue;
+          throw err;
+        }
+        const target = emptyTarget(tid, spec.iqn);
+        all.set(spec.iqn, target);
+        return { target, created: true, all: [...all.values()] };
       }
-      const tid = String(target.tid);
-
-      const lun = target.luns.find((l) => l.lun === spec.lun);
-      if (lun && lun.backingPath !== spec.backingPath) {
-        await this.tgtadm(['--mode', 'logicalunit', '--op', 'delete', '--tid', tid, '--lun', String(spec.lun)], signal);
+    }).then(async ({ target, created, all }) => {
+      try {
+        await this.converge(target, created, all, spec, bstype, signal);
+      } catch (err) {
+        this.forget();
+        throw err;
       }
-      if (!lun || lun.backingPath !== spec.backingPath) {
-        const bstype = this.options.backingStoreType ?? 'aio';
-        await this.tgtadm(['--mode', 'logicalunit', '--op', 'new', '--tid', tid, '--lun', String(spec.lun), '--backing-store', spec.backingPath, '--bstype', bstype], signal);
-      }
-
-      const wanted = spec.allowAnyInitiator ? ['ALL'] : [...spec.allowedAddresses, ...spec.allowedInitiators];
-      const aclArgs = (entry: string) => (entry === 'ALL' || isAddressAcl(entry) ? ['--initiator-address', entry] : ['--initiator-name', entry]);
-      for (const entry of wanted.filter((e) => !target!.acl.includes(e))) {
-        await this.tgtadm(['--mode', 'target', '--op', 'bind', '--tid', tid, ...aclArgs(entry)], signal);
-      }
-      for (const entry of target.acl.filter((e) => !wanted.includes(e))) {
-        await this.tgtadm(['--mode', 'target', '--op', 'unbind', '--tid', tid, ...aclArgs(entry)], signal);
-      }
-
-      await this.ensureChap(target, spec.chap, created, targets, signal);
     });
   }
 
+  /** Make one target's LUN, ACL and CHAP match `spec` (the target exists). */
+  private async converge(target: TgtShowTarget, created: boolean, all: TgtShowTarget[], spec: IscsiExportSpec, bstype: 'aio' | 'rdwr', signal: AbortSignal): Promise<void> {
+    const tid = String(target.tid);
+    const lun = target.luns.find((l) => l.lun === spec.lun);
+    if (lun && lun.backingPath !== spec.backingPath) {
+      await this.tgtadm(['--mode', 'logicalunit', '--op', 'delete', '--tid', tid, '--lun', String(spec.lun)], signal);
+    }
+    if (!lun || lun.backingPath !== spec.backingPath) {
+      if (!created && bstype === 'aio') await this.checkAioBudget();
+      await this.tgtadm(['--mode', 'logicalunit', '--op', 'new', '--tid', tid, '--lun', String(spec.lun), '--backing-store', spec.backingPath, '--bstype', bstype], signal);
+      target.luns = [...target.luns.filter((l) => l.lun !== spec.lun), { lun: spec.lun, type: 'disk', backingPath: spec.backingPath }];
+    }
+
+    const wanted = spec.allowAnyInitiator ? ['ALL'] : [...spec.allowedAddresses, ...spec.allowedInitiators];
+    const aclArgs = (entry: string) => (entry === 'ALL' || isAddressAcl(entry) ? ['--initiator-address', entry] : ['--initiator-name', entry]);
+    for (const entry of wanted.filter((e) => !target.acl.includes(e))) {
+      await this.tgtadm(['--mode', 'target', '--op', 'bind', '--tid', tid, ...aclArgs(entry)], signal);
+    }
+    for (const entry of target.acl.filter((e) => !wanted.includes(e))) {
+      await this.tgtadm(['--mode', 'target', '--op', 'unbind', '--tid', tid, ...aclArgs(entry)], signal);
+    }
+    target.acl = [...wanted];
+
+    await this.serialAccounts(() => this.ensureChap(target, spec.chap, created, all, signal));
+  }
+
+  /**
+   * Runs in the account queue (every account change and bind does), and records what
+   * it binds in `target`. The known copy only hints whether another target uses an
+   * account: before an account is deleted, tgtd is read again, in this queue, so no
+   * bind can be missed.
+   */
   private async ensureChap(target: TgtShowTarget, chap: ChapCredentials | undefined, fresh: boolean, all: TgtShowTarget[], signal: AbortSignal): Promise<void> {
     const tid = String(target.tid);
-    const accounts = parseTgtAccounts((await this.tgtadm(['--mode', 'account', '--op', 'show'], signal)).stdout);
-    const boundElsewhere = (user: string) => all.some((t) => t.tid !== target.tid && t.accounts.some((a) => a.user === user));
+    const accounts = this.knownAccounts ?? new Set(parseTgtAccounts((await this.tgtadm(['--mode', 'account', '--op', 'show'], signal)).stdout));
+    this.knownAccounts = accounts;
     const ensureAccount = async (user: string, password: string) => {
       // tgtd cannot show a password; an account no other target uses is re-made so a
       // new export never inherits a stale password.
-      if (accounts.includes(user) && fresh && !boundElsewhere(user)) {
+      if (accounts.has(user) && fresh && !(await this.boundElsewhere(user, target, all, signal))) {
         await this.tgtadm(['--mode', 'account', '--op', 'delete', '--user', user], signal);
-        accounts.splice(accounts.indexOf(user), 1);
+        accounts.delete(user);
       }
-      if (!accounts.includes(user)) {
+      if (!accounts.has(user)) {
         await this.tgtadm(['--mode', 'account', '--op', 'new', '--user', user, '--password', password], signal, [password]);
+        accounts.add(user);
       }
     };
     const incoming = chap ? [chap.username] : [];
@@ -185,17 +322,30 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
     if (chap?.mutualUsername && chap.mutualPassword) await ensureAccount(chap.mutualUsername, chap.mutualPassword);
     for (const user of incoming.filter((u) => !target.accounts.some((a) => a.user === u && !a.outgoing))) {
       await this.tgtadm(['--mode', 'account', '--op', 'bind', '--tid', tid, '--user', user], signal);
+      target.accounts.push({ user, outgoing: false });
     }
     for (const user of outgoing.filter((u) => !target.accounts.some((a) => a.user === u && a.outgoing))) {
       await this.tgtadm(['--mode', 'account', '--op', 'bind', '--tid', tid, '--user', user, '--outgoing'], signal);
+      target.accounts.push({ user, outgoing: true });
     }
     for (const account of target.accounts.filter((a) => !(a.outgoing ? outgoing : incoming).includes(a.user))) {
       await this.tgtadm(['--mode', 'account', '--op', 'unbind', '--tid', tid, '--user', account.user, ...(account.outgoing ? ['--outgoing'] : [])], signal);
+      target.accounts = target.accounts.filter((a) => a !== account);
     }
+  }
+
+  /** Does a target other than `target` bind `user`? Yes from the known copy is final; no is checked with tgtd. */
+  private async boundElsewhere(user: string, target: TgtShowTarget, all: TgtShowTarget[], signal: AbortSignal): Promise<boolean> {
+    const uses = (targets: Iterable<TgtShowTarget>) => [...targets].some((t) => t.iqn !== target.iqn && t.accounts.some((a) => a.user === user));
+    if (uses(this.known?.values() ?? all)) return true;
+    const current = parseTgtShow((await this.tgtadm(['--mode', 'target', '--op', 'show'], signal)).stdout);
+    return uses(current);
   }
 
   removeTarget(iqn: string, force: boolean, signal: AbortSignal): Promise<boolean> {
     return this.serial(async () => {
+      // Always read tgtd: a delete names a tid, and after a tgtd restart the known copy
+      // could give a tid that now belongs to another target.
       const targets = await this.show(signal);
       const target = targets.find((t) => t.iqn === iqn);
       if (!target) return false;
@@ -203,14 +353,24 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
         const who = target.sessions.map((s) => `${s.initiatorIqn} (${s.address})`).join(', ');
         throw new VcstorError('FAILED_PRECONDITION', `target ${iqn} has initiators logged in: ${who}; log them out or set force`);
       }
-      await this.tgtadm(['--mode', 'target', '--op', 'delete', ...(force ? ['--force'] : []), '--tid', String(target.tid)], signal);
+      await this.deleteTarget(target, force, targets, signal);
+      return true;
+    });
+  }
+
+  /** Delete a target, then the CHAP accounts no other target uses (in the account queue). */
+  private async deleteTarget(target: TgtShowTarget, force: boolean, all: TgtShowTarget[], signal: AbortSignal): Promise<void> {
+    await this.tgtadm(['--mode', 'target', '--op', 'delete', ...(force ? ['--force'] : []), '--tid', String(target.tid)], signal);
+    this.known?.delete(target.iqn);
+    await this.serialAccounts(async () => {
       for (const account of target.accounts) {
-        const usedElsewhere = targets.some((t) => t.tid !== target.tid && t.accounts.some((a) => a.user === account.user));
-        if (!usedElsewhere) {
-          await this.tgtadm(['--mode', 'account', '--op', 'delete', '--user', account.user], signal).catch(() => undefined);
+        if (!(await this.boundElsewhere(account.user, target, all, signal))) {
+          await this.tgtadm(['--mode', 'account', '--op', 'delete', '--user', account.user], signal).then(
+            () => this.knownAccounts?.delete(account.user),
+            () => undefined,
+          );
         }
       }
-      return true;
     });
   }
 }

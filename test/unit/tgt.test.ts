@@ -101,12 +101,72 @@ describe('tgt driver', () => {
     await assert.rejects(new TgtIscsiTarget({ runner: polite, controlPort: 7 }).removeTarget(IQN, false, never), /initiators logged in: iqn.2026-11.org.vcstor.lab:guest0 \(203.0.113.6\)/);
     const forced = make();
     assert.equal(await new TgtIscsiTarget({ runner: forced, controlPort: 7 }).removeTarget(IQN, true, never), true);
-    assert.deepEqual(forced.lines.slice(1), [
+    // Before deleting an account the driver re-reads tgtd (a bind made meanwhile must not be missed).
+    assert.deepEqual(forced.lines.slice(1).filter((l) => !l.endsWith('--mode target --op show')), [
       'tgtadm -C 7 --lld iscsi --mode target --op delete --force --tid 1',
       'tgtadm -C 7 --lld iscsi --mode account --op delete --user alice',
       'tgtadm -C 7 --lld iscsi --mode account --op delete --user tgtmutual',
     ]);
     assert.equal(await new TgtIscsiTarget({ runner: make(), controlPort: 7 }).removeTarget('iqn.2026-11.org.vcstor.lab:gone', false, never), false);
+  });
+
+  it('takes "tgtd closed the socket" with exit 0 as a failure, not a success', async () => {
+    // tgtd 1.0.85 after a failed io_setup: requests are dropped, tgtadm still exits 0.
+    const runner = new RecordingCommandRunner()
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: '' })
+      .when((cmd) => cmd === 'tgtadm', { stdout: 'tgtadm: tgtd closed the socket\n' });
+    const driver = new TgtIscsiTarget({ runner, controlPort: 7, aioBudget: async () => ({ inUse: 0, max: 65536 }) });
+    await assert.rejects(
+      driver.ensureExport({ iqn: 'iqn.2026-11.org.vcstor.lab:vol2', lun: 1, backingPath: '/srv/pool/vol2.img', allowedInitiators: [], allowedAddresses: [], allowAnyInitiator: true }, never),
+      { code: 'UNAVAILABLE', message: /closed the control connection without answering `--mode target --op new --tid 1 .*restart tgtd/ },
+    );
+  });
+
+  it('refuses an aio LUN the AIO budget cannot hold, before asking tgtd', async () => {
+    const runner = new RecordingCommandRunner().on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: '' }).when((cmd) => cmd === 'tgtadm', {});
+    const driver = new TgtIscsiTarget({ runner, controlPort: 7, aioBudget: async () => ({ inUse: 65_472, max: 65_536 }) });
+    await assert.rejects(
+      driver.ensureExport({ iqn: 'iqn.2026-11.org.vcstor.lab:vol2', lun: 1, backingPath: '/srv/pool/vol2.img', allowedInitiators: [], allowedAddresses: [], allowAnyInitiator: true }, never),
+      { code: 'RESOURCE_EXHAUSTED', message: /fs\.aio-nr is 65472 of fs\.aio-max-nr 65536 .*sysctl -w fs\.aio-max-nr=1048576.*backingStoreType: rdwr/ },
+    );
+    assert.deepEqual(runner.lines, ['tgtadm -C 7 --lld iscsi --mode target --op show'], 'no target made');
+    // rdwr LUNs take no AIO context: the same budget does not stop them.
+    const rdwr = new TgtIscsiTarget({ runner: new RecordingCommandRunner().when((cmd) => cmd === 'tgtadm', {}), controlPort: 7, backingStoreType: 'rdwr', aioBudget: async () => ({ inUse: 65_536, max: 65_536 }) });
+    await rdwr.ensureExport({ iqn: 'iqn.2026-11.org.vcstor.lab:vol2', lun: 1, backingPath: '/srv/pool/vol2.img', allowedInitiators: [], allowedAddresses: [], allowAnyInitiator: true }, never);
+  });
+
+  it('picks tids from what it knows, one target at a time, and re-reads tgtd on a clash', async () => {
+    let shows = 0;
+    const runner = new RecordingCommandRunner()
+      .when((cmd, args) => cmd === 'tgtadm' && args.includes('show') && args.includes('target'), () => ({ stdout: shows++ === 0 ? '' : 'Target 1: iqn.2026-11.other:x\n' }))
+      // Another tool made tid 1 behind the driver's back: the first `new --tid 1` clashes.
+      .when((cmd, args) => cmd === 'tgtadm' && args.join(' ').includes('--op new --tid 1 '), { exitCode: 22, stderr: 'tgtadm: this target already exists\n' })
+      .when((cmd) => cmd === 'tgtadm', {});
+    const driver = new TgtIscsiTarget({ runner, controlPort: 7, aioBudget: async () => ({ inUse: 0, max: 65536 }) });
+    const spec = (k: number) => ({ iqn: `iqn.2026-11.org.vcstor.lab:v${k}`, lun: 1, backingPath: `/srv/pool/v${k}.img`, allowedInitiators: [], allowedAddresses: [], allowAnyInitiator: true });
+    await Promise.all([1, 2, 3].map((k) => driver.ensureExport(spec(k), never)));
+    const news = runner.lines.filter((l) => l.includes('--mode target --op new'));
+    assert.deepEqual(news.map((l) => /--tid (\d+) --targetname (\S+)/.exec(l)!.slice(1).join(' ')), [
+      '1 iqn.2026-11.org.vcstor.lab:v1',
+      '2 iqn.2026-11.org.vcstor.lab:v1',
+      '3 iqn.2026-11.org.vcstor.lab:v2',
+      '4 iqn.2026-11.org.vcstor.lab:v3',
+    ]);
+    assert.equal(runner.lines.filter((l) => l.endsWith('--mode target --op show')).length, 2, 'tgtd read at the start and after the clash, not per export');
+  });
+
+  it('adopts a target another tool made under the same name instead of failing', async () => {
+    let shows = 0;
+    const runner = new RecordingCommandRunner()
+      .when((cmd, args) => cmd === 'tgtadm' && args.includes('show') && args.includes('target'), () => ({ stdout: shows++ === 0 ? '' : 'Target 5: iqn.2026-11.org.vcstor.lab:v1\n' }))
+      .when((cmd, args) => cmd === 'tgtadm' && args.join(' ').includes('--op new --tid 1 '), { exitCode: 22, stderr: 'tgtadm: this target already exists\n' })
+      .when((cmd) => cmd === 'tgtadm', {});
+    const driver = new TgtIscsiTarget({ runner, controlPort: 7, aioBudget: async () => ({ inUse: 0, max: 65536 }) });
+    await driver.ensureExport({ iqn: 'iqn.2026-11.org.vcstor.lab:v1', lun: 1, backingPath: '/srv/pool/v1.img', allowedInitiators: [], allowedAddresses: [], allowAnyInitiator: true }, never);
+    assert.deepEqual(runner.lines.filter((l) => !l.endsWith('--op show')).slice(1), [
+      'tgtadm -C 7 --lld iscsi --mode logicalunit --op new --tid 5 --lun 1 --backing-store /srv/pool/v1.img --bstype aio',
+      'tgtadm -C 7 --lld iscsi --mode target --op bind --tid 5 --initiator-address ALL',
+    ]);
   });
 
   it('says tgtd is not running when its control port does not answer', async () => {
