@@ -248,7 +248,7 @@ function ganeshaConfig(hostDir: string, address: string, nfsV3: boolean): string
   ].join('\n');
 }
 
-function natsConfig(address: string, storeDir: string): string {
+export function natsConfig(address: string, storeDir: string): string {
   // JetStream would default to 75% of RAM; the lab needs little.
   return [`listen: "${address}:4222"`, `http: "${address}:8222"`, `server_name: lab`, `jetstream { store_dir: "${storeDir}", max_memory_store: 256MB, max_file_store: 2GB }`, ''].join('\n');
 }
@@ -292,6 +292,49 @@ async function programRunning(name: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * The record of a lab about to be brought up (or converged): refuses a directory that
+ * holds another lab, or this one in the other tier or TLS mode; keeps the processes of
+ * the existing record that still run.
+ */
+export async function newLabRecord(options: LabOptions, hosts: LabHost[], tier: 'namespaces' | 'vm', natsAddress: string): Promise<LabFile> {
+  const existing = await readLabFile(options.dir);
+  if (existing && (existing.name !== options.name || existing.subnet !== options.subnet || (existing.tier ?? 'namespaces') !== tier)) {
+    throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} (${existing.tier ?? 'namespaces'}) on ${existing.subnet}; run lab down first or use another --dir`);
+  }
+  // Converging would keep agents that serve the other way: the record would lie.
+  if (existing && (existing.tls === undefined) !== (options.insecure === true)) {
+    throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
+  }
+  const base = options.subnet.replace(/\.0\/24$/, '');
+  const lab: LabFile = {
+    name: options.name,
+    subnet: options.subnet,
+    dir: options.dir,
+    createdUnixMs: existing?.createdUnixMs ?? Date.now(),
+    switchNamespace: `${options.name}-sw`,
+    coordinatorLink: `${options.name}-c`,
+    coordinatorAddress: `${base}.1`,
+    hosts,
+    natsUrl: `nats://${natsAddress}:4222`,
+    natsMonitorUrl: `http://${natsAddress}:8222`,
+    tgtControlPort: tgtControlPort(options.name),
+    processes: [],
+    ...(tier === 'vm' ? { tier } : {}),
+    ...(options.insecure ? {} : { tls: labTlsFiles(options.dir, false)! }),
+  };
+  for (const proc of existing?.processes ?? []) if (await isRunning(proc)) lab.processes.push(proc);
+  return lab;
+}
+
+/** A lab joins the root namespace to its bridge: never on a network the machine uses. */
+export async function refuseUsedSubnet(network: LabNetwork, options: LabOptions): Promise<void> {
+  const clashes = [...(await network.overlappingRoutes(options.subnet, `${options.name}-c`)), ...(await hostsFileAddressesIn(options.subnet))];
+  if (clashes.length > 0) {
+    throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
+  }
+}
+
 /** Progress of `up`/`down`, for people. */
 export type LabReporter = (message: string) => void;
 
@@ -315,38 +358,10 @@ export class Lab {
     validateLabOptions(options);
     if (process.getuid?.() !== 0) throw new VcstorError('PERMISSION_DENIED', 'the lab needs root (network namespaces, loop devices, mounts)');
     await mkdir(options.dir, { recursive: true });
-    const existing = await readLabFile(options.dir);
-    if (existing && (existing.name !== options.name || existing.subnet !== options.subnet)) {
-      throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} on ${existing.subnet}; run lab down first or use another --dir`);
-    }
-    // Converging would keep agents that serve the other way: the record would lie.
-    if (existing && (existing.tls === undefined) !== (options.insecure === true)) {
-      throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
-    }
     const hosts = planHosts(options);
-    const base = options.subnet.replace(/\.0\/24$/, '');
     const storage0 = hosts[0]!;
-    const lab: LabFile = {
-      name: options.name,
-      subnet: options.subnet,
-      dir: options.dir,
-      createdUnixMs: existing?.createdUnixMs ?? Date.now(),
-      switchNamespace: `${options.name}-sw`,
-      coordinatorLink: `${options.name}-c`,
-      coordinatorAddress: `${base}.1`,
-      hosts,
-      natsUrl: `nats://${storage0.address}:4222`,
-      natsMonitorUrl: `http://${storage0.address}:8222`,
-      tgtControlPort: tgtControlPort(options.name),
-      processes: [],
-      ...(options.insecure ? {} : { tls: labTlsFiles(options.dir, false)! }),
-    };
-    const clashes = [...(await this.network.overlappingRoutes(options.subnet, `${options.name}-c`)), ...(await hostsFileAddressesIn(options.subnet))];
-    if (clashes.length > 0) {
-      throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
-    }
-    // Keep processes that are still running; forget the ones that died.
-    for (const proc of existing?.processes ?? []) if (await isRunning(proc)) lab.processes.push(proc);
+    const lab = await newLabRecord(options, hosts, 'namespaces', storage0.address);
+    await refuseUsedSubnet(this.network, options);
     await writeLabFile(lab);
 
     const started = performance.now();

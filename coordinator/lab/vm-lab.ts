@@ -5,7 +5,7 @@ import { VcstorError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { isRunning, startDetached, waitFor } from '../../common/processes.js';
 import type { CommandRunner } from '../../common/runner.js';
-import { ensureLabPki, IQN_PREFIX, labCredentials, labTlsFiles, planHosts, tcpOpen, readLabFile, tgtControlPort, validateLabOptions, writeLabFile, type LabFile, type LabHost, type LabOptions, type LabReporter } from './lab.js';
+import { ensureLabPki, IQN_PREFIX, labCredentials, natsConfig, newLabRecord, planHosts, refuseUsedSubnet, tcpOpen, validateLabOptions, writeLabFile, type LabFile, type LabHost, type LabOptions, type LabReporter } from './lab.js';
 import type { LabNetwork } from './network.js';
 import { buildAppDisk } from './vm-app.js';
 import { buildVmImage, VM_SEED_FW_CFG_NAME, type VmImage } from './vm-image.js';
@@ -101,9 +101,6 @@ function macOf(address: string): string {
   return `52:54:00:76:63:${octet.toString(16).padStart(2, '0')}`;
 }
 
-function natsConfig(address: string, storeDir: string): string {
-  return [`listen: "${address}:4222"`, `http: "${address}:8222"`, 'server_name: lab', `jetstream { store_dir: "${storeDir}", max_memory_store: 256MB, max_file_store: 2GB }`, ''].join('\n');
-}
 
 /**
  * Bring the VM tier up, or converge one that is partly up (a guest whose qemu runs is
@@ -116,33 +113,10 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
   if (process.getuid?.() !== 0) throw new VcstorError('PERMISSION_DENIED', 'the lab needs root (network namespaces, tap devices, qemu)');
   const hosts = planVmHosts(options);
   await mkdir(options.dir, { recursive: true });
-  const existing = await readLabFile(options.dir);
-  if (existing && (existing.name !== options.name || existing.subnet !== options.subnet || (existing.tier ?? 'namespaces') !== 'vm')) {
-    throw new VcstorError('ALREADY_EXISTS', `${options.dir} holds lab ${existing.name} (${existing.tier ?? 'namespaces'}) on ${existing.subnet}; run lab down first or use another --dir`);
-  }
-  if (existing && (existing.tls === undefined) !== (options.insecure === true)) {
-    throw new VcstorError('FAILED_PRECONDITION', `lab ${existing.name} is up with ${existing.tls ? 'mTLS' : 'plaintext (--insecure)'} agents; run lab down first, or run up ${existing.tls ? 'without' : 'with'} --insecure`);
-  }
   const base = options.subnet.replace(/\.0\/24$/, '');
-  const lab: LabFile = {
-    name: options.name,
-    subnet: options.subnet,
-    dir: options.dir,
-    createdUnixMs: existing?.createdUnixMs ?? Date.now(),
-    switchNamespace: `${options.name}-sw`,
-    coordinatorLink: `${options.name}-c`,
-    coordinatorAddress: `${base}.1`,
-    hosts,
-    natsUrl: `nats://${base}.1:4222`,
-    natsMonitorUrl: `http://${base}.1:8222`,
-    tgtControlPort: tgtControlPort(options.name),
-    processes: [],
-    tier: 'vm',
-    ...(options.insecure ? {} : { tls: labTlsFiles(options.dir, false)! }),
-  };
-  const clashes = await network.overlappingRoutes(options.subnet, lab.coordinatorLink);
-  if (clashes.length > 0) throw new VcstorError('FAILED_PRECONDITION', `subnet ${options.subnet} is already used on this machine (${clashes.join(', ')}); choose another with --subnet`);
-  for (const proc of existing?.processes ?? []) if (await isRunning(proc)) lab.processes.push(proc);
+  // NATS on this machine, at the coordinator's address: the guests reach it over the bridge.
+  const lab = await newLabRecord(options, hosts, 'vm', `${base}.1`);
+  await refuseUsedSubnet(network, options);
   await writeLabFile(lab);
   const started = performance.now();
   const logs = path.join(options.dir, 'logs');
