@@ -340,6 +340,9 @@ export function parseXlBlockList(output: string): XlBlockDevice[] {
 }
 
 /** The Xen hypervisor, through xl. See the comment at the top of this file for the disk mapping. */
+/** How long a domain whose destroy failed may take to disappear by itself (see stop). */
+const DESTROY_SETTLE_MS = 5_000;
+
 export class XenHypervisor implements HypervisorDriver {
   /** Always 'xen'. */
   readonly driver = 'xen' as const;
@@ -457,6 +460,10 @@ export class XenHypervisor implements HypervisorDriver {
       }
     } catch (err) {
       if (err instanceof CommandError && isNoSuchDomain(err.stderr)) return false;
+      // Right after a shutdown, xl's own clean-up (the block scripts) may still hold the
+      // domain: a destroy then fails ("Unable to destroy guest") and the domain is gone a
+      // moment later (seen under Xen 4.17). Gone soon is stopped; still there is a failure.
+      if (err instanceof CommandError && /Unable to destroy guest/.test(err.stderr) && (await this.goneWithin(name, DESTROY_SETTLE_MS, signal))) return false;
       if (err instanceof CommandError && /PV control interface not available/.test(err.stderr)) {
         throw new VcstorError(
           'FAILED_PRECONDITION',
@@ -530,6 +537,17 @@ export class XenHypervisor implements HypervisorDriver {
   }
 
   /** The state of the domain named `name`, or undefined when there is none. */
+  /** True when `xl list` stops showing the domain (or shows it dying) within `ms`. */
+  private async goneWithin(name: string, ms: number, signal: AbortSignal): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const state = await this.domainState(name, signal);
+      if (state === undefined || state === 'dying') return true;
+      if (Date.now() >= until) return false;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
   private async domainState(name: string, signal: AbortSignal): Promise<DomainRunState | undefined> {
     let result: CommandResult;
     try {

@@ -107,6 +107,28 @@ export interface VmImage {
   rootfs: string;
 }
 
+/**
+ * A variant of the image for experiments (e.g. a Xen dom0): its own package list, files
+ * from /boot copied out next to the kernel, more configuration after the default one.
+ * A variant has its own cache key (its name and version are hashed in), so it never
+ * replaces or invalidates the lab's default image. Keep variants in their own cache
+ * directory: building the default image removes every other entry of its directory.
+ */
+export interface VmImageVariant {
+  /** Names the variant in its cache key and manifest (a-z0-9-). */
+  name: string;
+  /** Bump when the variant's configure step or boot files change: part of the key. */
+  version: number;
+  /** Installed instead of {@link VM_IMAGE_PACKAGES}; must hold one kernel (vmlinuz-*). */
+  packages: readonly string[];
+  /** Files of the root's /boot whose names match, copied into the entry as they are. */
+  bootFiles?: readonly RegExp[];
+  /** Packages whose versions the manifest records, besides the default ones. */
+  versionPackages?: readonly string[];
+  /** Runs after the default configuration, before mkfs. */
+  configure?: (root: string, inRoot: (args: readonly string[], options?: RunOptions) => Promise<{ stdout: string }>) => Promise<void>;
+}
+
 /** What {@link buildVmImage} returns. */
 export interface VmImageResult extends VmImage {
   /** False when the cache already held this image. */
@@ -117,6 +139,8 @@ export interface VmImageResult extends VmImage {
   phases: Record<string, number>;
   /** Kernel release and the versions of the packages that matter, from the build. */
   versions: Record<string, string>;
+  /** A variant's boot files ({@link VmImageVariant.bootFiles}) in the entry, by name. */
+  bootFiles?: Record<string, string>;
 }
 
 /** What a cache entry records about its build. */
@@ -129,6 +153,8 @@ interface VmImageManifest {
   builtUnixMs: number;
   phases: Record<string, number>;
   versions: Record<string, string>;
+  /** Only in a variant's entry. */
+  variant?: { name: string; version: number; bootFiles: string[] };
 }
 
 /** One apt source as the host configures it. */
@@ -140,6 +166,18 @@ interface AptSource {
 /** The cache key: the package list and the recipe, nothing about the host. */
 export function vmImageKey(packages: readonly string[] = VM_IMAGE_PACKAGES): string {
   const recipe = JSON.stringify({ recipe: VM_IMAGE_RECIPE_VERSION, suite: VM_IMAGE_SUITE, packages: [...packages].sort() });
+  return createHash('sha256').update(recipe).digest('hex').slice(0, 16);
+}
+
+/** A variant's cache key: the default recipe's fields plus the variant's name and version. */
+export function vmImageVariantKey(variant: VmImageVariant): string {
+  const recipe = JSON.stringify({
+    recipe: VM_IMAGE_RECIPE_VERSION,
+    suite: VM_IMAGE_SUITE,
+    packages: [...variant.packages].sort(),
+    variant: variant.name,
+    variantVersion: variant.version,
+  });
   return createHash('sha256').update(recipe).digest('hex').slice(0, 16);
 }
 
@@ -247,15 +285,24 @@ async function removeTree(runner: CommandRunner, dir: string): Promise<void> {
  * Every chroot command runs in its own mount namespace (unshare) with /proc mounted
  * there only: nothing stays mounted on the host when a build is killed.
  */
-export async function buildVmImage(options: { runner: CommandRunner; cacheDir: string; log?: Logger; signal?: AbortSignal }): Promise<VmImageResult> {
-  const { runner, cacheDir, log, signal } = options;
+export async function buildVmImage(options: { runner: CommandRunner; cacheDir: string; log?: Logger; signal?: AbortSignal; variant?: VmImageVariant }): Promise<VmImageResult> {
+  const { runner, cacheDir, log, signal, variant } = options;
   const started = performance.now();
-  const key = vmImageKey();
+  // Without a variant: exactly the lab's image, key and package list as they always were.
+  const packages = variant?.packages ?? VM_IMAGE_PACKAGES;
+  const key = variant ? vmImageVariantKey(variant) : vmImageKey();
   const entry = path.join(cacheDir, key);
   const cached = await readManifest(entry);
   if (cached) {
     log?.info({ entry }, 'vm image: cached');
-    return { ...imageFiles(entry), built: false, ms: Math.round(performance.now() - started), phases: cached.phases, versions: cached.versions };
+    return {
+      ...imageFiles(entry),
+      built: false,
+      ms: Math.round(performance.now() - started),
+      phases: cached.phases,
+      versions: cached.versions,
+      ...(cached.variant ? { bootFiles: variantBootFiles(entry, cached.variant.bootFiles) } : {}),
+    };
   }
 
   await mkdir(cacheDir, { recursive: true });
@@ -320,11 +367,16 @@ export async function buildVmImage(options: { runner: CommandRunner; cacheDir: s
       await writeFile(path.join(root, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
       await writeFile(path.join(root, 'etc/apt/apt.conf.d/90vcstor'), 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n');
       await inRoot(['apt-get', 'update']);
-      await inRoot(['apt-get', 'install', '-y', '--no-install-recommends', ...VM_IMAGE_PACKAGES]);
+      await inRoot(['apt-get', 'install', '-y', '--no-install-recommends', ...packages]);
       await inRoot(['apt-get', 'clean']);
     });
 
-    const versions = await timed('configure', () => configureRoot(root, inRoot));
+    const versions = await timed('configure', async () => {
+      const found = await configureRoot(root, inRoot, variant?.versionPackages);
+      if (variant?.configure) await variant.configure(root, inRoot);
+      return found;
+    });
+    const copiedBootFiles: string[] = [];
 
     await timed('mkfs', async () => {
       // -d copies the tree with owners and modes as they are; the file is created sparse.
@@ -332,6 +384,14 @@ export async function buildVmImage(options: { runner: CommandRunner; cacheDir: s
       const kernelRelease = versions.kernel!;
       await copyFile(path.join(root, 'boot', `vmlinuz-${kernelRelease}`), path.join(output, KERNEL_FILE));
       await copyFile(path.join(root, 'boot', `initrd.img-${kernelRelease}`), path.join(output, INITRD_FILE));
+      for (const name of await readdir(path.join(root, 'boot'))) {
+        if (!variant?.bootFiles?.some((pattern) => pattern.test(name))) continue;
+        // A name that could clash with the entry's own files is not copied.
+        if ([KERNEL_FILE, INITRD_FILE, ROOTFS_FILE, MANIFEST_FILE].includes(name)) continue;
+        await copyFile(path.join(root, 'boot', name), path.join(output, name));
+        await chmod(path.join(output, name), 0o444);
+        copiedBootFiles.push(name);
+      }
       // Guests never write the cache: they boot from qcow2 overlays on top of it.
       for (const file of [KERNEL_FILE, INITRD_FILE, ROOTFS_FILE]) await chmod(path.join(output, file), 0o444);
     });
@@ -341,24 +401,39 @@ export async function buildVmImage(options: { runner: CommandRunner; cacheDir: s
       recipeVersion: VM_IMAGE_RECIPE_VERSION,
       suite: VM_IMAGE_SUITE,
       mirror,
-      packages: VM_IMAGE_PACKAGES,
+      packages,
       builtUnixMs: Date.now(),
       phases,
       versions,
+      ...(variant ? { variant: { name: variant.name, version: variant.version, bootFiles: copiedBootFiles } } : {}),
     };
     await writeFile(path.join(output, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     // The manifest is written last and the rename is atomic: the entry appears whole.
     await rename(output, entry);
     // Images of older recipes are never used again (each is ~0.5 GB on disk): remove them.
+    // A variant removes only its own older builds (same variant name), nothing else.
     for (const name of await readdir(cacheDir)) {
-      if (/^[0-9a-f]{16}$/.test(name) && name !== key) await removeTree(runner, path.join(cacheDir, name));
+      if (!/^[0-9a-f]{16}$/.test(name) || name === key) continue;
+      if (variant && (await readManifest(path.join(cacheDir, name)))?.variant?.name !== variant.name) continue;
+      await removeTree(runner, path.join(cacheDir, name));
     }
     const rootfsBytes = (await stat(path.join(entry, ROOTFS_FILE))).blocks * 512;
     log?.info({ entry, phases, versions, rootfsMiB: Math.round(rootfsBytes / 2 ** 20) }, 'vm image: built');
-    return { ...imageFiles(entry), built: true, ms: Math.round(performance.now() - started), phases, versions };
+    return {
+      ...imageFiles(entry),
+      built: true,
+      ms: Math.round(performance.now() - started),
+      phases,
+      versions,
+      ...(variant ? { bootFiles: variantBootFiles(entry, copiedBootFiles) } : {}),
+    };
   } finally {
     await removeTree(runner, work).catch((err: unknown) => log?.warn({ err, work }, 'vm image: could not remove the build dir'));
   }
+}
+
+function variantBootFiles(entry: string, names: readonly string[]): Record<string, string> {
+  return Object.fromEntries(names.map((name) => [name, path.join(entry, name)]));
 }
 
 function imageFiles(entry: string): VmImage {
@@ -370,7 +445,11 @@ function imageFiles(entry: string): VmImage {
  * logged in on the serial console (tests drive the guest through it), no daemons held
  * back any more. Returns the versions that matter.
  */
-async function configureRoot(root: string, inRoot: (args: readonly string[], options?: RunOptions) => Promise<{ stdout: string }>): Promise<Record<string, string>> {
+async function configureRoot(
+  root: string,
+  inRoot: (args: readonly string[], options?: RunOptions) => Promise<{ stdout: string }>,
+  moreVersionPackages: readonly string[] = [],
+): Promise<Record<string, string>> {
   const etc = (file: string) => path.join(root, 'etc', file);
   await writeFile(etc('fstab'), '/dev/vda / ext4 rw,errors=remount-ro 0 1\n');
   await writeFile(etc('hostname'), 'vcstor-vm\n');
@@ -408,9 +487,9 @@ async function configureRoot(root: string, inRoot: (args: readonly string[], opt
 
   const bootFiles = await readdir(path.join(root, 'boot'));
   const kernel = bootFiles.find((name) => name.startsWith('vmlinuz-'))?.slice('vmlinuz-'.length);
-  if (!kernel) throw new VcstorError('INTERNAL', `no kernel in ${path.join(root, 'boot')} after installing linux-image-cloud-amd64`);
+  if (!kernel) throw new VcstorError('INTERNAL', `no kernel in ${path.join(root, 'boot')} after installing the packages`);
   const versions: Record<string, string> = { kernel };
-  const query = await inRoot(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'lvm2', 'targetcli-fb', 'open-iscsi', 'nfs-kernel-server', 'systemd']);
+  const query = await inRoot(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'lvm2', 'targetcli-fb', 'open-iscsi', 'nfs-kernel-server', 'systemd', ...moreVersionPackages]);
   for (const line of query.stdout.trim().split('\n')) {
     const [name, version] = line.split(' ');
     if (name && version) versions[name] = version;

@@ -40,6 +40,17 @@ export interface BootVmOptions {
   fwCfg?: Record<string, string>;
   /** A second serial port (ttyS1) whose output is written to this file: the guest's agent logs. */
   secondSerialLog?: string;
+  /**
+   * Boot a multiboot hypervisor (Xen) instead of the kernel: qemu loads `image` (an
+   * uncompressed 32-bit multiboot ELF: qemu's loader refuses ELF64) with `commandLine`,
+   * and hands it the image's kernel (with the kernel command line) and initrd as
+   * multiboot modules. The kernel then runs as the hypervisor's first domain (dom0).
+   */
+  hypervisor?: { image: string; commandLine: string };
+  /** The kernel's console instead of ttyS0,115200: under Xen, dom0's is hvc0. */
+  kernelConsole?: string;
+  /** More kernel command line arguments, after the default ones. */
+  kernelArgs?: readonly string[];
 }
 
 /** A running guest. */
@@ -71,9 +82,21 @@ export interface RunningVm {
 }
 
 /** The kernel command line: root on the virtio disk, console on the serial port. */
-function kernelCommandLine(name: string): string {
+function kernelCommandLine(name: string, consoleDevice = 'ttyS0,115200', more: readonly string[] = []): string {
   // loglevel=4 keeps kernel chatter (module loads) out of the console's command output.
-  return ['root=/dev/vda', 'rw', 'console=ttyS0,115200', 'loglevel=4', `systemd.hostname=${name}`, 'systemd.show_status=false', 'net.ifnames=0'].join(' ');
+  return ['root=/dev/vda', 'rw', `console=${consoleDevice}`, 'loglevel=4', `systemd.hostname=${name}`, 'systemd.show_status=false', 'net.ifnames=0', ...more].join(' ');
+}
+
+/**
+ * qemu's -kernel/-initrd/-append for a multiboot hypervisor: the kernel and initrd
+ * become modules (comma-separated; a module's own arguments follow its path after a
+ * space, and a comma inside them is written twice).
+ */
+function hypervisorBootArgs(hypervisor: { image: string; commandLine: string }, kernel: string, kernelLine: string, initrd: string): string[] {
+  for (const file of [kernel, initrd]) {
+    if (/[ ,]/.test(file)) throw new VcstorError('INVALID_ARGUMENT', `${file}: a multiboot module path cannot hold a space or comma`);
+  }
+  return ['-kernel', hypervisor.image, '-append', hypervisor.commandLine, '-initrd', `${kernel} ${kernelLine.replace(/,/g, ',,')},${initrd}`];
 }
 
 /**
@@ -120,12 +143,9 @@ export async function bootVm(options: BootVmOptions): Promise<RunningVm> {
     `socket,id=console,path=${serialSocket},server=on,wait=off,logfile=${options.serialLog},logappend=on`,
     '-serial',
     'chardev:console',
-    '-kernel',
-    image.kernel,
-    '-initrd',
-    image.initrd,
-    '-append',
-    kernelCommandLine(name),
+    ...(options.hypervisor
+      ? hypervisorBootArgs(options.hypervisor, image.kernel, kernelCommandLine(name, options.kernelConsole, options.kernelArgs), image.initrd)
+      : ['-kernel', image.kernel, '-initrd', image.initrd, '-append', kernelCommandLine(name, options.kernelConsole, options.kernelArgs)]),
     '-drive',
     `file=${overlay},if=virtio,format=qcow2`,
     ...(options.disks ?? []).flatMap((disk) => ['-drive', `file=${disk.file},if=virtio,format=${disk.format}${disk.readOnly ? ',readonly=on' : ''}`]),

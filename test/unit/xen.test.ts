@@ -514,6 +514,22 @@ describe('XenHypervisor commands', () => {
     assert.equal(await new XenHypervisor({ runner }).stop('vm1', false, 5_000, signal), false);
   });
 
+  it('stop with force right after a shutdown: a failed destroy of a domain that then goes is "not running"', async () => {
+    let lists = 0;
+    const runner = new RecordingCommandRunner()
+      .on('xl', ['list', 'vm1'], () => (++lists === 1 ? { stdout: listOf('---s--') } : { exitCode: 1, stderr: noSuchDomain('vm1') }))
+      .on('xl', ['destroy', 'vm1'], { exitCode: 1, stderr: 'libxl: error: libxl_device.c:1111:device_backend_callback: Domain 7:unable to remove device with path /local/domain/0/backend/vbd/7/51728\nlibxl: error: libxl_domain.c:1530:devices_destroy_cb: Domain 7:libxl__devices_destroy failed\ndestroy failed (rc=-3)\nUnable to destroy guest\n' });
+    assert.equal(await new XenHypervisor({ runner }).stop('vm1', true, 5_000, signal), false);
+    assert.deepEqual(runner.lines, ['xl list vm1', 'xl destroy vm1', 'xl list vm1']);
+  });
+
+  it('stop with force fails when the domain stays after a failed destroy', async () => {
+    const runner = new RecordingCommandRunner()
+      .on('xl', ['list', 'vm1'], { stdout: listOf('r-----') })
+      .on('xl', ['destroy', 'vm1'], { exitCode: 1, stderr: 'destroy failed (rc=-3)\nUnable to destroy guest\n' });
+    await assert.rejects(new XenHypervisor({ runner }).stop('vm1', true, 5_000, signal), /Unable to destroy guest/);
+  });
+
   it('stop of a guest without PV drivers or ACPI is FAILED_PRECONDITION, pointing at force', async () => {
     const runner = new RecordingCommandRunner()
       .on('xl', ['list', 'vm1'], { stdout: listOf('-b----') })
