@@ -245,7 +245,9 @@ async function labCommand(sub: string | undefined, flags: Flags): Promise<number
         console.log(`no lab in ${options.dir}`);
       } else {
         for (const host of status.hosts) {
-          console.log(`${host.name.padEnd(10)} ${host.role.padEnd(8)} ${host.agentAddress.padEnd(22)} namespace ${host.namespaceUp ? 'up' : 'MISSING'}  agent ${host.agent}`);
+          // A VM-tier host lives in a qemu guest, whose qemu runs in the switch namespace.
+          const where = host.vm ? `vm ${host.vm}` : `namespace ${host.namespaceUp ? 'up' : 'MISSING'}`;
+          console.log(`${host.name.padEnd(10)} ${host.role.padEnd(8)} ${host.agentAddress.padEnd(22)} ${where}  agent ${host.agent}`);
         }
         for (const proc of status.processes) console.log(`${proc.host.padEnd(10)} ${proc.name.padEnd(12)} pid ${proc.pid} ${proc.running ? 'running' : 'GONE'}`);
       }
