@@ -101,7 +101,6 @@ function macOf(address: string): string {
   return `52:54:00:76:63:${octet.toString(16).padStart(2, '0')}`;
 }
 
-
 /**
  * Bring the VM tier up, or converge one that is partly up (a guest whose qemu runs is
  * kept). The Debian image comes from the cache (built on first use); the app disk is
@@ -114,7 +113,7 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
   const hosts = planVmHosts(options);
   await mkdir(options.dir, { recursive: true });
   const base = options.subnet.replace(/\.0\/24$/, '');
-  // NATS on this machine, at the coordinator's address: the guests reach it over the bridge.
+  // The record first, so that `down` can undo a half-made lab; NATS runs at .1.
   const lab = await newLabRecord(options, hosts, 'vm', `${base}.1`);
   await refuseUsedSubnet(network, options);
   await writeLabFile(lab);
@@ -146,21 +145,24 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
   // mTLS as in the namespace lab; each guest gets only its own hosts' keys (in its seed).
   if (lab.tls) await ensureLabPki(runner, options.dir, options.name, hosts);
 
-  const app = await buildAppDisk({ runner, file: path.join(options.dir, 'vms', 'app.ext4'), log, ...(signal ? { signal } : {}) });
-  report(`app disk: ${(app.bytes / 2 ** 20).toFixed(0)} MiB in ${(app.ms / 1000).toFixed(1)} s`);
-
   const plans: VmPlan[] = [
     { name: 'storage0', memoryMib: 1024, cpus: 1, hosts: hosts.filter((h) => h.vm === 'storage0') },
     { name: 'host0', memoryMib: 1536, cpus: 2, hosts: hosts.filter((h) => h.vm === 'host0') },
   ];
+  const toBoot: VmPlan[] = [];
+  for (const plan of plans) {
+    const running = lab.processes.find((p) => p.name === `vm-${plan.name}`);
+    if (!(running && (await isRunning(running)))) toBoot.push(plan);
+  }
+  // Only guests about to boot read the app disk (a running one keeps the disk it booted with).
+  const app = toBoot.length > 0 ? await buildAppDisk({ runner, file: path.join(options.dir, 'vms', 'app.ext4'), log, ...(signal ? { signal } : {}) }) : undefined;
+  if (app) report(`app disk: ${(app.bytes / 2 ** 20).toFixed(0)} MiB in ${(app.ms / 1000).toFixed(1)} s`);
   // Boot every guest first, then wait: under TCG they boot in parallel on two cores.
   const waiting: Array<{ plan: VmPlan; serialLog: string }> = [];
-  for (const plan of plans) {
+  for (const plan of toBoot) {
     const serialLog = path.join(logs, `${plan.name}.console.log`);
-    const running = lab.processes.find((p) => p.name === `vm-${plan.name}`);
-    if (running && (await isRunning(running))) continue;
     waiting.push({ plan, serialLog });
-    await bootGuest(plan, serialLog);
+    await bootGuest(plan, serialLog, app!.file);
     report(`${plan.name}: booting (${plan.hosts.map((h) => `${h.name} ${h.address}`).join(', ')})`);
   }
   for (const { plan, serialLog } of waiting) {
@@ -185,7 +187,7 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
     return files;
   }
 
-  async function bootGuest(plan: VmPlan, serialLog: string): Promise<void> {
+  async function bootGuest(plan: VmPlan, serialLog: string, appDisk: string): Promise<void> {
     const vmDir = path.join(options.dir, 'vms');
     const own = plan.hosts[0]!;
     const tap = `t-${plan.name}`;
@@ -201,7 +203,7 @@ export async function upVmLab(o: { runner: CommandRunner; log: Logger; report: L
       logDevice: '/dev/ttyS1',
       files: lab.tls ? await pkiFilesFor(plan.hosts) : [],
     };
-    const disks: Array<{ file: string; format: 'raw'; readOnly?: boolean }> = [{ file: app.file, format: 'raw', readOnly: true }];
+    const disks: Array<{ file: string; format: 'raw'; readOnly?: boolean }> = [{ file: appDisk, format: 'raw', readOnly: true }];
     if (own.role === 'storage') {
       // vdc: the volume group's disk, fresh for each lab.
       const lvmDisk = path.join(vmDir, `${plan.name}-lvm.raw`);
