@@ -23,7 +23,8 @@ export function parseSize(value: string | number): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-const check = (validate: (v: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
+/** A validator of validate.ts as a zod refinement, keeping its message (plans of every kind use these). */
+export const check = (validate: (v: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
   try {
     validate(value);
   } catch (err) {
@@ -31,7 +32,8 @@ const check = (validate: (v: string) => unknown) => (value: string, ctx: z.Refin
   }
 };
 
-const size = (min: number, max: number) =>
+/** A size ("64MiB" or bytes) between `min` and `max` bytes, as a number of bytes. */
+export const size = (min: number, max: number) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
     try {
       const bytes = parseSize(v);
@@ -46,9 +48,9 @@ const size = (min: number, max: number) =>
     }
   });
 
-const address = z.string().superRefine(check((v) => validateHostPort('address', v)));
+export const address = z.string().superRefine(check((v) => validateHostPort('address', v)));
 const iqn = z.string().superRefine(check((v) => validateIqn('iqn', v)));
-const absolute = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
+export const absolute = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 

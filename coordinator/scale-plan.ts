@@ -4,9 +4,9 @@ import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import { MAX_LOAD_SESSIONS } from '../common/host/load-requests.js';
 import { readStructured, validateValue } from '../common/structured.js';
-import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName } from '../common/validate.js';
+import { validateAddressOrCidr, validateChapSecret, validateHost, validateIqn, validateName } from '../common/validate.js';
 import type { LabFile } from './lab/lab.js';
-import { parseSize } from './plan.js';
+import { absolute, address, check, size } from './plan.js';
 
 /**
  * A scale plan (paper section 5: how many initiators can one target serve?): one storage
@@ -15,34 +15,9 @@ import { parseSize } from './plan.js';
  * Told apart from a campaign plan by its `scale` section.
  */
 
-const check = (validate: (v: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
-  try {
-    validate(value);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message.replace(/^[^:]*: /, '') : String(err) });
-  }
-};
-
-const size = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const bytes = parseSize(v);
-      if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) {
-        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is outside ${min}-${max} bytes` });
-        return z.NEVER;
-      }
-      return bytes;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
-
 const MIB = 1024 ** 2;
-const address = z.string().superRefine(check((v) => validateHostPort('address', v)));
 // An IQN prefix: each session's IQN is `<prefix>.<index>`, which must still be an IQN.
 const iqnPrefix = z.string().superRefine(check((v) => validateIqn('iqnPrefix', `${v}.0`)));
-const absolute = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
 
 /** 1, 2, 4, ... up to `to` (always ending at `to`). */
 export function rampCounts(from: number, to: number, factor: number): number[] {

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +9,7 @@ import { connect } from 'nats';
 import { VcstorError } from '../../common/errors.js';
 import { RUN_STREAM_NAME, RunEventBus } from '../../coordinator/events.js';
 import { eventSubject, resultSubject, type MeasurementRecord, type RunEventRecord, type StepState } from '../../coordinator/model.js';
+import { freePort } from '../support/nats.js';
 
 /** A nats-server with JetStream on 127.0.0.1, which a test can kill and start again. */
 class NatsServerProcess {
@@ -75,18 +75,6 @@ class NatsServerProcess {
     await this.kill('SIGTERM');
     await rm(this.storeDir, { recursive: true, force: true });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** How many messages the stream holds on `subject`, asked over a connection of its own. */
