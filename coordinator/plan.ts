@@ -121,17 +121,11 @@ export type Plan = z.output<typeof planSchema>;
 export type Campaign = Plan['campaign'];
 
 /**
- * Parse and validate a plan's text; the CHAP password is read from its file.
- * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
+ * A plan's secrets, read from the files it names: the CHAP password (checked as LIO and
+ * tgt take it) and the NATS password when there is one. Plans of every kind use this.
+ * @throws VcstorError INVALID_ARGUMENT naming the file and field.
  */
-export async function parsePlan(text: string, source: string): Promise<Plan & { chapPassword: string; natsPassword?: string }> {
-  const { value, doc, lineCounter } = readStructured(text, source);
-  const plan = validateValue(planSchema, value, source, doc, lineCounter);
-  const b = plan.campaign.benchmarks;
-  const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0);
-  if (needs * 1.25 > plan.campaign.volumeSize) {
-    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.volumeSize: ${plan.campaign.volumeSize} bytes cannot hold the benchmarks' ${needs} bytes (give it at least 25% more)`);
-  }
+export async function readPlanSecrets(plan: { chap: { passwordFile: string }; nats?: { passwordFile?: string | undefined } | undefined }, source: string): Promise<{ chapPassword: string; natsPassword?: string }> {
   const secret = async (file: string, what: string) => {
     try {
       return (await readFile(file, 'utf8')).trim();
@@ -146,5 +140,21 @@ export async function parsePlan(text: string, source: string): Promise<Plan & { 
     throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: chap.passwordFile: the secret ${(err as Error).message.replace(/^chap: /, '')}`);
   }
   const natsPassword = plan.nats?.passwordFile ? await secret(plan.nats.passwordFile, 'nats.passwordFile') : undefined;
+  return { chapPassword, ...(natsPassword ? { natsPassword } : {}) };
+}
+
+/**
+ * Parse and validate a plan's text; the CHAP password is read from its file.
+ * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
+ */
+export async function parsePlan(text: string, source: string): Promise<Plan & { chapPassword: string; natsPassword?: string }> {
+  const { value, doc, lineCounter } = readStructured(text, source);
+  const plan = validateValue(planSchema, value, source, doc, lineCounter);
+  const b = plan.campaign.benchmarks;
+  const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0);
+  if (needs * 1.25 > plan.campaign.volumeSize) {
+    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.volumeSize: ${plan.campaign.volumeSize} bytes cannot hold the benchmarks' ${needs} bytes (give it at least 25% more)`);
+  }
+  const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
   return { ...plan, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
 }

@@ -1,12 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import { MAX_LOAD_SESSIONS } from '../common/host/load-requests.js';
 import { readStructured, validateValue } from '../common/structured.js';
-import { validateAddressOrCidr, validateChapSecret, validateHost, validateIqn, validateName } from '../common/validate.js';
+import { validateAddressOrCidr, validateHost, validateIqn, validateName } from '../common/validate.js';
 import type { LabFile } from './lab/lab.js';
-import { absolute, address, check, size } from './plan.js';
+import { absolute, address, check, readPlanSecrets, size } from './plan.js';
 
 /**
  * A scale plan (paper section 5: how many initiators can one target serve?): one storage
@@ -106,20 +105,7 @@ export async function parseScalePlan(text: string, source: string): Promise<Scal
   const s = plan.scale;
   const counts = s.counts ?? rampCounts(s.ramp!.from, s.ramp!.to, s.ramp!.factor);
   if (s.fio.size > s.volumeSize) throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: scale.fio.size: ${s.fio.size} bytes is more than the volume (scale.volumeSize ${s.volumeSize})`);
-  const secret = async (file: string, what: string) => {
-    try {
-      return (await readFile(file, 'utf8')).trim();
-    } catch (err) {
-      throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: ${what}: cannot read ${file}: ${(err as Error).message}`);
-    }
-  };
-  const chapPassword = await secret(plan.chap.passwordFile, 'chap.passwordFile');
-  try {
-    validateChapSecret('chap', chapPassword);
-  } catch (err) {
-    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: chap.passwordFile: the secret ${(err as Error).message.replace(/^chap: /, '')}`);
-  }
-  const natsPassword = plan.nats?.passwordFile ? await secret(plan.nats.passwordFile, 'nats.passwordFile') : undefined;
+  const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
   return { ...plan, counts, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
 }
 
