@@ -75,14 +75,15 @@ export class Dom0Domains {
 
   /**
    * An image given as `phy` must be a block device first: map it to a loop device (as
-   * one gives a file to Xen as phy:), idempotently. A real phy-local disk is an LV.
+   * one gives a file to Xen as phy:), idempotently, with direct I/O so that dom0's page
+   * cache is not in the way, as it is not for a real phy-local disk (an LV).
    */
   private async resolvePhyImages(spec: DomainSpec, config: DomainConfig__Output, signal: AbortSignal): Promise<DomainSpec> {
     const disks = await Promise.all(
       spec.disks.map(async (disk, i) => {
         const source = config.disks[i]?.source;
         if (disk.kind !== 'phy' || source?.source !== 'image') return disk;
-        return { ...disk, target: await this.o.loops.attach(disk.target, signal) };
+        return { ...disk, target: await this.o.loops.attach(disk.target, signal, { directIo: true }) };
       }),
     );
     return { ...spec, disks };

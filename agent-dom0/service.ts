@@ -52,7 +52,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     const hypervisor: HypervisorDriver =
       dom0.hypervisor.driver === 'xen'
         ? xen
-        : new SandboxHypervisor({ runner: runtime.runner, root: dom0.hypervisor.sandboxRoot, render: (spec: DomainSpec) => xen.renderConfig(spec) });
+        : new SandboxHypervisor({ runner: runtime.runner, root: dom0.hypervisor.sandboxRoot, fileBackend: dom0.hypervisor.fileBackend, render: (spec: DomainSpec) => xen.renderConfig(spec) });
     const qsd = new QsdDevices({ runner: runtime.runner, root: `${stateDir}/qsd` });
     // Images may live on local image roots and on filesystems mounted under the mount root
     // (a logged-in LUN's filesystem for file-iscsi, an NFS mount).

@@ -137,6 +137,13 @@ const dom0Section = z
         configDir: absolutePath.default('/etc/vcstor/domains'),
         /** sandbox: where domains' state and published VBDs live (a guest's vbdDirectory is ROOT/<domain>/dev). */
         sandboxRoot: absolutePath.default('/run/vcstor/sandbox'),
+        /**
+         * sandbox: how an image given as a `file` disk is served: a buffered loop device
+         * (`loop`, Xen's loop backend; right where dom0 has a kernel of its own) or
+         * dom0's own qemu-storage-daemon, buffered in dom0's memory (`qsd`, Xen's qdisk
+         * backend; what the namespace lab uses, so dom0's cache stays in its cgroup).
+         */
+        fileBackend: z.enum(['loop', 'qsd']).default('loop'),
       })
       .strict()
       .prefault({}),

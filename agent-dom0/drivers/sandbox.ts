@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import type { AttachedDisk, DomainDisk, DomainSpec, DomainStatus, HypervisorDriver } from '../../common/host/types.js';
+import { QsdDevices } from '../../common/host/qsd.js';
 import { LoopDevices } from '../../common/loop-devices.js';
 import type { CommandRunner } from '../../common/runner.js';
 
@@ -10,8 +12,22 @@ interface SandboxDomainState {
   memoryMib: number;
   vcpus: number;
   /** vdev → what it maps and whether the sandbox made a loop device for it. */
-  disks: Record<string, { target: string; device: string; loopOwned: boolean; readOnly: boolean }>;
+  disks: Record<string, { target: string; device: string; loopOwned: boolean; readOnly: boolean; backendKey?: string }>;
 }
+
+/**
+ * How the sandbox serves an image given as a `file` disk:
+ * - `loop`: a buffered loop device, as Xen's loop-based file backend (right on a host
+ *   whose kernel is dom0's own, e.g. the VM tier);
+ * - `qsd`: dom0's own qemu-storage-daemon opens the image buffered (cache.direct=off)
+ *   and exports it over FUSE; the guest's device is a direct-I/O loop device over that.
+ *   Xen's qdisk backend works this way. In the namespace lab this is what keeps the
+ *   file methods' dom0 page cache inside dom0's memory cgroup: a loop device's own
+ *   cache would be charged to no one (cgroup v1) and grow to the whole machine.
+ * Images given as `phy` are always direct-I/O loop devices: no dom0 cache, as a real
+ * phy: disk (an LV) has none.
+ */
+export type SandboxFileBackend = 'loop' | 'qsd';
 
 /**
  * The sandbox hypervisor of the lab: a guest is a network namespace the lab made, with
@@ -24,9 +40,38 @@ interface SandboxDomainState {
 export class SandboxHypervisor implements HypervisorDriver {
   readonly driver = 'sandbox' as const;
   private readonly loops: LoopDevices;
+  private readonly backends: QsdDevices;
 
-  constructor(private readonly options: { runner: CommandRunner; root: string; render: (spec: DomainSpec) => string }) {
+  constructor(private readonly options: { runner: CommandRunner; root: string; render: (spec: DomainSpec) => string; fileBackend?: SandboxFileBackend }) {
     this.loops = new LoopDevices(options.runner);
+    // Not a domain: list() skips directories without a state.json.
+    this.backends = new QsdDevices({ runner: options.runner, root: path.join(options.root, '.backends') });
+  }
+
+  /** The key of a file disk's qemu-storage-daemon backend: stable per domain and vdev. */
+  private backendKey(domain: string, vdev: string): string {
+    return `vbd-${createHash('sha256').update(`${domain}/${vdev}`).digest('hex').slice(0, 16)}`;
+  }
+
+  /** A block device for an image: see {@link SandboxFileBackend}. */
+  private async imageDevice(domain: string, disk: DomainDisk, signal: AbortSignal): Promise<{ device: string; loopOwned: boolean; backendKey?: string }> {
+    if (disk.kind !== 'phy' && this.options.fileBackend === 'qsd') {
+      const key = this.backendKey(domain, disk.vdev);
+      // qemu's option syntax doubles a comma inside a value.
+      const filename = disk.target.replaceAll(',', ',,');
+      const { device } = await this.backends.open(
+        {
+          key,
+          blockdev: ['driver=file', `filename=${filename}`, 'cache.direct=off', 'aio=threads', ...(disk.readOnly ? ['read-only=on'] : [])],
+          timeoutMs: 15_000,
+          meta: { domain, vdev: disk.vdev, image: disk.target },
+        },
+        signal,
+      );
+      return { device: device.loopDevice, loopOwned: false, backendKey: key };
+    }
+    // A regular file as phy (or file with the loop backend): the loop device is what blkback would open.
+    return { device: await this.loops.attach(disk.target, signal, { directIo: disk.kind === 'phy' }), loopOwned: true };
   }
 
   renderConfig(spec: DomainSpec): string {
@@ -115,16 +160,15 @@ export class SandboxHypervisor implements HypervisorDriver {
     const isBlock = (await stat(disk.target).catch(() => undefined))?.isBlockDevice() ?? false;
     let device = disk.target;
     let loopOwned = false;
+    let backendKey: string | undefined;
     if (!isBlock) {
-      if (disk.kind === 'phy' && !(await stat(disk.target).catch(() => undefined))) throw new VcstorError('NOT_FOUND', `${disk.target} does not exist`);
-      // A regular file: the loop device is what blkback would open.
-      device = await this.loops.attach(disk.target, signal);
-      loopOwned = true;
+      if (!(await stat(disk.target).catch(() => undefined))) throw new VcstorError('NOT_FOUND', `${disk.target} does not exist`);
+      ({ device, loopOwned, backendKey } = await this.imageDevice(domain, disk, signal));
     }
     await mkdir(this.deviceDirectory(domain), { recursive: true });
     await rm(link, { force: true });
     await symlink(device, link);
-    state.disks[disk.vdev] = { target: disk.target, device, loopOwned, readOnly: disk.readOnly };
+    state.disks[disk.vdev] = { target: disk.target, device, loopOwned, readOnly: disk.readOnly, ...(backendKey ? { backendKey } : {}) };
     await this.save(domain, state);
     return { guestDevice: link };
   }
@@ -139,6 +183,8 @@ export class SandboxHypervisor implements HypervisorDriver {
         throw new VcstorError('FAILED_PRECONDITION', `${disk.device} (${vdev} of ${domain}) is still in use; unmount it in the guest first`);
       }
     }
+    // The daemon flushes its cache to the image as it stops.
+    if (disk.backendKey) await this.backends.close(disk.backendKey, signal);
     await rm(path.join(this.deviceDirectory(domain), vdev), { force: true });
     delete state.disks[vdev];
     await this.save(domain, state);

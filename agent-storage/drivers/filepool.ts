@@ -171,7 +171,10 @@ export class FilePoolVolumes implements VolumeDriver {
 
   async attachBlockDevice(name: string, signal: AbortSignal): Promise<string> {
     await this.mustExist(name, signal);
-    return this.loops.attach(this.image(name), signal);
+    // Direct I/O: a filesystem on the volume (an NFS export) caches in the storage
+    // server's processes (ganesha), charged to its memory; a buffered loop device would
+    // add a cache charged to no one (cgroup v1).
+    return this.loops.attach(this.image(name), signal, { directIo: true });
   }
 
   async detachBlockDevice(name: string, signal: AbortSignal): Promise<void> {

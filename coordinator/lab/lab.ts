@@ -224,7 +224,8 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         dom0: {
           iscsiInitiator: initiator,
           nfsClient: { driver: 'libnfs' },
-          hypervisor: { driver: 'sandbox', configDir: path.join(hostDir, 'domains'), sandboxRoot: path.join(lab.dir, 'sandbox') },
+          // file disks through dom0's own qemu-storage-daemon: its cache is charged to dom0.
+          hypervisor: { driver: 'sandbox', configDir: path.join(hostDir, 'domains'), sandboxRoot: path.join(lab.dir, 'sandbox'), fileBackend: 'qsd' },
           imageRoots: [path.join(hostDir, 'images')],
           mountRoot: path.join(hostDir, 'mnt'),
         },
