@@ -5,6 +5,7 @@ import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetI
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import type { Logger } from '../common/log.js';
+import { account, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
 import { provisionMethod, runUndoSteps, type AgentSet, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
 import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunState, StepState } from './model.js';
 import type { Plan } from './plan.js';
@@ -201,7 +202,27 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       if (signal.aborted) break;
       await step(stepId, 'started');
       try {
+        // Every host starts cold, and every layer's counters are read around the run:
+        // where the figure came from is part of the result. Agents without these calls
+        // (older releases) run the benchmark unaccounted, and the event says so.
+        const paths: AccountingPaths = { guest: [provisioned.guestMountpoint], dom0: provisioned.image?.path ? [provisioned.image.path] : [] };
+        let before: Awaited<ReturnType<typeof sampleHosts>> | undefined;
+        let drops: Awaited<ReturnType<typeof dropCaches>> = [];
+        try {
+          drops = await dropCaches(agents, target.timeoutMs, signal);
+          await step(`${stepId}/drop-caches`, 'succeeded', describeDrops(drops));
+          before = await sampleHosts(agents, paths, target.timeoutMs, signal);
+        } catch (err) {
+          await step(`${stepId}/drop-caches`, 'failed', `the run is not accounted: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        const started = performance.now();
         m.result = await runBenchmark(agents, { ...b.request, directory: provisioned.guestMountpoint, label: `${method} rep ${rep}` }, target.timeoutMs, signal, (p) => void step(stepId, 'progress', '', { progress: p }));
+        const elapsedMs = Math.round(performance.now() - started);
+        if (before) {
+          const after = await sampleHosts(agents, paths, target.timeoutMs, signal).catch(() => undefined);
+          const written = b.name === 'bonnie' ? bonnieWriteBytes(b.request as Parameters<typeof bonnieWriteBytes>[0]) : undefined;
+          if (after) m.accounting = account({ method, before, after, drops, elapsedMs, ...(written !== undefined ? { benchmarkWriteBytes: written } : {}) });
+        }
         measurements.push(m);
         await store.saveMeasurements(run.runId, measurements);
         await step(stepId, 'succeeded', '', { measurement: m });

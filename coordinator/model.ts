@@ -1,3 +1,5 @@
+import type { IoAccounting } from './accounting.js';
+
 /**
  * What the coordinator records of a run, as plain JSON: kept in the run's directory,
  * published on NATS, returned over gRPC (the proto's Run, RunEvent and Measurement carry
@@ -40,6 +42,8 @@ export interface MeasurementRecord {
   guest: string;
   result?: Record<string, unknown>;
   error: string;
+  /** Where the benchmark's bytes went, layer by layer (coordinator/accounting.ts). */
+  accounting?: IoAccounting;
 }
 
 /** One event of a run, in order (seq 1, 2, 3, ...). */
@@ -69,6 +73,7 @@ export function resultSubject(runId: string): string {
 /** The figures a report draws, per benchmark: name, unit, and how to read it from a result. */
 export const REPORT_FIGURES: Array<{ benchmark: string; figure: string; unit: string; read: (result: Record<string, unknown>) => number | undefined }> = [
   { benchmark: 'bonnie', figure: 'block write', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'writeBlock') },
+  { benchmark: 'bonnie', figure: 'rewrite', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'rewrite') },
   { benchmark: 'bonnie', figure: 'block read', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'readBlock') },
   { benchmark: 'postmark', figure: 'transactions', unit: 'tx/s', read: (r) => num((r.postmark as Record<string, unknown> | undefined)?.transactionsPerSecond) },
   { benchmark: 'fio', figure: 'write bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.write?.bandwidthBytesPerSecond) },

@@ -5,6 +5,7 @@
  * repetition). Pure functions: nothing here reads a clock or touches a file.
  */
 
+import { accountingHtml, accountingText } from './accounting-report.js';
 import { METHODS } from './methods.js';
 import { renderScaleReport, scaleResultsTable } from './scale-report.js';
 import { REPORT_FIGURES, type MeasurementRecord, type RunRecord } from './model.js';
@@ -227,6 +228,8 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]):
   ]);
   lines.push(...fixedWidth(['figure', 'unit', ...analysis.methods], ratioRows, [false, false, ...analysis.methods.map(() => true)]));
 
+  lines.push(...accountingText(measurements));
+
   const failures = orderedFailures(measurements);
   if (failures.length > 0) {
     lines.push('', 'errors');
@@ -333,6 +336,7 @@ export function renderReport(run: RunRecord, measurements: MeasurementRecord[], 
     charts.length === 0 ? '<p class="empty">No measurements were recorded.</p>' : charts.map((chart, i) => renderChart(chart, i + 1)).join('\n'),
     '</section>',
     renderRatioTable(analysis),
+    accountingHtml(measurements),
     renderSummary(run, measurements),
   ];
   return [
@@ -380,6 +384,9 @@ th { background: #f2f2f2; text-align: left; }
 td.ratio { text-align: right; font-variant-numeric: tabular-nums; }
 td.ratio .mean { display: block; font-size: 0.75rem; color: #555; }
 td.missing { text-align: center; color: #777; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.warn { color: #b00; font-weight: bold; }
+td.path { font-size: 0.8rem; }
 dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
 dl.summary dt { font-weight: bold; }
 dl.summary dd { margin: 0; }

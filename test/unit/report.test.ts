@@ -250,8 +250,8 @@ describe('resultsCsv', () => {
 
   it('has the header and a row per measurement × figure', () => {
     assert.deepEqual(rows[0], ['run_id', 'method', 'benchmark', 'repetition', 'figure', 'unit', 'value', 'error']);
-    // bonnie 14 records × 2 figures, postmark 13 × 1, sparse-image 14 × (mean + 3 passes).
-    assert.equal(rows.length - 1, 14 * 2 + 13 + 14 * 4);
+    // bonnie 14 records × 3 figures (block write, rewrite, block read), postmark 13 × 1, sparse-image 14 × (mean + 3 passes).
+    assert.equal(rows.length - 1, 14 * 3 + 13 + 14 * 4);
     assert.ok(rows.every((r) => r.length === 8));
   });
 
@@ -259,7 +259,7 @@ describe('resultsCsv', () => {
     const line = `${RUN_ID},nfs,bonnie,1,block write,KB/s,,"mount.nfs: access denied by server while mounting ""storage:/export/r42-nfs"", <rep> & retry"`;
     assert.ok(csv.split('\r\n').includes(line), 'the exact quoted line');
     const nfsRows = rows.filter((r) => r[1] === 'nfs' && r[2] === 'bonnie');
-    assert.equal(nfsRows.length, 4);
+    assert.equal(nfsRows.length, 6);
     assert.ok(nfsRows.every((r) => r[6] === '' && r[7] === NFS_ERROR));
   });
 
