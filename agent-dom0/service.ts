@@ -5,6 +5,7 @@ import type { CreateImageResponse } from '../common/generated/vcstor/v1/CreateIm
 import type { Dom0AgentHandlers } from '../common/generated/vcstor/v1/Dom0Agent.js';
 import { makeHandlers, type Operations } from '../common/handlers.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js';
+import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { HostStorage } from '../common/host/host-storage.js';
 import { QsdDevices } from '../common/host/qsd.js';
 import { LoopDevices } from '../common/loop-devices.js';
@@ -65,8 +66,19 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
         : new LibnfsImageFiles({ runner: runtime.runner, qsd });
     const domains = new Dom0Domains({ hypervisor, configDir: dom0.hypervisor.configDir, stateDir, nfsImages, loops, log: runtime.log });
 
+    const accounting = new HostAccounting({
+      host: runtime.config.name,
+      runner: runtime.runner,
+      ...(runtime.config.memoryCgroup ? { memoryCgroup: runtime.config.memoryCgroup } : {}),
+      // Images (phy: direct loops), the sandbox's file backends, the initiator's exports.
+      loopRoots: [...imageRoots, dom0.hypervisor.sandboxRoot, stateDir],
+      diskPaths: [stateDir, ...dom0.imageRoots],
+      pathRoots: imageRoots,
+    });
+
     const operations: Operations<Dom0AgentHandlers> = {
       GetInfo: getInfo,
+      ...hostAccountingOperations(accounting),
       ...hostStorageOperations(host, mountRoots),
       ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir })),
       CreateImage: async (request, { signal }, send) => {

@@ -7,6 +7,7 @@ import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
 import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
 import { makeHandlers, type Operations } from '../common/handlers.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js';
+import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { HostStorage } from '../common/host/host-storage.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
 import { hostStorageOperations } from '../common/host/operations.js';
@@ -70,8 +71,24 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       return devices;
     };
 
+    const accounting = new HostAccounting({
+      host: runtime.config.name,
+      runner: runtime.runner,
+      ...(runtime.config.memoryCgroup ? { memoryCgroup: runtime.config.memoryCgroup } : {}),
+      loopRoots: [stateDirOf(runtime.config)],
+      // The VBDs dom0 published for this guest are its disks.
+      extraDevices: async () => {
+        if (!guest.vbdDirectory) return [];
+        const links = await readdir(guest.vbdDirectory).catch(() => [] as string[]);
+        return (await Promise.all(links.sort().map((vdev) => readlink(path.join(guest.vbdDirectory!, vdev)).catch(() => '')))).filter(Boolean);
+      },
+      diskPaths: [stateDirOf(runtime.config)],
+      pathRoots: [...mountRoots, ...deviceRoots],
+    });
+
     const operations: Operations<GuestAgentHandlers> = {
       GetInfo: getInfo,
+      ...hostAccountingOperations(accounting),
       ...hostStorageOperations(host, mountRoots, deviceRoots),
       ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir: stateDirOf(runtime.config) })),
       ListBlockDevices: async (_request, { signal }) => ({ devices: await blockDevices(signal) }),

@@ -21,6 +21,7 @@ import {
   validateUnexportNfsRequest,
   validateVolumeRef,
 } from './requests.js';
+import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { resolveConfinedPath } from '../common/validate.js';
 import { StorageRecordStore } from './state.js';
 import { StorageServer } from './storage.js';
@@ -93,8 +94,19 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
     }
     server.startReconcileLoop(storage.reconcileIntervalMs, runtime.shutdownSignal);
 
+    const stateDir = stateDirOf(runtime.config);
+    const accounting = new HostAccounting({
+      host: runtime.config.name,
+      runner: runtime.runner,
+      ...(runtime.config.memoryCgroup ? { memoryCgroup: runtime.config.memoryCgroup } : {}),
+      loopRoots: [storage.volumes.poolDir, stateDir],
+      diskPaths: [stateDir, storage.volumes.poolDir],
+      pathRoots: [storage.volumes.poolDir, storage.nfsServer.exportRoot],
+    });
+
     const operations: Operations<StorageAgentHandlers> = {
       GetInfo: getInfo,
+      ...hostAccountingOperations(accounting),
       CreateVolume: async (request, { signal }) => {
         validateCreateVolumeRequest(request);
         return server.createVolume(request, signal);

@@ -59,6 +59,16 @@ const baseFields = {
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Where the agent keeps its own records (what it exported, logged in, ...). */
   stateDir: absolutePath.optional(),
+  /**
+   * The memory cgroup (v1, under /sys/fs/cgroup/memory) this host's processes run in,
+   * e.g. /vcstor.vct/storage0 in the lab: DropCaches empties it and SampleIo reports
+   * its page cache and processes. Without one the host is the whole machine.
+   */
+  memoryCgroup: z
+    .string()
+    .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/storage0 (letters, digits, . _ -)')
+    .refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments')
+    .optional(),
   /** Longest a single RPC may run when the client sets no deadline (ms). */
   maxCallMs: z.number().int().positive().default(30 * 60_000),
 };

@@ -109,7 +109,9 @@ const n = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0)) |
 
 /** What a counter is in the method's path, or undefined to leave it out. */
 export function layerOf(role: HostRole, counter: IoCounter__Output, method: string): string | undefined {
-  const isDisk = counter.kind === 'IO_COUNTER_KIND_BLOCK_DEVICE' && !counter.forPath && !counter.id.startsWith('block:loop');
+  // A block device that is not a loop device is the machine's disk, even when it was
+  // reported as the device holding a path (file-local's image lies on it).
+  const isDisk = counter.kind === 'IO_COUNTER_KIND_BLOCK_DEVICE' && !counter.id.startsWith('block:loop');
   switch (counter.kind) {
     case 'IO_COUNTER_KIND_BLOCK_DEVICE':
       if (isDisk) {
@@ -166,9 +168,11 @@ export function account(o: {
     const before = o.before.find((h) => h.role === role);
     if (!after) continue;
     const host = after.sample.host || role;
-    // A device reported for a path is also listed as a plain loop device: keep one.
+    // A device reported for a path is also listed plainly: keep one, the path's for a
+    // loop device (it says what the device is in the method), the plain one for a disk.
     const seen = new Set<string>();
-    const counters = [...after.sample.counters].sort((a, b) => Number(Boolean(b.forPath)) - Number(Boolean(a.forPath)));
+    const rank = (c: IoCounter__Output) => (c.id.startsWith('block:loop') === Boolean(c.forPath) ? 0 : 1);
+    const counters = [...after.sample.counters].sort((a, b) => rank(a) - rank(b));
     for (const counter of counters) {
       if (seen.has(counter.id)) continue;
       seen.add(counter.id);
