@@ -9,6 +9,7 @@ import { createLogger } from '../common/log.js';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { VCSTOR_VERSION } from '../common/version.js';
 import { DEFAULT_LAB, Lab, labCredentials, readLabFile, type LabOptions } from './lab/lab.js';
+import { parseMemorySize } from './lab/memory.js';
 
 const USAGE = `vcstor ${VCSTOR_VERSION}: IP storage for virtual clusters
 
@@ -40,6 +41,8 @@ Lab options:
   --storage N   storage servers (default 1)   --dom0 N  dom0 hosts (default 1)
   --guests N    guests (default 1)            --rate R  cap links, e.g. 1gbit
   --dir D       lab directory (default /var/lib/vcstor/lab/NAME)
+  --memory M    each host's memory, a memory cgroup of its own (default 256MiB; none:
+                hosts share the machine's memory and page cache)
   --insecure    agents serve plaintext gRPC; by default the lab makes a CA in DIR/pki,
                 a certificate per agent and a client certificate (coordinator.pem/.key)
                 and every agent serves mTLS
@@ -63,6 +66,7 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       dom0: { type: 'string' },
       guests: { type: 'string' },
       rate: { type: 'string' },
+      memory: { type: 'string' },
       dir: { type: 'string' },
       port: { type: 'string' },
       service: { type: 'string' },
@@ -114,6 +118,9 @@ function labOptions(flags: Flags): LabOptions {
   };
   const rate = text(flags, 'rate');
   if (rate !== undefined) options.rate = rate;
+  const memory = text(flags, 'memory');
+  const memoryBytes = memory === undefined ? DEFAULT_LAB.memoryBytes : parseMemorySize(memory);
+  if (memoryBytes) options.memoryBytes = memoryBytes;
   if (flags.insecure === true) options.insecure = true;
   return options;
 }
@@ -247,7 +254,9 @@ async function labCommand(sub: string | undefined, flags: Flags): Promise<number
         for (const host of status.hosts) {
           // A VM-tier host lives in a qemu guest, whose qemu runs in the switch namespace.
           const where = host.vm ? `vm ${host.vm}` : `namespace ${host.namespaceUp ? 'up' : 'MISSING'}`;
-          console.log(`${host.name.padEnd(10)} ${host.role.padEnd(8)} ${host.agentAddress.padEnd(22)} ${where}  agent ${host.agent}`);
+          const mib = (b: number) => `${Math.round(b / 2 ** 20)}`;
+          const memory = host.memory ? `  memory ${mib(host.memory.usageBytes)}/${mib(host.memory.limitBytes)} MiB (${mib(host.memory.cacheBytes)} cache)` : '';
+          console.log(`${host.name.padEnd(10)} ${host.role.padEnd(8)} ${host.agentAddress.padEnd(22)} ${where}  agent ${host.agent}${memory}`);
         }
         for (const proc of status.processes) console.log(`${proc.host.padEnd(10)} ${proc.name.padEnd(12)} pid ${proc.pid} ${proc.running ? 'running' : 'GONE'}`);
       }

@@ -12,6 +12,7 @@ import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { initCa, issueCert } from '../certs.js';
 import { cidrOverlap, LabNetwork } from './network.js';
+import { hostCgroup, LabMemory, labCgroup, MEMORY_CONTROLLER } from './memory.js';
 import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
 /**
@@ -36,6 +37,11 @@ export interface LabOptions {
   rate?: string;
   /** gRPC port of every agent. */
   agentPort: number;
+  /**
+   * Each host's memory (bytes): a memory cgroup per host with this limit (lab/memory.ts),
+   * so hosts do not share one page cache. Undefined or 0: no groups (`--memory none`).
+   */
+  memoryBytes?: number;
   /**
    * Serve plaintext gRPC instead of mTLS (`lab up --insecure`). Off by default: the lab
    * runs agents as a deployment should, with certificates from `vcstor certs`.
@@ -64,6 +70,8 @@ export interface LabHost {
    * machine for namespace hosts; inside the guest for VM-tier hosts.
    */
   dataDir: string;
+  /** Namespace tier: the host's memory cgroup (its agent's config names it too). */
+  memoryCgroup?: string;
   /** VM tier: the qemu guest this host runs in (a guest agent may share its dom0's VM). */
   vm?: string;
 }
@@ -90,6 +98,8 @@ export interface LabFile {
    * (under DIR/pki). Absent: the agents serve plaintext, as asked (`--insecure`).
    */
   tls?: LabTls;
+  /** Each namespace host's memory limit (bytes), when the hosts have memory cgroups. */
+  memoryBytes?: number;
 }
 
 /** The client side of a lab's mTLS: DIR/pki/{ca,coordinator}.*; undefined for plaintext. */
@@ -129,6 +139,9 @@ export const DEFAULT_LAB: LabOptions = {
   guests: 1,
   dir: '/var/lib/vcstor/lab/vcs',
   agentPort: 50051,
+  // A host is small next to what the benchmarks write (2x for bonnie++): so the figures
+  // measure the data path and not the cache (plans/lab-small.yaml).
+  memoryBytes: 256 * 2 ** 20,
 };
 
 /** The CLI that starts agents: dist/coordinator/cli.js. */
@@ -204,7 +217,7 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
   // Each agent serves its own certificate (its address as SAN) and accepts only clients
   // the lab's CA signed; plaintext only for a lab made with --insecure.
   const tls = lab.tls ? { ca: lab.tls.ca, cert: path.join(lab.dir, 'pki', `${host.name}.pem`), key: path.join(lab.dir, 'pki', `${host.name}.key`) } : { insecure: true };
-  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(hostDir, 'state') };
+  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(hostDir, 'state'), ...(host.memoryCgroup ? { memoryCgroup: host.memoryCgroup } : {}) };
   const initiator = { driver: 'qsd', initiatorIqn: `${IQN_PREFIX}:${host.name}` };
   switch (host.role) {
     case 'storage':
@@ -363,6 +376,19 @@ export class Lab {
     const storage0 = hosts[0]!;
     const lab = await newLabRecord(options, hosts, 'namespaces', storage0.address);
     await refuseUsedSubnet(this.network, options);
+    const memory = new LabMemory();
+    if (options.memoryBytes) {
+      if (await memory.available()) {
+        for (const host of hosts) {
+          host.memoryCgroup = hostCgroup(options.name, host.name);
+          await memory.ensure(host.memoryCgroup, options.memoryBytes);
+        }
+        lab.memoryBytes = options.memoryBytes;
+        this.report(`memory: ${options.memoryBytes / 2 ** 20} MiB per host (memory cgroups ${labCgroup(options.name)}/<host>)`);
+      } else {
+        this.report(`memory: no cgroup v1 memory controller at ${MEMORY_CONTROLLER}: the hosts share this machine's memory and page cache (figures will say "machine")`);
+      }
+    }
     await writeLabFile(lab);
 
     const started = performance.now();
@@ -387,6 +413,8 @@ export class Lab {
       const proc = await startInNamespace(name, host.name, host.namespace, command, logFile);
       lab.processes = [...lab.processes.filter((p) => !(p.name === name && p.host === host.name)), proc];
       await writeLabFile(lab);
+      // Into the host's memory before it does any work (NATS is the coordinator's, not the host's).
+      if (host.memoryCgroup && name !== 'nats-server') await memory.join(host.memoryCgroup, proc.pid);
       await waitFor(`${name} on ${host.name} (log: ${logFile})`, async () => {
         if (!(await isRunning(proc))) throw new VcstorError('UNAVAILABLE', `${name} on ${host.name} exited; see ${logFile}`);
         return ready();
@@ -487,6 +515,7 @@ export class Lab {
     if (!(await programRunning('rpcbind'))) {
       for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock', '/run/rpcbind/rpcbind.xdr', '/run/rpcbind/portmap.xdr']) await rm(f, { force: true });
     }
+    removed.push(...(await new LabMemory().remove(name)));
     await rm(`/var/run/tgtd/socket.${port}`, { force: true });
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
     removed.push(...(await this.unmountUnder(dir)));
@@ -559,7 +588,7 @@ export class Lab {
   }
 
   /** What is up: each host's namespace, agent health, and the daemons. */
-  async status(dir: string): Promise<{ lab: LabFile | undefined; hosts: Array<LabHost & { namespaceUp: boolean; agent: string }>; processes: Array<DetachedProcess & { running: boolean }> }> {
+  async status(dir: string): Promise<{ lab: LabFile | undefined; hosts: Array<LabHost & { namespaceUp: boolean; agent: string; memory?: { usageBytes: number; cacheBytes: number; limitBytes: number } }>; processes: Array<DetachedProcess & { running: boolean }> }> {
     const lab = await readLabFile(dir);
     if (!lab) return { lab, hosts: [], processes: [] };
     const namespaces = await this.network.namespaces();
@@ -568,6 +597,7 @@ export class Lab {
       lab.hosts.map(async (host) => ({
         ...host,
         namespaceUp: namespaces.includes(host.namespace),
+        ...(host.memoryCgroup ? { memory: await new LabMemory().usage(host.memoryCgroup) } : {}),
         agent: await checkHealth(host.agentAddress, credentials, '', 1500).catch((err: unknown) => (err instanceof VcstorError ? err.code : 'UNREACHABLE')),
       })),
     );

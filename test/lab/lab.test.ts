@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +12,12 @@ import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from 
 import { VcstorError } from '../../common/errors.js';
 import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
 import { labAddress, labClientCredentials, TEST_LAB } from '../support/lab.js';
+import { makeClient, unary } from '../../common/clients.js';
+import { MEMORY_CONTROLLER } from '../../coordinator/lab/memory.js';
+
+function makeLabGuestClient(lab: LabFile) {
+  return makeClient('guest', lab.hosts.find((h) => h.role === 'guest')!.agentAddress, labClientCredentials(lab));
+}
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = path.join(ROOT, 'dist/coordinator/cli.js');
@@ -32,10 +38,16 @@ async function leftovers(options: LabOptions, pids: number[]): Promise<Record<st
   for (const pid of pids) if ((await processStartTicks(pid)) !== undefined) processes.push(String(pid));
   const sockets: string[] = [];
   for (const f of [`/var/run/tgtd/socket.${tgtControlPort(options.name)}`]) if (await access(f).then(() => true, () => false)) sockets.push(f);
-  return { namespaces, links, loops, mounts, processes, sockets };
+  const cgroups = (await readdir(MEMORY_CONTROLLER).catch(() => [] as string[])).filter((g) => g === `vcstor.${options.name}`);
+  return { namespaces, links, loops, mounts, processes, sockets, cgroups };
 }
 
-const NOTHING = { namespaces: [], links: [], loops: [], mounts: [], processes: [], sockets: [] };
+const NOTHING = { namespaces: [], links: [], loops: [], mounts: [], processes: [], sockets: [], cgroups: [] };
+
+/** The pids in a memory cgroup. */
+async function pidsIn(cgroup: string): Promise<number[]> {
+  return (await readFile(path.join(MEMORY_CONTROLLER, cgroup, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
+}
 
 describe('the one-machine lab', { skip: needsRoot }, () => {
   let options: LabOptions;
@@ -100,6 +112,40 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     assert.ok(info.drivers.length >= 6);
     const bad = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/CreateVolume', '{"name":"x;reboot","sizeBytes":"1048576"}'], { okExitCodes: [3], env });
     assert.match(bad.stdout, /^ERROR INVALID_ARGUMENT name: "x;reboot" is not a valid name/);
+  });
+
+  it('every host has its own memory: a cgroup with the limit, holding its agent and daemons', async () => {
+    const limit = String(TEST_LAB.memoryBytes);
+    assert.equal(record.memoryBytes, TEST_LAB.memoryBytes);
+    for (const host of record.hosts) {
+      assert.equal(host.memoryCgroup, `/vcstor.${options.name}/${host.name}`);
+      assert.equal((await readFile(path.join(MEMORY_CONTROLLER, host.memoryCgroup!, 'memory.limit_in_bytes'), 'utf8')).trim(), limit);
+      const inGroup = await pidsIn(host.memoryCgroup!);
+      const expected = record.processes.filter((p) => p.host === host.name && p.name !== 'nats-server').map((p) => p.pid);
+      assert.ok(expected.length > 0);
+      for (const pid of expected) assert.ok(inGroup.includes(pid), `${host.name}: pid ${pid} in ${host.memoryCgroup} (${inGroup.join(' ')})`);
+      assert.equal(JSON.parse(await readFile(host.agentConfig, 'utf8')).memoryCgroup, host.memoryCgroup, 'the agent is told its group');
+    }
+    const nats = record.processes.find((p) => p.name === 'nats-server')!;
+    assert.ok(!(await pidsIn(record.hosts[0]!.memoryCgroup!)).includes(nats.pid), "NATS is the coordinator's, not storage0's");
+    const status = await lab.status(options.dir);
+    for (const host of status.hosts) {
+      assert.equal(host.memory?.limitBytes, TEST_LAB.memoryBytes);
+      assert.ok((host.memory?.usageBytes ?? 0) > 0, `${host.name} uses some memory`);
+    }
+    // The guest's agent drops its own group's cache, and says whose it is.
+    const client = makeLabGuestClient(record);
+    try {
+      const drop = await unary(client, client.DropCaches, {}, { timeoutMs: 10_000 });
+      assert.equal(drop.scope, `memory cgroup /vcstor.${options.name}/guest0`);
+      const sample = await unary(client, client.SampleIo, { paths: [] }, { timeoutMs: 10_000 });
+      const memory = sample.counters.find((c) => c.id === 'memory');
+      assert.equal(Number(memory?.limitBytes), TEST_LAB.memoryBytes);
+      assert.ok(sample.counters.some((c) => c.id.startsWith('process:node:')), 'the agent itself is among its processes');
+      assert.ok(sample.counters.some((c) => c.id === 'net:eth0'), "the guest's link");
+    } finally {
+      client.close();
+    }
   });
 
   it('up again changes nothing; after an agent dies, up restarts only that one', async () => {
