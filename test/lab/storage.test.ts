@@ -119,6 +119,16 @@ describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot },
     assert.match(String(await readCapacity('guest0', GUEST_IQN, lunUrl('full'))), /Target not found/);
   });
 
+  it('a zero-filled volume stays zero-filled when a filesystem is made on it (mkfs does not discard)', async () => {
+    await unary(storage, storage.CreateVolume, { name: 'prealloc', sizeBytes: 64 * MIB }, T);
+    const rule = { match: TEST_LAB.subnet, squash: 'NFS_SQUASH_NONE' as const };
+    await unary(storage, storage.ExportNfs, { volume: 'prealloc', makeFilesystem: 'ext4', clients: [rule] }, T);
+    const { volume } = await unary(storage, storage.GetVolume, { name: 'prealloc' }, T);
+    assert.equal(volume!.allocatedBytes, 64 * MIB, `allocated after mkfs: ${volume!.allocatedBytes} bytes`);
+    await unary(storage, storage.UnexportNfs, { volume: 'prealloc' }, T);
+    assert.equal((await unary(storage, storage.DeleteVolume, { name: 'prealloc' }, T)).deleted, true);
+  });
+
   it('exports over NFS: a volume filesystem made on request, and a directory, to listed clients only', async () => {
     await unary(storage, storage.CreateVolume, { name: 'share', sizeBytes: 32 * MIB, provisioning: 'PROVISIONING_SPARSE' }, T);
     const rule = { match: TEST_LAB.subnet, squash: 'NFS_SQUASH_NONE' as const };
