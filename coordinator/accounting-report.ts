@@ -81,8 +81,13 @@ function percentRange(row: AccountingRow): string {
 }
 
 /** The layers a path's bytes passed, as one line: "guest device 1024 > dom0 backend 1024 > ...". */
+/** The order data flows through the layers, guest to disk. */
+const FLOW = ['guest benchmark (agent)', 'guest device', 'guest initiator', 'guest link', 'dom0 link', 'dom0 agent', 'dom0 backend', 'dom0 image device', 'dom0 loop device', 'storage link', 'storage daemon', 'storage agent', 'storage volume device', 'backing disk'];
+const flowIndex = (layer: string) => (FLOW.includes(layer) ? FLOW.indexOf(layer) : FLOW.length);
+
 export function pathText(row: AccountingRow): string {
-  return row.path
+  return [...row.path]
+    .sort((a, b) => flowIndex(a.layer) - flowIndex(b.layer))
     .filter((p) => p.writeBytes > 0 || p.writeChars > 0)
     .map((p) => `${p.layer} ${mib(p.writeBytes || p.writeChars)}`)
     .join(' > ');

@@ -105,6 +105,7 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
+const MIB = 2 ** 20;
 const n = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0)) || 0;
 
 /** What a counter is in the method's path, or undefined to leave it out. */
@@ -125,6 +126,9 @@ export function layerOf(role: HostRole, counter: IoCounter__Output, method: stri
       const program = counter.id.split(':')[1] ?? '';
       if (role === 'storage') return program === 'tgtd' || program.startsWith('ganesha') ? 'storage daemon' : `storage ${program}`;
       if (program.startsWith('qemu-storage-d')) return role === 'guest' ? 'guest initiator' : 'dom0 backend';
+      // The kernel adds a reaped child's I/O to its parent's: the guest agent's counter
+      // holds the benchmarks it ran.
+      if (program === 'node') return role === 'guest' ? 'guest benchmark (agent)' : `${role} agent`;
       return `${role} ${program}`;
     }
     case 'IO_COUNTER_KIND_NETWORK':
@@ -199,7 +203,8 @@ export function account(o: {
     backingWriteBytes: backing,
     reachedBackingPercent: written > 0 ? Math.round((1000 * backing) / written) / 10 : 0,
     absorbedBytes: absorbed,
-    heldBy: absorbed > 0 && holder ? `${holder.host} page cache (${mib(holder.dirtyBytesAfter)} dirty at the end)` : '',
+    // Less than a MiB is metadata and rounding, not a cache that held the run's data.
+    heldBy: absorbed >= MIB && holder ? `${holder.host} page cache (${mib(holder.dirtyBytesAfter)} dirty at the end)` : '',
     layers,
     drops: [...o.drops],
     elapsedMs: o.elapsedMs,

@@ -64,7 +64,7 @@ export async function planAgents(plan: Plan): Promise<AgentSet & { credentials: 
 export function benchmarkRequests(plan: Plan): Array<{ name: string; request: Omit<RunBenchmarkRequest, 'directory'> }> {
   const b = plan.campaign.benchmarks;
   const out: Array<{ name: string; request: Omit<RunBenchmarkRequest, 'directory'> }> = [];
-  if (b.bonnie) out.push({ name: 'bonnie', request: { bonnie: { fileSizeBytes: b.bonnie.fileSize, chunkSizeBytes: b.bonnie.chunk, directIo: b.bonnie.directIo } } });
+  if (b.bonnie) out.push({ name: 'bonnie', request: { bonnie: { fileSizeBytes: b.bonnie.fileSize, chunkSizeBytes: b.bonnie.chunk, directIo: b.bonnie.directIo, ...(b.bonnie.ram ? { ramBytes: b.bonnie.ram } : {}) } } });
   if (b.postmark) {
     const p = b.postmark;
     out.push({ name: 'postmark', request: { postmark: { transactions: p.transactions, files: p.files, subdirectories: p.subdirectories, minFileSizeBytes: p.minFileSize, maxFileSizeBytes: p.maxFileSize } } });

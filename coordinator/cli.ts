@@ -9,7 +9,7 @@ import { createLogger } from '../common/log.js';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { VCSTOR_VERSION } from '../common/version.js';
 import { DEFAULT_LAB, Lab, labCredentials, readLabFile, type LabOptions } from './lab/lab.js';
-import { parseMemorySize } from './lab/memory.js';
+import { parseDiskRate, parseMemorySize } from './lab/cgroups.js';
 
 const USAGE = `vcstor ${VCSTOR_VERSION}: IP storage for virtual clusters
 
@@ -43,6 +43,8 @@ Lab options:
   --dir D       lab directory (default /var/lib/vcstor/lab/NAME)
   --memory M    each host's memory, a memory cgroup of its own (default 256MiB; none:
                 hosts share the machine's memory and page cache)
+  --disk-rate R each host's reads and writes of the machine's disk, per second (default
+                80MiB/s; none: the machine's own, a cached virtual disk here)
   --insecure    agents serve plaintext gRPC; by default the lab makes a CA in DIR/pki,
                 a certificate per agent and a client certificate (coordinator.pem/.key)
                 and every agent serves mTLS
@@ -67,6 +69,7 @@ function parse(argv: string[]): { positionals: string[]; flags: Flags } {
       guests: { type: 'string' },
       rate: { type: 'string' },
       memory: { type: 'string' },
+      'disk-rate': { type: 'string' },
       dir: { type: 'string' },
       port: { type: 'string' },
       service: { type: 'string' },
@@ -121,6 +124,9 @@ function labOptions(flags: Flags): LabOptions {
   const memory = text(flags, 'memory');
   const memoryBytes = memory === undefined ? DEFAULT_LAB.memoryBytes : parseMemorySize(memory);
   if (memoryBytes) options.memoryBytes = memoryBytes;
+  const diskRate = text(flags, 'disk-rate');
+  const diskBytesPerSecond = diskRate === undefined ? DEFAULT_LAB.diskBytesPerSecond : parseDiskRate(diskRate);
+  if (diskBytesPerSecond) options.diskBytesPerSecond = diskBytesPerSecond;
   if (flags.insecure === true) options.insecure = true;
   return options;
 }

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { VcstorError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -43,6 +44,9 @@ export class Coordinator {
     await mkdir(this.o.runsDir, { recursive: true });
     await this.store.create(run, planText);
     const abort = new AbortController();
+    // Every remote call of the run listens on this signal; a campaign has a dozen in
+    // flight at once (set-up steps, a benchmark stream, three hosts sampled): not a leak.
+    setMaxListeners(256, abort.signal);
     const events = new RunEvents(runId, this.store, this.o.publisher);
     const context = { run, store: this.store, events, log: this.o.log.child({ runId }), signal: abort.signal };
     const done = ('scale' in plan ? executeScale({ ...context, plan }) : executeCampaign({ ...context, plan }))

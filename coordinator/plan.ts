@@ -56,7 +56,9 @@ const GIB = 1024 ** 3;
 
 const benchmarksSchema = z
   .object({
-    bonnie: z.object({ fileSize: size(MIB, 64 * GIB).default(GIB), chunk: size(256, MIB).default(8192), directIo: z.boolean().default(false) }).strict().optional(),
+    // ram: the guest's memory as bonnie++ is told it (-r); its file must be twice that,
+    // or its figures measure the guest's cache. Unset: half the file (the agent's default).
+    bonnie: z.object({ fileSize: size(MIB, 64 * GIB).default(GIB), chunk: size(256, MIB).default(8192), directIo: z.boolean().default(false), ram: size(MIB, 64 * GIB).optional() }).strict().optional(),
     postmark: z
       .object({
         transactions: z.number().int().min(1).max(100_000_000).default(100_000),
@@ -154,6 +156,9 @@ export async function parsePlan(text: string, source: string): Promise<Plan & { 
   const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0);
   if (needs * 1.25 > plan.campaign.volumeSize) {
     throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.volumeSize: ${plan.campaign.volumeSize} bytes cannot hold the benchmarks' ${needs} bytes (give it at least 25% more)`);
+  }
+  if (b.bonnie?.ram !== undefined && b.bonnie.fileSize < 2 * b.bonnie.ram) {
+    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.benchmarks.bonnie.fileSize: ${b.bonnie.fileSize} bytes is less than twice its ram (${b.bonnie.ram} bytes): bonnie++ refuses, as its figures would measure the cache`);
   }
   const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
   return { ...plan, chapPassword, ...(natsPassword ? { natsPassword } : {}) };

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 vcstor() { node dist/coordinator/cli.js "$@"; }
 trap 'vcstor lab down >/dev/null' EXIT
-vcstor lab up "$@"
+# Links as the paper's (1 Gbit/s) unless the caller gives --rate: unshaped veth pairs
+# run at memory speed, faster than any disk behind them.
+rate=(--rate 1gbit)
+for arg in "$@"; do [[ $arg == --rate || $arg == --rate=* ]] && rate=(); done
+vcstor lab up "${rate[@]}" "$@"
 vcstor lab check
 vcstor run plans/lab-small.yaml

@@ -12,7 +12,7 @@ import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { initCa, issueCert } from '../certs.js';
 import { cidrOverlap, LabNetwork } from './network.js';
-import { hostCgroup, LabMemory, labCgroup, MEMORY_CONTROLLER } from './memory.js';
+import { diskOf, hostCgroup, LabCgroups, labCgroup, MEMORY_CONTROLLER } from './cgroups.js';
 import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
 /**
@@ -38,10 +38,15 @@ export interface LabOptions {
   /** gRPC port of every agent. */
   agentPort: number;
   /**
-   * Each host's memory (bytes): a memory cgroup per host with this limit (lab/memory.ts),
+   * Each host's memory (bytes): a memory cgroup per host with this limit (lab/cgroups.ts),
    * so hosts do not share one page cache. Undefined or 0: no groups (`--memory none`).
    */
   memoryBytes?: number;
+  /**
+   * Each host's reads and writes of the machine's disk (bytes/s each way), throttled by a
+   * blkio cgroup per host (lab/cgroups.ts). Undefined or 0: unthrottled (`--disk-rate none`).
+   */
+  diskBytesPerSecond?: number;
   /**
    * Serve plaintext gRPC instead of mTLS (`lab up --insecure`). Off by default: the lab
    * runs agents as a deployment should, with certificates from `vcstor certs`.
@@ -100,6 +105,9 @@ export interface LabFile {
   tls?: LabTls;
   /** Each namespace host's memory limit (bytes), when the hosts have memory cgroups. */
   memoryBytes?: number;
+  /** Each namespace host's disk rate (bytes/s) on `disk` (major:minor), when throttled. */
+  diskBytesPerSecond?: number;
+  disk?: string;
 }
 
 /** The client side of a lab's mTLS: DIR/pki/{ca,coordinator}.*; undefined for plaintext. */
@@ -142,6 +150,8 @@ export const DEFAULT_LAB: LabOptions = {
   // A host is small next to what the benchmarks write (2x for bonnie++): so the figures
   // measure the data path and not the cache (plans/lab-small.yaml).
   memoryBytes: 256 * 2 ** 20,
+  // A disk of the paper's day, instead of the 2.5 GB/s of this machine's cached virtual disk.
+  diskBytesPerSecond: 80 * 2 ** 20,
 };
 
 /** The CLI that starts agents: dist/coordinator/cli.js. */
@@ -376,17 +386,28 @@ export class Lab {
     const storage0 = hosts[0]!;
     const lab = await newLabRecord(options, hosts, 'namespaces', storage0.address);
     await refuseUsedSubnet(this.network, options);
-    const memory = new LabMemory();
+    const cgroups = new LabCgroups();
     if (options.memoryBytes) {
-      if (await memory.available()) {
+      if (await cgroups.available()) {
         for (const host of hosts) {
           host.memoryCgroup = hostCgroup(options.name, host.name);
-          await memory.ensure(host.memoryCgroup, options.memoryBytes);
+          await cgroups.ensure(host.memoryCgroup, options.memoryBytes);
         }
         lab.memoryBytes = options.memoryBytes;
         this.report(`memory: ${options.memoryBytes / 2 ** 20} MiB per host (memory cgroups ${labCgroup(options.name)}/<host>)`);
       } else {
         this.report(`memory: no cgroup v1 memory controller at ${MEMORY_CONTROLLER}: the hosts share this machine's memory and page cache (figures will say "machine")`);
+      }
+    }
+    if (options.diskBytesPerSecond) {
+      const disk = await diskOf(options.dir);
+      if (disk && (await cgroups.blkioAvailable())) {
+        for (const host of hosts) await cgroups.ensureDiskRate(hostCgroup(options.name, host.name), disk, options.diskBytesPerSecond);
+        lab.diskBytesPerSecond = options.diskBytesPerSecond;
+        lab.disk = disk;
+        this.report(`disk: ${options.diskBytesPerSecond / 2 ** 20} MiB/s per host, read and write, on disk ${disk} (blkio cgroups)`);
+      } else {
+        this.report(`disk: cannot throttle (${disk ? 'no cgroup v1 blkio controller' : `no block device under ${options.dir}`}): hosts read and write this machine's disk at its own speed`);
       }
     }
     await writeLabFile(lab);
@@ -414,7 +435,10 @@ export class Lab {
       lab.processes = [...lab.processes.filter((p) => !(p.name === name && p.host === host.name)), proc];
       await writeLabFile(lab);
       // Into the host's memory before it does any work (NATS is the coordinator's, not the host's).
-      if (host.memoryCgroup && name !== 'nats-server') await memory.join(host.memoryCgroup, proc.pid);
+      if (name !== 'nats-server') {
+        if (host.memoryCgroup) await cgroups.join(host.memoryCgroup, proc.pid);
+        if (lab.diskBytesPerSecond) await cgroups.joinBlkio(hostCgroup(options.name, host.name), proc.pid);
+      }
       await waitFor(`${name} on ${host.name} (log: ${logFile})`, async () => {
         if (!(await isRunning(proc))) throw new VcstorError('UNAVAILABLE', `${name} on ${host.name} exited; see ${logFile}`);
         return ready();
@@ -515,7 +539,7 @@ export class Lab {
     if (!(await programRunning('rpcbind'))) {
       for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock', '/run/rpcbind/rpcbind.xdr', '/run/rpcbind/portmap.xdr']) await rm(f, { force: true });
     }
-    removed.push(...(await new LabMemory().remove(name)));
+    removed.push(...(await new LabCgroups().remove(name)));
     await rm(`/var/run/tgtd/socket.${port}`, { force: true });
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
     removed.push(...(await this.unmountUnder(dir)));
@@ -597,7 +621,7 @@ export class Lab {
       lab.hosts.map(async (host) => ({
         ...host,
         namespaceUp: namespaces.includes(host.namespace),
-        ...(host.memoryCgroup ? { memory: await new LabMemory().usage(host.memoryCgroup) } : {}),
+        ...(host.memoryCgroup ? { memory: await new LabCgroups().usage(host.memoryCgroup) } : {}),
         agent: await checkHealth(host.agentAddress, credentials, '', 1500).catch((err: unknown) => (err instanceof VcstorError ? err.code : 'UNREACHABLE')),
       })),
     );

@@ -13,7 +13,7 @@ import { VcstorError } from '../../common/errors.js';
 import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
 import { labAddress, labClientCredentials, TEST_LAB } from '../support/lab.js';
 import { makeClient, unary } from '../../common/clients.js';
-import { MEMORY_CONTROLLER } from '../../coordinator/lab/memory.js';
+import { BLKIO_CONTROLLER, MEMORY_CONTROLLER } from '../../coordinator/lab/cgroups.js';
 
 function makeLabGuestClient(lab: LabFile) {
   return makeClient('guest', lab.hosts.find((h) => h.role === 'guest')!.agentAddress, labClientCredentials(lab));
@@ -38,15 +38,18 @@ async function leftovers(options: LabOptions, pids: number[]): Promise<Record<st
   for (const pid of pids) if ((await processStartTicks(pid)) !== undefined) processes.push(String(pid));
   const sockets: string[] = [];
   for (const f of [`/var/run/tgtd/socket.${tgtControlPort(options.name)}`]) if (await access(f).then(() => true, () => false)) sockets.push(f);
-  const cgroups = (await readdir(MEMORY_CONTROLLER).catch(() => [] as string[])).filter((g) => g === `vcstor.${options.name}`);
+  const cgroups: string[] = [];
+  for (const controller of [MEMORY_CONTROLLER, BLKIO_CONTROLLER]) {
+    for (const g of await readdir(controller).catch(() => [] as string[])) if (g === `vcstor.${options.name}`) cgroups.push(path.join(controller, g));
+  }
   return { namespaces, links, loops, mounts, processes, sockets, cgroups };
 }
 
 const NOTHING = { namespaces: [], links: [], loops: [], mounts: [], processes: [], sockets: [], cgroups: [] };
 
-/** The pids in a memory cgroup. */
-async function pidsIn(cgroup: string): Promise<number[]> {
-  return (await readFile(path.join(MEMORY_CONTROLLER, cgroup, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
+/** The pids in a cgroup. */
+async function pidsIn(cgroup: string, controller = MEMORY_CONTROLLER): Promise<number[]> {
+  return (await readFile(path.join(controller, cgroup, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean).map(Number);
 }
 
 describe('the one-machine lab', { skip: needsRoot }, () => {
@@ -117,6 +120,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
   it('every host has its own memory: a cgroup with the limit, holding its agent and daemons', async () => {
     const limit = String(TEST_LAB.memoryBytes);
     assert.equal(record.memoryBytes, TEST_LAB.memoryBytes);
+    assert.match(record.disk ?? '', /^\d+:\d+$/);
     for (const host of record.hosts) {
       assert.equal(host.memoryCgroup, `/vcstor.${options.name}/${host.name}`);
       assert.equal((await readFile(path.join(MEMORY_CONTROLLER, host.memoryCgroup!, 'memory.limit_in_bytes'), 'utf8')).trim(), limit);
@@ -124,6 +128,13 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
       const expected = record.processes.filter((p) => p.host === host.name && p.name !== 'nats-server').map((p) => p.pid);
       assert.ok(expected.length > 0);
       for (const pid of expected) assert.ok(inGroup.includes(pid), `${host.name}: pid ${pid} in ${host.memoryCgroup} (${inGroup.join(' ')})`);
+      // Its disk: reads and writes of the lab's disk throttled in a blkio group of its own.
+      const inBlkio = await pidsIn(host.memoryCgroup!, BLKIO_CONTROLLER);
+      for (const pid of expected) assert.ok(inBlkio.includes(pid), `${host.name}: pid ${pid} in blkio ${host.memoryCgroup}`);
+      for (const way of ['read', 'write']) {
+        const rule = (await readFile(path.join(BLKIO_CONTROLLER, host.memoryCgroup!, `blkio.throttle.${way}_bps_device`), 'utf8')).trim();
+        assert.equal(rule, `${record.disk} ${TEST_LAB.diskBytesPerSecond}`);
+      }
       assert.equal(JSON.parse(await readFile(host.agentConfig, 'utf8')).memoryCgroup, host.memoryCgroup, 'the agent is told its group');
     }
     const nats = record.processes.find((p) => p.name === 'nats-server')!;

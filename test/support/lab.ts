@@ -35,7 +35,7 @@ function freeTestSubnet(): string {
 }
 
 /** The test lab: its own name, a subnet the machine does not route, a fixed dir that scripts/test.sh cleans. */
-export const TEST_LAB: LabOptions = { name: 'vct', subnet: freeTestSubnet(), storage: 1, dom0: 1, guests: 1, dir: '/var/lib/vcstor/test-lab', agentPort: 50051, memoryBytes: 256 * 2 ** 20 };
+export const TEST_LAB: LabOptions = { name: 'vct', subnet: freeTestSubnet(), storage: 1, dom0: 1, guests: 1, dir: '/var/lib/vcstor/test-lab', agentPort: 50051, memoryBytes: 256 * 2 ** 20, diskBytesPerSecond: 80 * 2 ** 20 };
 
 /** An address of the test lab's subnet: `labAddress(10)` is storage0. */
 export function labAddress(lastOctet: number): string {
