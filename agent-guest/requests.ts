@@ -50,6 +50,9 @@ export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output
       if (spec.numjobs > 1024) throw invalidArgument('fio.numjobs', 'is more than 1024');
       if (spec.rwmixRead > 100) throw invalidArgument('fio.rwmix_read', 'is a percentage (0-100)');
       if (spec.runtimeS > 24 * 3600) throw invalidArgument('fio.runtime_s', 'is more than a day');
+      // A time-based write phase uses all of the runtime: fio never starts the verify
+      // reads and reports success having checked nothing.
+      if (spec.verify && spec.runtimeS > 0) throw invalidArgument('fio.verify', 'cannot be combined with runtime_s (fio would spend the runtime writing and verify nothing); size the run with size_bytes instead');
       return;
     }
     case 'sparseImage': {

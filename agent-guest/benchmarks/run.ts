@@ -250,7 +250,9 @@ export class GuestBenchmarks {
       ...(f.runtimeS ? [`--runtime=${f.runtimeS}`, '--time_based'] : []),
       ...(f.verify ? ['--verify=crc32c', '--do_verify=1', '--verify_fatal=1'] : []),
     ];
-    const { stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs });
+    // In the private directory: fio writes its verify state files (*-verify.state) to
+    // its working directory, and they go with the directory.
+    const { stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs, cwd: workDir });
     const result = parseFioJson(stdout);
     if (result.error !== 0) throw new VcstorError('INTERNAL', `fio reported error ${result.error}${f.verify ? ' (verify failed: data read back differs)' : ''}`);
     return result;

@@ -154,6 +154,21 @@ describe('the gRPC edge', () => {
     }
   });
 
+  it('refuses a fio verify that would verify nothing (a time-based write phase never ends to read back)', async () => {
+    const client = makeClient('guest', guest.server.address, insecure);
+    try {
+      const call = client.RunBenchmark({ directory: '/mnt/vcstor/x', fio: { rw: 'randwrite', verify: true, runtimeS: 5 } }, { deadline: Date.now() + 5000 });
+      const status = await new Promise<grpc.ServiceError>((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', resolve);
+      });
+      assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(status.details, /fio\.verify: cannot be combined with runtime_s/);
+    } finally {
+      client.close();
+    }
+  });
+
   it('streaming calls report errors as statuses: a benchmark in a missing directory is NOT_FOUND', async () => {
     const client = makeClient('guest', guest.server.address, insecure);
     try {
