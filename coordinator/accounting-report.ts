@@ -88,7 +88,8 @@ const flowIndex = (layer: string) => (FLOW.includes(layer) ? FLOW.indexOf(layer)
 export function pathText(row: AccountingRow): string {
   return [...row.path]
     .sort((a, b) => flowIndex(a.layer) - flowIndex(b.layer))
-    .filter((p) => p.writeBytes > 0 || p.writeChars > 0)
+    // Under a MiB is control traffic (RPCs, NFS metadata), not the benchmark's data.
+    .filter((p) => Math.max(p.writeBytes, p.writeChars) >= 2 ** 20)
     .map((p) => `${p.layer} ${mib(p.writeBytes || p.writeChars)}`)
     .join(' > ');
 }

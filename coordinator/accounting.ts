@@ -124,11 +124,11 @@ export function layerOf(role: HostRole, counter: IoCounter__Output, method: stri
       return role === 'storage' ? 'storage volume device' : `${role} loop device`;
     case 'IO_COUNTER_KIND_PROCESS': {
       const program = counter.id.split(':')[1] ?? '';
-      if (role === 'storage') return program === 'tgtd' || program.startsWith('ganesha') ? 'storage daemon' : `storage ${program}`;
-      if (program.startsWith('qemu-storage-d')) return role === 'guest' ? 'guest initiator' : 'dom0 backend';
       // The kernel adds a reaped child's I/O to its parent's: the guest agent's counter
       // holds the benchmarks it ran.
       if (program === 'node') return role === 'guest' ? 'guest benchmark (agent)' : `${role} agent`;
+      if (role === 'storage') return program === 'tgtd' || program.startsWith('ganesha') ? 'storage daemon' : `storage ${program}`;
+      if (program.startsWith('qemu-storage-d')) return role === 'guest' ? 'guest initiator' : 'dom0 backend';
       return `${role} ${program}`;
     }
     case 'IO_COUNTER_KIND_NETWORK':

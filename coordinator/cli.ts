@@ -41,7 +41,7 @@ Lab options:
   --storage N   storage servers (default 1)   --dom0 N  dom0 hosts (default 1)
   --guests N    guests (default 1)            --rate R  cap links, e.g. 1gbit
   --dir D       lab directory (default /var/lib/vcstor/lab/NAME)
-  --memory M    each host's memory, a memory cgroup of its own (default 256MiB; none:
+  --memory M    each host's memory, a memory cgroup of its own (default 192MiB; none:
                 hosts share the machine's memory and page cache)
   --disk-rate R each host's reads and writes of the machine's disk, per second (default
                 80MiB/s; none: the machine's own, a cached virtual disk here)

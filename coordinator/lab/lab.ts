@@ -149,7 +149,7 @@ export const DEFAULT_LAB: LabOptions = {
   agentPort: 50051,
   // A host is small next to what the benchmarks write (2x for bonnie++): so the figures
   // measure the data path and not the cache (plans/lab-small.yaml).
-  memoryBytes: 256 * 2 ** 20,
+  memoryBytes: 192 * 2 ** 20,
   // A disk of the paper's day, instead of the 2.5 GB/s of this machine's cached virtual disk.
   diskBytesPerSecond: 80 * 2 ** 20,
 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -65,6 +65,18 @@ describe('the seven methods: set up through agents, data written in the guest re
     }
   }
 
+  /** Mount `file` read-only, run `use` on the mountpoint, unmount. */
+  async function withMounted<T>(file: string, use: (dir: string) => Promise<T>): Promise<T> {
+    const mountpoint = path.join(scratch, 'alloc');
+    await runner.run('mkdir', ['-p', mountpoint]);
+    await runner.run('mount', ['-o', 'ro,loop,noload', file, mountpoint]);
+    try {
+      return await use(mountpoint);
+    } finally {
+      await runner.run('umount', ['-d', mountpoint]);
+    }
+  }
+
   /** What the method left on the machine: mounts, loop devices and daemons of the lab. */
   async function leftovers(): Promise<string[]> {
     const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((m) => isWithin(TEST_LAB.dir, m.mountpoint)).map((m) => `mount ${m.mountpoint}`);
@@ -99,6 +111,14 @@ describe('the seven methods: set up through agents, data written in the guest re
       const layers = provisioned.volume
         ? [path.join(TEST_LAB.dir, 'hosts', 'storage0', 'pool', `${provisioned.volume}.img`), ...(provisioned.image ? ['guest.img'] : [])]
         : [provisioned.image!.path!];
+      // Zero-filled stays zero-filled: every mkfs on the way (storage, dom0, guest) left
+      // each layer's file fully allocated (a discard would have punched holes in it).
+      const outer = await stat(layers[0]!);
+      assert.ok(outer.blocks * 512 >= outer.size, `${method}: ${layers[0]} fully allocated after mkfs (${outer.blocks * 512} of ${outer.size} bytes)`);
+      if (layers.length > 1) {
+        const nested = await withMounted(layers[0]!, (dir) => stat(path.join(dir, layers[1]!)));
+        assert.ok(nested.blocks * 512 >= nested.size, `${method}: the image inside the volume fully allocated after the guest's mkfs (${nested.blocks * 512} of ${nested.size} bytes)`);
+      }
       const readBack = await readThrough(layers, 'data.bin');
       for (const w of WRITES) {
         const got = readBack.subarray(w.offsetMib * MIB, (w.offsetMib + w.lengthMib) * MIB);
