@@ -255,6 +255,11 @@ export class GuestBenchmarks {
     const { stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs, cwd: workDir });
     const result = parseFioJson(stdout);
     if (result.error !== 0) throw new VcstorError('INTERNAL', `fio reported error ${result.error}${f.verify ? ' (verify failed: data read back differs)' : ''}`);
+    // fio reports success when its verify phase never ran: a verify that read nothing failed.
+    const written = result.write?.ioBytes ?? 0;
+    if (f.verify && written > 0 && (result.read?.ioBytes ?? 0) < written) {
+      throw new VcstorError('INTERNAL', `fio verified ${result.read?.ioBytes ?? 0} of the ${written} bytes it wrote: the verify did not read everything back`);
+    }
     return result;
   }
 

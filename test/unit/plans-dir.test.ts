@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_LAB, labTlsFiles, planHosts } from '../../coordinator/lab/lab.js';
+import { parsePlan } from '../../coordinator/plan.js';
+import { isScalePlanText, parseScalePlan } from '../../coordinator/scale-plan.js';
+
+/**
+ * Every plan in plans/ is written for the default lab (`vcstor lab up`): it must parse,
+ * name that lab's agents, TLS files and directories, and size bonnie++ to defeat the
+ * memory it says the hosts have.
+ */
+const PLANS = fileURLToPath(new URL('../../../plans/', import.meta.url));
+const SECRET_FILE = path.join(DEFAULT_LAB.dir, 'secrets', 'chap');
+
+describe('the plans in plans/ fit the default lab', () => {
+  let dir = '';
+  let files: string[] = [];
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vcstor-plans-'));
+    await writeFile(path.join(dir, 'chap'), 'labsecret1234\n', { mode: 0o600 });
+    files = (await readdir(PLANS)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('there are plans to check', () => {
+    assert.ok(files.includes('lab-small.yaml') && files.includes('paper.yaml') && files.includes('scale-small.yaml'), files.join(', '));
+  });
+
+  it('each parses, with the lab\'s agents, mTLS files and CHAP secret', async () => {
+    const hosts = planHosts(DEFAULT_LAB);
+    const address = (role: string) => hosts.find((h) => h.role === role)!.agentAddress;
+    const tls = labTlsFiles(DEFAULT_LAB.dir, false)!;
+    for (const file of files) {
+      const original = await readFile(path.join(PLANS, file), 'utf8');
+      assert.ok(original.includes(SECRET_FILE), `${file} reads the lab's CHAP secret (${SECRET_FILE})`);
+      // The lab's secret is made by `lab up`; this test reads a copy of its own.
+      const text = original.replaceAll(SECRET_FILE, path.join(dir, 'chap'));
+      const plan = isScalePlanText(text, file) ? await parseScalePlan(text, file) : await parsePlan(text, file);
+      assert.deepEqual(plan.tls, tls, `${file}: the default lab serves mTLS with these files`);
+      assert.equal(plan.agents.storage.address, address('storage'), file);
+      assert.equal(plan.chapPassword, 'labsecret1234', file);
+      if ('campaign' in plan) {
+        assert.equal(plan.agents.dom0.address, address('dom0'), file);
+        assert.equal(plan.agents.guest.address, address('guest'), file);
+        assert.ok(plan.agents.dom0.imageDir.startsWith(`${DEFAULT_LAB.dir}/hosts/`), `${file}: dom0's images in the lab`);
+        const bonnie = plan.campaign.benchmarks.bonnie;
+        if (bonnie) {
+          const memory = bonnie.ram ?? DEFAULT_LAB.memoryBytes!;
+          assert.ok(bonnie.fileSize >= 2 * memory, `${file}: bonnie++'s file (${bonnie.fileSize}) is at least twice the hosts' memory (${memory})`);
+          assert.ok(bonnie.ram !== undefined, `${file}: bonnie++ is told the hosts' memory`);
+        }
+      } else {
+        for (const initiator of plan.agents.initiators) assert.equal(initiator.address, address(initiator.role), file);
+      }
+    }
+  });
+});
