@@ -9,6 +9,7 @@ import { accountingHtml, accountingText } from './accounting-report.js';
 import { METHODS } from './methods.js';
 import { renderScaleReport, scaleResultsTable } from './scale-report.js';
 import { REPORT_FIGURES, type MeasurementRecord, type RunRecord } from './model.js';
+import { NOISY_CV, ratioOf, summarize, type Summary } from './statistics.js';
 
 /** A figure the report reads from one benchmark result. */
 interface FigureSpec {
@@ -28,6 +29,10 @@ export interface PhyLocalRatio {
   mean: number | undefined;
   /** mean / phy-local's mean; undefined when either is missing. */
   ratio: number | undefined;
+  /** Half-width of the ratio's 95% interval (both sides repeated at least twice). */
+  ratioCi95?: number;
+  /** The method's own spread over its repetitions (two or more). */
+  summary?: Summary;
 }
 
 /** Options of {@link renderReport}. */
@@ -103,6 +108,8 @@ interface Analysis {
   measurement(method: string, benchmark: string, repetition: number): MeasurementRecord | undefined;
   cell(method: string, spec: FigureSpec, repetition: number): Cell;
   mean(method: string, spec: FigureSpec): number | undefined;
+  /** Mean, spread and 95% interval over the repetitions that produced the figure. */
+  summary(method: string, spec: FigureSpec): Summary | undefined;
 }
 
 function succeeded(m: MeasurementRecord): m is MeasurementRecord & { result: Record<string, unknown> } {
@@ -142,11 +149,12 @@ function analyse(measurements: MeasurementRecord[]): Analysis {
     const value = spec.read(m.result);
     return value === undefined ? { kind: 'unmeasured' } : { kind: 'value', value };
   };
-  const mean = (method: string, spec: FigureSpec): number | undefined =>
-    meanOf(repetitions.flatMap((r) => {
+  const summary = (method: string, spec: FigureSpec): Summary | undefined =>
+    summarize(repetitions.flatMap((r) => {
       const c = cell(method, spec, r);
       return c.kind === 'value' ? [c.value] : [];
     }));
+  const mean = (method: string, spec: FigureSpec): number | undefined => summary(method, spec)?.mean;
 
   // A figure is shown when its benchmark was recorded, except when every successful run
   // of it lacks the figure: a write-only fio job has no read bandwidth to draw, while a
@@ -157,7 +165,7 @@ function analyse(measurements: MeasurementRecord[]): Analysis {
     const successes = ofBenchmark.filter(succeeded);
     return successes.length === 0 || successes.some((m) => spec.read(m.result) !== undefined);
   });
-  return { methods, repetitions, figures, measurement, cell, mean };
+  return { methods, repetitions, figures, measurement, cell, mean, summary };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,11 +182,19 @@ export function ratiosVsPhyLocal(measurements: MeasurementRecord[]): PhyLocalRat
 
 function ratiosOf(analysis: Analysis): PhyLocalRatio[] {
   return analysis.figures.flatMap((spec) => {
-    const baseline = analysis.mean(BASELINE_METHOD, spec);
-    return analysis.methods.map((method) => {
-      const mean = analysis.mean(method, spec);
-      const ratio = mean !== undefined && baseline !== undefined ? mean / baseline : undefined;
-      return { figure: figureLabel(spec), unit: spec.unit, method, mean, ratio };
+    const baseline = analysis.summary(BASELINE_METHOD, spec);
+    return analysis.methods.map((method): PhyLocalRatio => {
+      const summary = analysis.summary(method, spec);
+      const interval = summary && baseline ? ratioOf(summary, baseline) : undefined;
+      return {
+        figure: figureLabel(spec),
+        unit: spec.unit,
+        method,
+        mean: summary?.mean,
+        ratio: interval?.ratio,
+        ...(interval?.ci95 !== undefined ? { ratioCi95: interval.ci95 } : {}),
+        ...(summary && summary.n > 1 ? { summary } : {}),
+      };
     });
   });
 }
@@ -202,28 +218,42 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]):
   }
 
   const cellText = (c: Cell): string => (c.kind === 'value' ? formatNumber(c.value) : c.kind === 'failed' ? 'failed' : c.kind === 'unmeasured' ? 'n/a' : '-');
+  const noisy: string[] = [];
   const resultRows = analysis.figures.flatMap((spec) =>
     analysis.methods.map((method) => {
-      const mean = analysis.mean(method, spec);
-      return [method, figureLabel(spec), spec.unit, ...analysis.repetitions.map((r) => cellText(analysis.cell(method, spec, r))), mean === undefined ? '-' : formatNumber(mean)];
+      const summary = analysis.summary(method, spec);
+      const isNoisy = summary?.cv !== undefined && summary.cv > NOISY_CV;
+      if (isNoisy) noisy.push(`${method} ${figureLabel(spec)} (cv ${percent(summary.cv!)})`);
+      return [
+        method,
+        figureLabel(spec),
+        spec.unit,
+        ...analysis.repetitions.map((r) => cellText(analysis.cell(method, spec, r))),
+        summary === undefined ? '-' : formatNumber(summary.mean),
+        summary?.ci95 === undefined ? '-' : `±${formatNumber(summary.ci95)}`,
+        summary?.cv === undefined ? '-' : `${percent(summary.cv)}${isNoisy ? '!' : ''}`,
+      ];
     }),
   );
   lines.push(
     ...fixedWidth(
-      ['method', 'figure', 'unit', ...analysis.repetitions.map((r) => `rep${r}`), 'mean'],
+      ['method', 'figure', 'unit', ...analysis.repetitions.map((r) => `rep${r}`), 'mean', '95% CI', 'cv'],
       resultRows,
-      [false, false, false, ...analysis.repetitions.map(() => true), true],
+      [false, false, false, ...analysis.repetitions.map(() => true), true, true, true],
     ),
   );
+  lines.push(`95% CI: the mean's 95% confidence interval (Student's t over the repetitions); cv: standard deviation / mean, "!" above ${percent(NOISY_CV)}`);
+  if (noisy.length > 0) lines.push(`noisy (cv above ${percent(NOISY_CV)}; read these with care, or run more repetitions): ${noisy.join(', ')}`);
 
-  lines.push('', `ratio vs ${BASELINE_METHOD} (mean of the method / mean of ${BASELINE_METHOD})`);
+  lines.push('', `ratio vs ${BASELINE_METHOD} (mean of the method / mean of ${BASELINE_METHOD}, ± its 95% interval)`);
   const ratios = ratiosOf(analysis);
   const ratioRows = analysis.figures.map((spec) => [
     figureLabel(spec),
     spec.unit,
     ...analysis.methods.map((method) => {
-      const ratio = ratios.find((r) => r.figure === figureLabel(spec) && r.method === method)?.ratio;
-      return ratio === undefined ? '-' : ratio.toFixed(2);
+      const entry = ratios.find((r) => r.figure === figureLabel(spec) && r.method === method);
+      if (entry?.ratio === undefined) return '-';
+      return entry.ratioCi95 === undefined ? entry.ratio.toFixed(2) : `${entry.ratio.toFixed(2)}±${entry.ratioCi95.toFixed(2)}`;
     }),
   ]);
   lines.push(...fixedWidth(['figure', 'unit', ...analysis.methods], ratioRows, [false, false, ...analysis.methods.map(() => true)]));
@@ -309,6 +339,8 @@ interface ChartSpec {
   series: string[];
   methods: string[];
   slots: (method: string) => Slot[];
+  /** A group's mean and its 95% interval, drawn over its bars (two or more repetitions). */
+  interval?: (method: string) => Summary | undefined;
 }
 
 /**
@@ -383,6 +415,8 @@ th, td { border: 1px solid #bbb; padding: 0.25rem 0.5rem; }
 th { background: #f2f2f2; text-align: left; }
 td.ratio { text-align: right; font-variant-numeric: tabular-nums; }
 td.ratio .mean { display: block; font-size: 0.75rem; color: #555; }
+td.ratio.noisy { color: #b00; }
+svg .errorbar { stroke: #111; stroke-width: 1.4; fill: none; }
 td.missing { text-align: center; color: #777; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.warn { color: #b00; font-weight: bold; }
@@ -405,6 +439,10 @@ function chartSpecs(analysis: Analysis, measurements: MeasurementRecord[]): Char
       seriesName: 'repetition',
       series: analysis.repetitions.map((r) => `rep ${r}`),
       methods: analysis.methods,
+      interval: (method) => {
+        const summary = analysis.summary(method, spec);
+        return summary?.ci95 !== undefined ? summary : undefined;
+      },
       slots: (method) =>
         analysis.repetitions.map((repetition): Slot => {
           const cell = analysis.cell(method, spec, repetition);
@@ -505,7 +543,12 @@ function renderChart(chart: ChartSpec, number: number): string {
   const baseline = top + plotHeight;
 
   const slotsByMethod = chart.methods.map((method) => ({ method, slots: chart.slots(method) }));
-  const highest = Math.max(0, ...slotsByMethod.flatMap(({ slots }) => slots.flatMap((s) => (s.kind === 'bar' ? [s.value, ...s.points] : []))));
+  const intervals = new Map(chart.methods.map((method) => [method, chart.interval?.(method)]));
+  const highest = Math.max(
+    0,
+    ...slotsByMethod.flatMap(({ slots }) => slots.flatMap((s) => (s.kind === 'bar' ? [s.value, ...s.points] : []))),
+    ...[...intervals.values()].map((i) => (i ? i.mean + (i.ci95 ?? 0) : 0)),
+  );
   const axis = niceAxis(highest);
   const y = (value: number): number => baseline - (value / axis.max) * plotHeight;
 
@@ -568,6 +611,22 @@ function renderChart(chart: ChartSpec, number: number): string {
         );
       }
     });
+    // The group's mean (a line across its bars) and its 95% interval (a whisker).
+    const interval = intervals.get(method);
+    if (interval?.ci95 !== undefined) {
+      const left = groupX + groupPadding;
+      const right = groupX + groupWidth - groupPadding;
+      const cx = (left + right) / 2;
+      const low = y(Math.max(0, interval.mean - interval.ci95));
+      const high = y(interval.mean + interval.ci95);
+      const cap = Math.min(8, (right - left) / 4);
+      const tip = `${method}: mean ${formatGrouped(interval.mean)} ${chart.unit}, 95% interval ±${formatGrouped(interval.ci95)}, cv ${percent(interval.cv ?? 0)} (${interval.n} repetitions)`;
+      parts.push(
+        `<g class="errorbar" data-method="${esc(method)}" data-mean="${interval.mean}" data-ci95="${interval.ci95}"><title>${esc(tip)}</title>` +
+          `<line class="errorbar" x1="${fix(left)}" x2="${fix(right)}" y1="${fix(y(interval.mean))}" y2="${fix(y(interval.mean))}" stroke-dasharray="4 2"/>` +
+          `<path class="errorbar" d="M${fix(cx)} ${fix(low)}V${fix(high)}M${fix(cx - cap)} ${fix(low)}H${fix(cx + cap)}M${fix(cx - cap)} ${fix(high)}H${fix(cx + cap)}"/></g>`,
+      );
+    }
     const nameX = groupX + groupWidth / 2;
     const nameY = baseline + 16;
     parts.push(
@@ -579,7 +638,8 @@ function renderChart(chart: ChartSpec, number: number): string {
   });
   parts.push('</svg>');
 
-  const caption = `Figure ${number}. ${chart.title} (${chart.unit}): one group per method, one bar per ${chart.seriesName}${chart.seriesName === 'pass' ? ' (the mean over the repetitions; dots are the repetitions)' : ''}. Higher is better; "n/a" marks a value that is missing, its reason in the tooltip.`;
+  const errorBars = chart.interval && [...intervals.values()].some((i) => i !== undefined) ? ' The dashed line over a group is its mean, the whisker its 95% confidence interval.' : '';
+  const caption = `Figure ${number}. ${chart.title} (${chart.unit}): one group per method, one bar per ${chart.seriesName}${chart.seriesName === 'pass' ? ' (the mean over the repetitions; dots are the repetitions)' : ''}. Higher is better; "n/a" marks a value that is missing, its reason in the tooltip.${errorBars}`;
   return `<figure class="chart">\n${parts.join('\n')}\n<figcaption>${esc(caption)}</figcaption>\n</figure>`;
 }
 
@@ -593,15 +653,18 @@ function renderRatioTable(analysis: Analysis): string {
         const title = entry?.mean === undefined ? `no ${method} value` : `no ${BASELINE_METHOD} value`;
         return `<td class="missing" ${attributes} title="${esc(title)}">-</td>`;
       }
-      const mean = entry.mean === undefined ? '' : `<span class="mean">${esc(`${formatGrouped(entry.mean)} ${spec.unit}`)}</span>`;
-      return `<td class="ratio" ${attributes} data-ratio="${entry.ratio}">${entry.ratio.toFixed(2)}${mean}</td>`;
+      const spread = entry.summary ? ` ±${formatGrouped(entry.summary.ci95 ?? 0)}, cv ${percent(entry.summary.cv ?? 0)}` : '';
+      const mean = entry.mean === undefined ? '' : `<span class="mean">${esc(`${formatGrouped(entry.mean)}${spread} ${spec.unit}`)}</span>`;
+      const noisy = (entry.summary?.cv ?? 0) > NOISY_CV;
+      const interval = entry.ratioCi95 === undefined ? '' : ` ±${entry.ratioCi95.toFixed(2)}`;
+      return `<td class="ratio${noisy ? ' noisy' : ''}" ${attributes} data-ratio="${entry.ratio}"${entry.ratioCi95 === undefined ? '' : ` data-ci95="${entry.ratioCi95}"`}${noisy ? ` title="${esc(`${method}'s repetitions vary by more than ${percent(NOISY_CV)} (cv ${percent(entry.summary!.cv!)})`)}"` : ''}>${entry.ratio.toFixed(2)}${interval}${noisy ? ' !' : ''}${mean}</td>`;
     });
     return `<tr><th scope="row">${esc(figureLabel(spec))} (${esc(spec.unit)})</th>${cells.join('')}</tr>`;
   });
   return [
     '<section class="ratios">',
     `<h2>Ratio against ${BASELINE_METHOD}</h2>`,
-    `<p>Each method's mean over its repetitions divided by ${BASELINE_METHOD}'s (1.00 is as fast as a local logical volume; higher is better); the mean is under each ratio. Failed repetitions are left out of the mean.</p>`,
+    `<p>Each method's mean over its repetitions divided by ${BASELINE_METHOD}'s (1.00 is as fast as ${BASELINE_METHOD}; higher is better), ± the ratio's 95% interval (delta method, Student's t); under it the method's mean ± its 95% confidence interval and its coefficient of variation. "!" marks a method whose repetitions vary by more than ${percent(NOISY_CV)}. Failed repetitions are left out of the mean.</p>`,
     '<table class="ratios">',
     `<thead><tr><th>figure</th>${analysis.methods.map((m) => `<th scope="col">${esc(m)}</th>`).join('')}</tr></thead>`,
     `<tbody>${rows.join('\n')}</tbody>`,
@@ -642,6 +705,10 @@ function renderSummary(run: RunRecord, measurements: MeasurementRecord[]): strin
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function percent(fraction: number): string {
+  return `${(fraction * 100).toFixed(fraction < 0.1 ? 1 : 0)}%`;
 }
 
 function meanOf(values: number[]): number | undefined {

@@ -201,16 +201,20 @@ describe('resultsTable', () => {
   it('has a header with a column per repetition and the mean', () => {
     const header = table.split('\n').find((l) => l.startsWith('method'));
     assert.ok(header);
-    assert.deepEqual(columns(header), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean']);
+    assert.deepEqual(columns(header), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean', '95% CI', 'cv']);
     assert.match(table, /^run run-0042 \(paper-campaign\): failed$/m);
   });
 
   it('has a row per method and figure with the repetitions and their mean', () => {
-    assert.deepEqual(tableRow(table, 'file-local', 'bonnie block write'), ['file-local', 'bonnie block write', 'KB/s', '58000', '59220', '58610']);
-    assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-']);
-    assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000']);
-    assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions'), ['iscsi', 'postmark transactions', 'tx/s', '420', '-', '420']);
-    assert.deepEqual(tableRow(table, 'file-local', 'sparse-image mean pass throughput'), ['file-local', 'sparse-image mean pass throughput', 'MB/s', '60.0', '62.0', '61.0']);
+    // Two repetitions: sd = |a - b| / sqrt 2, the 95% interval t(1) = 12.706 times sd / sqrt 2.
+    // 58000, 59220: sd 862.7, ±7751, cv 1.5%.
+    assert.deepEqual(tableRow(table, 'file-local', 'bonnie block write'), ['file-local', 'bonnie block write', 'KB/s', '58000', '59220', '58610', '±7751', '1.5%']);
+    assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-', '-', '-']);
+    // One repetition has no spread to show.
+    assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000', '-', '-']);
+    assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions'), ['iscsi', 'postmark transactions', 'tx/s', '420', '-', '420', '-', '-']);
+    // 60, 62: sd 1.414, ±12.7, cv 2.3%.
+    assert.deepEqual(tableRow(table, 'file-local', 'sparse-image mean pass throughput'), ['file-local', 'sparse-image mean pass throughput', 'MB/s', '60.0', '62.0', '61.0', '±12.7', '2.3%']);
     const resultRows = table.split('\n').filter((l) => PAPER_ORDER.some((m) => l.startsWith(`${m} `)));
     assert.equal(resultRows.length, 7 * 4, 'seven methods × four figures (no fio), nothing else starts with a method name');
   });
@@ -225,11 +229,15 @@ describe('resultsTable', () => {
     assert.ok(section.length > 0 && table.includes('ratio vs phy-local'));
     const header = section.split('\n').find((l) => l.startsWith('figure'));
     assert.deepEqual(columns(header!), ['figure', 'unit', ...PAPER_ORDER]);
-    const row = (figure: string): string[] => columns(section.split('\n').find((l) => l.startsWith(`${figure} `))!);
+    const cells = (figure: string): string[] => columns(section.split('\n').find((l) => l.startsWith(`${figure} `))!);
+    // The ratio, then its 95% interval where both sides have two repetitions or more.
+    const row = (figure: string): string[] => cells(figure).map((c) => c.split('±')[0]!);
     // 58610/61000 = 0.9608, 31000/61000 = 0.5082, 45500/61000 = 0.7459, 51000/61000 = 0.8361, 48400/61000 = 0.7934.
     assert.deepEqual(row('bonnie block write'), ['bonnie block write', 'KB/s', '0.96', '1.00', '0.51', '0.75', '0.84', '-', '0.79']);
     // 405/510 = 0.7941, 125/510 = 0.2451, 305/510 = 0.5980, 455/510 = 0.8922, 205/510 = 0.4020, 420/510 = 0.8235.
     assert.deepEqual(row('postmark transactions'), ['postmark transactions', 'tx/s', '0.79', '1.00', '0.25', '0.60', '0.89', '0.40', '0.82']);
+    assert.match(cells('bonnie block write')[2]!, /^0\.96±0\.\d\d$/, 'file-local: two repetitions on both sides, an interval');
+    assert.ok(section.includes('± its 95% interval'));
   });
 
   it('lists the errors, one line each', () => {
@@ -354,14 +362,25 @@ describe('renderReport', () => {
     assert.deepEqual([...write.matchAll(/<g class="legend">([\s\S]*?)<\/g>/g)].flatMap((m) => [...m[1]!.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((t) => t[1])), ['rep 1', 'rep 2']);
   });
 
+  it('draws each method\'s mean and 95% interval over its bars when it has two repetitions', () => {
+    const write = charts(html).find((c) => c.figure === 'bonnie/block write')!.svg;
+    // 58000 and 59220: mean 58610, t(1) × sd / √2 = 12.706 × 862.67 / √2.
+    const bar = /<g class="errorbar" data-method="file-local" data-mean="([^"]+)" data-ci95="([^"]+)"/.exec(write);
+    assert.ok(bar, 'file-local has an error bar');
+    assert.equal(Number(bar[1]), 58610);
+    assert.ok(Math.abs(Number(bar[2]) - (12.706 * (1220 / Math.SQRT2)) / Math.SQRT2) < 1e-6);
+    assert.doesNotMatch(write, /class="errorbar" data-method="nfs"/, 'no bar for a method with no value');
+    assert.match(html, /whisker its 95% confidence interval/);
+  });
+
   it('has the ratio table against phy-local', () => {
     const ratioOf = (method: string, figure: string): number => Number(html.match(new RegExp(`data-method="${method}" data-figure="${figure}" data-ratio="([^"]+)"`))?.[1]);
     assert.ok(Math.abs(ratioOf('file-local', 'bonnie/block write') - 58610 / 61000) < 1e-12);
     assert.ok(Math.abs(ratioOf('file-nfs', 'postmark/transactions') - 125 / 510) < 1e-12);
     assert.equal(ratioOf('phy-local', 'bonnie/block read'), 1);
-    assert.match(html, /data-method="file-local" data-figure="bonnie\/block write" data-ratio="[^"]+">0\.96</);
+    assert.match(html, /data-method="file-local" data-figure="bonnie\/block write" data-ratio="[^"]+" data-ci95="[^"]+"[^>]*>0\.96 ±0\.\d\d</);
     assert.match(html, /<td class="missing" data-method="nfs" data-figure="bonnie\/block write"[^>]*>-<\/td>/);
-    assert.equal((html.match(/<td class="ratio"/g) ?? []).length, 4 * 7 - 2, 'every cell but nfs bonnie write and read');
+    assert.equal((html.match(/<td class="ratio[ "]/g) ?? []).length, 4 * 7 - 2, 'every cell but nfs bonnie write and read');
   });
 
   it('has the run summary with the escaped errors', () => {
@@ -394,7 +413,7 @@ describe('renderReport', () => {
       ok(method, 'fio', 1, { fio: { version: 'fio-3.33', write: { ioBytes: 1, bandwidthBytesPerSecond: writeBytesPerSecond, iops: 1, meanLatencyNs: 1, completionLatency: [] }, read: { ioBytes: 0, bandwidthBytesPerSecond: 0, iops: 0, meanLatencyNs: 0, completionLatency: [] }, runtimeMs: 1000, error: 0, rawJson: '{}' } });
     const measurements = [fio('phy-local', 120e6), fio('file-nfs', 60e6)];
     assert.deepEqual(charts(renderReport(RUN, measurements)).map((c) => c.figure), ['fio/write bandwidth'], 'a write-only job has no read chart');
-    assert.deepEqual(tableRow(resultsTable(RUN, measurements), 'file-nfs', 'fio write bandwidth'), ['file-nfs', 'fio write bandwidth', 'MB/s', '60.0', '60.0']);
+    assert.deepEqual(tableRow(resultsTable(RUN, measurements), 'file-nfs', 'fio write bandwidth'), ['file-nfs', 'fio write bandwidth', 'MB/s', '60.0', '60.0', '-', '-']);
     assert.ok(!resultsTable(RUN, measurements).includes('fio read bandwidth'));
     const onlyFailures = [failed('phy-local', 'fio', 1, 'fio: no space left')];
     assert.deepEqual(charts(renderReport(RUN, onlyFailures)).map((c) => c.figure), ['fio/write bandwidth', 'fio/read bandwidth'], 'a benchmark that only failed is drawn, to show it');
