@@ -75,7 +75,9 @@ export const REPORT_FIGURES: Array<{ benchmark: string; figure: string; unit: st
   { benchmark: 'bonnie', figure: 'block write', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'writeBlock') },
   { benchmark: 'bonnie', figure: 'rewrite', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'rewrite') },
   { benchmark: 'bonnie', figure: 'block read', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'readBlock') },
-  { benchmark: 'postmark', figure: 'transactions', unit: 'tx/s', read: (r) => num((r.postmark as Record<string, unknown> | undefined)?.transactionsPerSecond) },
+  // The agent's ms clock around the whole run: postmark's own rate is counted in whole
+  // seconds (every lab run was 40,000 or 20,000 tx/s), a timer's figure, not storage's.
+  { benchmark: 'postmark', figure: 'transactions (whole run)', unit: 'tx/s', read: (r) => num((r.postmark as Record<string, unknown> | undefined)?.transactionsPerWallSecond) },
   { benchmark: 'fio', figure: 'write bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.write?.bandwidthBytesPerSecond) },
   { benchmark: 'fio', figure: 'read bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.read?.bandwidthBytesPerSecond) },
 ];

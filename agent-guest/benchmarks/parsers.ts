@@ -250,7 +250,7 @@ const POSTMARK_TERSE_LINE = new RegExp(`^${NUMBER}(?: ${NUMBER}){12}$`);
  * @throws VcstorError INTERNAL when there is no terse line (e.g. postmark ran "out of
  *   files" and printed no report) or stderr reports errors.
  */
-export function parsePostmarkTerse(stdout: string, stderr?: string): PostmarkResult__Output {
+export function parsePostmarkTerse(stdout: string, stderr?: string): Omit<PostmarkResult__Output, 'wallMs' | 'transactionsPerWallSecond'> {
   const errors = (stderr ?? '').split('\n').filter((l) => l.startsWith('Error:'));
   const [firstError] = errors;
   if (firstError !== undefined) {

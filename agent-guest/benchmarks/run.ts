@@ -226,8 +226,11 @@ export class GuestBenchmarks {
       ].join('\n'),
     );
     // postmark exits 0 even when every operation failed: its stderr decides.
+    const started = performance.now();
     const { stdout, stderr } = await this.o.runner.run('postmark', [config], { signal, timeoutMs, cwd: workDir });
-    return parsePostmarkTerse(stdout, stderr);
+    const wallMs = performance.now() - started;
+    const result = parsePostmarkTerse(stdout, stderr);
+    return { ...result, wallMs: Math.round(wallMs), transactionsPerWallSecond: (p.transactions * 1000) / wallMs };
   }
 
   private async fio(spec: FioSpec__Output, workDir: string, signal: AbortSignal, timeoutMs: number, progress: { phase: string; bytesTotal: number; expectedMs: number }) {

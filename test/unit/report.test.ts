@@ -32,8 +32,9 @@ function bonnieResult(writeKBps: number, readKBps: number | undefined): Record<s
   return { bonnie: { version: '2.00a', fileSizeBytes: 1 << 30, chunkSizeBytes: 8192, writeBlock: figure(writeKBps), readBlock: figure(readKBps) }, startedUnixMs: 1, elapsedMs: 60_000, label: '', result: 'bonnie' };
 }
 
-function postmarkResult(transactionsPerSecond: number): Record<string, unknown> {
-  return { postmark: { totalSeconds: 300, transactionSeconds: 250, transactionsPerSecond }, startedUnixMs: 1, elapsedMs: 300_000, label: '', result: 'postmark' };
+/** A postmark result whose whole run (agent-timed) did `transactionsPerWallSecond`; the tool's own rate is whole seconds. */
+function postmarkResult(transactionsPerWallSecond: number): Record<string, unknown> {
+  return { postmark: { totalSeconds: 300, transactionSeconds: 250, transactionsPerSecond: 40000, wallMs: 300_000, transactionsPerWallSecond }, startedUnixMs: 1, elapsedMs: 300_000, label: '', result: 'postmark' };
 }
 
 function sparseResult(passesMBps: number[]): Record<string, unknown> {
@@ -163,18 +164,18 @@ describe('ratiosVsPhyLocal', () => {
     assert.equal(ratio('bonnie block read', 'file-iscsi')?.mean, 55000);
     assert.ok(Math.abs(ratio('bonnie block read', 'file-iscsi')!.ratio! - 55000 / 73000) < 1e-12);
     // iscsi's postmark rep 2 was never recorded: 420 over phy-local's 510.
-    assert.ok(Math.abs(ratio('postmark transactions', 'iscsi')!.ratio! - 420 / 510) < 1e-12);
+    assert.ok(Math.abs(ratio('postmark transactions (whole run)', 'iscsi')!.ratio! - 420 / 510) < 1e-12);
     // sparse: mean of pass means, (60 + 62)/2 = 61 over 80.
     assert.ok(Math.abs(ratio('sparse-image mean pass throughput', 'file-local')!.ratio! - 61 / 80) < 1e-12);
   });
 
   it('has no mean and no ratio for a method whose runs all failed', () => {
     assert.deepEqual(ratio('bonnie block write', 'nfs'), { figure: 'bonnie block write', unit: 'KB/s', method: 'nfs', mean: undefined, ratio: undefined });
-    assert.ok(Math.abs(ratio('postmark transactions', 'nfs')!.ratio! - 205 / 510) < 1e-12, 'nfs postmark did run');
+    assert.ok(Math.abs(ratio('postmark transactions (whole run)', 'nfs')!.ratio! - 205 / 510) < 1e-12, 'nfs postmark did run');
   });
 
   it('lists figures in table order and methods in the paper order, fio left out when never run', () => {
-    assert.deepEqual([...new Set(ratios.map((r) => r.figure))], ['bonnie block write', 'bonnie block read', 'postmark transactions', 'sparse-image mean pass throughput']);
+    assert.deepEqual([...new Set(ratios.map((r) => r.figure))], ['bonnie block write', 'bonnie block read', 'postmark transactions (whole run)', 'sparse-image mean pass throughput']);
     assert.deepEqual(ratios.filter((r) => r.figure === 'bonnie block write').map((r) => r.method), PAPER_ORDER);
   });
 
@@ -212,7 +213,7 @@ describe('resultsTable', () => {
     assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-', '-', '-']);
     // One repetition has no spread to show.
     assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000', '-', '-']);
-    assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions'), ['iscsi', 'postmark transactions', 'tx/s', '420', '-', '420', '-', '-']);
+    assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions (whole run)'), ['iscsi', 'postmark transactions (whole run)', 'tx/s', '420', '-', '420', '-', '-']);
     // 60, 62: sd 1.414, ±12.7, cv 2.3%.
     assert.deepEqual(tableRow(table, 'file-local', 'sparse-image mean pass throughput'), ['file-local', 'sparse-image mean pass throughput', 'MB/s', '60.0', '62.0', '61.0', '±12.7', '2.3%']);
     const resultRows = table.split('\n').filter((l) => PAPER_ORDER.some((m) => l.startsWith(`${m} `)));
@@ -235,7 +236,7 @@ describe('resultsTable', () => {
     // 58610/61000 = 0.9608, 31000/61000 = 0.5082, 45500/61000 = 0.7459, 51000/61000 = 0.8361, 48400/61000 = 0.7934.
     assert.deepEqual(row('bonnie block write'), ['bonnie block write', 'KB/s', '0.96', '1.00', '0.51', '0.75', '0.84', '-', '0.79']);
     // 405/510 = 0.7941, 125/510 = 0.2451, 305/510 = 0.5980, 455/510 = 0.8922, 205/510 = 0.4020, 420/510 = 0.8235.
-    assert.deepEqual(row('postmark transactions'), ['postmark transactions', 'tx/s', '0.79', '1.00', '0.25', '0.60', '0.89', '0.40', '0.82']);
+    assert.deepEqual(row('postmark transactions (whole run)'), ['postmark transactions (whole run)', 'tx/s', '0.79', '1.00', '0.25', '0.60', '0.89', '0.40', '0.82']);
     assert.match(cells('bonnie block write')[2]!, /^0\.96±0\.\d\d$/, 'file-local: two repetitions on both sides, an interval');
     assert.ok(section.includes('± its 95% interval'));
   });
@@ -307,7 +308,7 @@ describe('renderReport', () => {
   });
 
   it('draws one chart per figure present', () => {
-    assert.deepEqual(chartList.map((c) => c.figure), ['bonnie/block write', 'bonnie/block read', 'postmark/transactions', 'sparse-image/pass throughput']);
+    assert.deepEqual(chartList.map((c) => c.figure), ['bonnie/block write', 'bonnie/block read', 'postmark/transactions (whole run)', 'sparse-image/pass throughput']);
   });
 
   it('has a group per method in the paper order and a bar or an empty slot per repetition', () => {
@@ -374,9 +375,9 @@ describe('renderReport', () => {
   });
 
   it('has the ratio table against phy-local', () => {
-    const ratioOf = (method: string, figure: string): number => Number(html.match(new RegExp(`data-method="${method}" data-figure="${figure}" data-ratio="([^"]+)"`))?.[1]);
+    const ratioOf = (method: string, figure: string): number => Number(html.match(new RegExp(`data-method="${method}" data-figure="${figure.replace(/[()]/g, '\\$&')}" data-ratio="([^"]+)"`))?.[1]);
     assert.ok(Math.abs(ratioOf('file-local', 'bonnie/block write') - 58610 / 61000) < 1e-12);
-    assert.ok(Math.abs(ratioOf('file-nfs', 'postmark/transactions') - 125 / 510) < 1e-12);
+    assert.ok(Math.abs(ratioOf('file-nfs', 'postmark/transactions (whole run)') - 125 / 510) < 1e-12);
     assert.equal(ratioOf('phy-local', 'bonnie/block read'), 1);
     assert.match(html, /data-method="file-local" data-figure="bonnie\/block write" data-ratio="[^"]+" data-ci95="[^"]+"[^>]*>0\.96 ±0\.\d\d</);
     assert.match(html, /<td class="missing" data-method="nfs" data-figure="bonnie\/block write"[^>]*>-<\/td>/);
