@@ -60,6 +60,23 @@ export async function planAgents(plan: Plan): Promise<AgentSet & { credentials: 
   return { ...agents, credentials, close: () => Object.values(agents).forEach((c) => c.close()) };
 }
 
+/** The methods whose guest disk is an image file: the section 4.3 test runs on them. */
+export const SPARSE_DISK_METHODS: readonly string[] = ['file-local', 'file-iscsi', 'file-nfs'];
+
+export function provisioningName(sparse: boolean): 'sparse' | 'zero-filled' {
+  return sparse ? 'sparse' : 'zero-filled';
+}
+
+/**
+ * The section 4.3 test's request over an image provisioned `sparse` or zero-filled; its
+ * measurements are named `sparse-disk:sparse` and `sparse-disk:zero-filled`.
+ */
+export function sparseDiskBenchmark(plan: Plan, sparse: boolean): { name: string; request: Omit<RunBenchmarkRequest, 'directory'> } | undefined {
+  const d = plan.campaign.benchmarks.sparseDisk;
+  if (!d) return undefined;
+  return { name: `sparse-disk:${provisioningName(sparse)}`, request: { sparseImage: { fileSizeBytes: d.fileSize, blockSizeBytes: d.blockSize, passes: d.passes, inPlace: true } } };
+}
+
 /** The benchmark requests of a campaign, by the name measurements carry. */
 export function benchmarkRequests(plan: Plan): Array<{ name: string; request: Omit<RunBenchmarkRequest, 'directory'> }> {
   const b = plan.campaign.benchmarks;
@@ -103,7 +120,9 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
     await store.saveRun(run);
   };
   run.state = 'running';
-  run.stepsTotal = c.repetitions * c.methods.length * (benchmarks.length + 2);
+  // The section 4.3 test: a file method also runs it over the other provisioning.
+  const sparseDiskMethods = c.benchmarks.sparseDisk ? c.methods.filter((m) => SPARSE_DISK_METHODS.includes(m)) : [];
+  run.stepsTotal = c.repetitions * (c.methods.length * (benchmarks.length + 2) + sparseDiskMethods.length * (1 + 3));
   await store.saveRun(run);
   try {
     // Every agent must answer before anything is provisioned.
@@ -120,7 +139,11 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
     for (let rep = 1; rep <= c.repetitions && !signal.aborted; rep++) {
       for (const method of c.methods) {
         if (signal.aborted) break;
-        await runOne(method as MethodName, rep, short);
+        const withSparseDisk = sparseDiskMethods.includes(method);
+        await runOne(method as MethodName, rep, short, { sparse: c.sparse, benchmarks: withSparseDisk ? [...benchmarks, sparseDiskBenchmark(plan, c.sparse)!] : benchmarks, suffix: '' });
+        if (withSparseDisk && !signal.aborted) {
+          await runOne(method as MethodName, rep, short, { sparse: !c.sparse, benchmarks: [sparseDiskBenchmark(plan, !c.sparse)!], suffix: `/${provisioningName(!c.sparse)}` });
+        }
       }
     }
     run.state = signal.aborted ? 'cancelled' : run.stepsFailed > 0 ? 'failed' : 'succeeded';
@@ -137,8 +160,10 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   await step('run', run.state === 'succeeded' ? 'succeeded' : run.state === 'cancelled' ? 'cancelled' : 'failed', run.error || `${run.stepsSucceeded} steps ok, ${run.stepsFailed} failed`, { runState: run.state });
   return run;
 
-  async function runOne(method: MethodName, rep: number, short: string): Promise<void> {
-    const key = `${method}/rep${rep}`;
+  /** One method set up (sparse or zero-filled), its benchmarks run, torn down. */
+  async function runOne(method: MethodName, rep: number, short: string, variant: { sparse: boolean; benchmarks: typeof benchmarks; suffix: string }): Promise<void> {
+    const benchmarks = variant.benchmarks;
+    const key = `${method}/rep${rep}${variant.suffix}`;
     const target: MethodTarget = {
       ...agents,
       storageHost: plan.agents.storage.host,
@@ -149,9 +174,9 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       dom0MountDir: plan.agents.dom0.mountDir,
       guestMountDir: plan.agents.guest.mountDir,
       domain: plan.agents.guest.domain,
-      prefix: `${short}-${rep}`,
+      prefix: `${short}-${rep}${variant.suffix ? variant.sparse ? 's' : 'z' : ''}`,
       sizeBytes: c.volumeSize,
-      sparse: c.sparse,
+      sparse: variant.sparse,
       chap: { username: plan.chap.username, password: plan.chapPassword },
       timeoutMs: c.stepTimeoutS * 1000,
     };

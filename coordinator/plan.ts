@@ -85,6 +85,13 @@ const benchmarksSchema = z
       .object({ imageSize: size(64 * MIB, 64 * GIB).default(2 * GIB), fileSize: size(4096, 64 * GIB).default(GIB), blockSize: size(512, 64 * MIB).default(8192), passes: z.number().int().min(1).max(1000).default(5) })
       .strict()
       .optional(),
+    // The paper's section 4.3 test: for the file methods (file-local, file-iscsi,
+    // file-nfs), the guest writes the file into its own disk, once over a sparse image
+    // and once over a zero-filled one (the method is set up a second time the other way).
+    sparseDisk: z
+      .object({ fileSize: size(4096, 64 * GIB).default(GIB), blockSize: size(512, 64 * MIB).default(8192), passes: z.number().int().min(1).max(1000).default(5) })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((b) => Object.values(b).some((x) => x !== undefined), 'name at least one benchmark');
@@ -153,7 +160,7 @@ export async function parsePlan(text: string, source: string): Promise<Plan & { 
   const { value, doc, lineCounter } = readStructured(text, source);
   const plan = validateValue(planSchema, value, source, doc, lineCounter);
   const b = plan.campaign.benchmarks;
-  const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0);
+  const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0, b.sparseDisk?.fileSize ?? 0);
   if (needs * 1.25 > plan.campaign.volumeSize) {
     throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.volumeSize: ${plan.campaign.volumeSize} bytes cannot hold the benchmarks' ${needs} bytes (give it at least 25% more)`);
   }

@@ -73,10 +73,21 @@ const SPARSE_MEAN_FIGURE: FigureSpec = {
   read: (result) => meanOf(sparsePasses(result).map((p) => p.mbPerSecond)),
 };
 
-/** Every figure of the table, the CSV and the ratios, in the order they are shown. */
-const TABLE_FIGURES: FigureSpec[] = [...REPORT_FIGURES, SPARSE_MEAN_FIGURE];
+/** The section 4.3 test's measurements: the same passes over each provisioning of the guest's image. */
+const SPARSE_DISK = { 'zero-filled': 'sparse-disk:zero-filled', sparse: 'sparse-disk:sparse' } as const;
+const SPARSE_DISK_FIGURES: FigureSpec[] = Object.values(SPARSE_DISK).map((benchmark) => ({ ...SPARSE_MEAN_FIGURE, benchmark }));
 
-const BENCHMARK_TITLES: Record<string, string> = { bonnie: 'Bonnie++', postmark: 'PostMark', fio: 'fio', [SPARSE_BENCHMARK]: 'Sparse image' };
+/** Every figure of the table, the CSV and the ratios, in the order they are shown. */
+const TABLE_FIGURES: FigureSpec[] = [...REPORT_FIGURES, SPARSE_MEAN_FIGURE, ...SPARSE_DISK_FIGURES];
+
+const BENCHMARK_TITLES: Record<string, string> = {
+  bonnie: 'Bonnie++',
+  postmark: 'PostMark',
+  fio: 'fio',
+  [SPARSE_BENCHMARK]: 'Sparse image',
+  [SPARSE_DISK['zero-filled']]: 'Guest disk over a zero-filled image',
+  [SPARSE_DISK.sparse]: 'Guest disk over a sparse image',
+};
 
 function figureLabel(spec: FigureSpec): string {
   return `${spec.benchmark} ${spec.figure}`;
@@ -220,7 +231,8 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]):
   const cellText = (c: Cell): string => (c.kind === 'value' ? formatNumber(c.value) : c.kind === 'failed' ? 'failed' : c.kind === 'unmeasured' ? 'n/a' : '-');
   const noisy: string[] = [];
   const resultRows = analysis.figures.flatMap((spec) =>
-    analysis.methods.map((method) => {
+    // A method that never ran this benchmark (the section 4.3 test runs on file methods only) has no row.
+    analysis.methods.filter((method) => analysis.repetitions.some((r) => analysis.cell(method, spec, r).kind !== 'absent')).map((method) => {
       const summary = analysis.summary(method, spec);
       const isNoisy = summary?.cv !== undefined && summary.cv > NOISY_CV;
       if (isNoisy) noisy.push(`${method} ${figureLabel(spec)} (cv ${percent(summary.cv!)})`);
@@ -258,6 +270,7 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]):
   ]);
   lines.push(...fixedWidth(['figure', 'unit', ...analysis.methods], ratioRows, [false, false, ...analysis.methods.map(() => true)]));
 
+  lines.push(...sparseComparisonText(analysis));
   lines.push(...accountingText(measurements));
 
   const failures = orderedFailures(measurements);
@@ -368,6 +381,7 @@ export function renderReport(run: RunRecord, measurements: MeasurementRecord[], 
     charts.length === 0 ? '<p class="empty">No measurements were recorded.</p>' : charts.map((chart, i) => renderChart(chart, i + 1)).join('\n'),
     '</section>',
     renderRatioTable(analysis),
+    renderSparseComparison(analysis),
     accountingHtml(measurements),
     renderSummary(run, measurements),
   ];
@@ -431,7 +445,7 @@ ul.errors { font-family: monospace; font-size: 0.85rem; white-space: pre-wrap; }
 function chartSpecs(analysis: Analysis, measurements: MeasurementRecord[]): ChartSpec[] {
   const charts: ChartSpec[] = [];
   for (const spec of analysis.figures) {
-    if (spec === SPARSE_MEAN_FIGURE) continue;
+    if (spec === SPARSE_MEAN_FIGURE || SPARSE_DISK_FIGURES.includes(spec)) continue;
     charts.push({
       key: figureKey(spec),
       title: `${BENCHMARK_TITLES[spec.benchmark] ?? spec.benchmark} ${spec.figure}`,
@@ -780,4 +794,117 @@ function formatDuration(ms: number): string {
   const minutes = Math.floor((totalSeconds % 3600) / 60);
   const seconds = String(totalSeconds % 60).padStart(2, '0');
   return hours > 0 ? `${hours} h ${String(minutes).padStart(2, '0')} min ${seconds} s` : `${minutes} min ${seconds} s`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sparse vs zero-filled (the paper's section 4.3, Fig. 7)
+
+/** One method's pass: each provisioning's throughput over the repetitions, and their ratio. */
+export interface SparseComparisonPass {
+  method: string;
+  pass: number;
+  zeroFilled: Summary | undefined;
+  sparse: Summary | undefined;
+  /** sparse mean / zero-filled mean, ± its 95% interval. */
+  ratio: number | undefined;
+  ratioCi95: number | undefined;
+}
+
+function sparseComparisonOf(analysis: Analysis): SparseComparisonPass[] {
+  const out: SparseComparisonPass[] = [];
+  const passValues = (method: string, benchmark: string, pass: number): number[] =>
+    analysis.repetitions.flatMap((r) => {
+      const m = analysis.measurement(method, benchmark, r);
+      return m && succeeded(m) ? sparsePasses(m.result).filter((p) => p.pass === pass).map((p) => p.mbPerSecond) : [];
+    });
+  for (const method of analysis.methods) {
+    const passes = new Set<number>();
+    for (const benchmark of Object.values(SPARSE_DISK)) {
+      for (const r of analysis.repetitions) {
+        const m = analysis.measurement(method, benchmark, r);
+        if (m && succeeded(m)) for (const p of sparsePasses(m.result)) passes.add(p.pass);
+      }
+    }
+    for (const pass of [...passes].sort((a, b) => a - b)) {
+      const zeroFilled = summarize(passValues(method, SPARSE_DISK['zero-filled'], pass));
+      const sparse = summarize(passValues(method, SPARSE_DISK.sparse, pass));
+      const interval = zeroFilled && sparse ? ratioOf(sparse, zeroFilled) : undefined;
+      out.push({ method, pass, zeroFilled, sparse, ratio: interval?.ratio, ratioCi95: interval?.ci95 });
+    }
+  }
+  return out;
+}
+
+/** Per file method and pass: write throughput over a sparse image / over a zero-filled one. */
+export function sparseComparison(measurements: MeasurementRecord[]): SparseComparisonPass[] {
+  return sparseComparisonOf(analyse(measurements));
+}
+
+function ratioText(ratio: number | undefined, ci95: number | undefined): string {
+  if (ratio === undefined) return '-';
+  return ci95 === undefined ? ratio.toFixed(2) : `${ratio.toFixed(2)}±${ci95.toFixed(2)}`;
+}
+
+function sparseComparisonText(analysis: Analysis): string[] {
+  const rows = sparseComparisonOf(analysis);
+  if (rows.length === 0) return [];
+  const passes = [...new Set(rows.map((r) => r.pass))].sort((a, b) => a - b);
+  const methods = [...new Set(rows.map((r) => r.method))];
+  const body = methods.map((method) => [method, ...passes.map((pass) => {
+    const row = rows.find((r) => r.method === method && r.pass === pass);
+    return ratioText(row?.ratio, row?.ratioCi95);
+  })]);
+  return [
+    '',
+    'sparse vs zero-filled (paper section 4.3, Fig. 7): the guest writing its disk, write throughput over a sparse image / over a zero-filled one, per pass, ± 95% interval',
+    ...fixedWidth(['method', ...passes.map((p) => `pass ${p}`)], body, [false, ...passes.map(() => true)]),
+  ];
+}
+
+function renderSparseComparison(analysis: Analysis): string {
+  const rows = sparseComparisonOf(analysis);
+  if (rows.length === 0) return '';
+  const passes = [...new Set(rows.map((r) => r.pass))].sort((a, b) => a - b);
+  const methods = [...new Set(rows.map((r) => r.method))];
+  const chart: ChartSpec = {
+    key: 'sparse-disk/ratio',
+    title: 'Fig. 7: write throughput over a sparse image / over a zero-filled image, per pass',
+    unit: 'sparse / zero-filled',
+    seriesName: 'pass',
+    series: passes.map((p) => `pass ${p}`),
+    methods,
+    slots: (method) =>
+      passes.map((pass): Slot => {
+        const row = rows.find((r) => r.method === method && r.pass === pass);
+        const attributes: Array<[string, string]> = [['data-method', method], ['data-pass', String(pass)]];
+        if (row?.ratio === undefined) return { kind: 'missing', reason: `${method}, pass ${pass}: ${row?.zeroFilled ? 'no sparse run' : 'no zero-filled run'}`, attributes };
+        const mbs = (x: Summary | undefined) => (x ? `${formatGrouped(x.mean)} MB/s` : '-');
+        return {
+          kind: 'bar',
+          value: row.ratio,
+          tooltip: `${method}, pass ${pass}: sparse ${mbs(row.sparse)} / zero-filled ${mbs(row.zeroFilled)} = ${ratioText(row.ratio, row.ratioCi95)}`,
+          attributes: [...attributes, ['data-value', String(row.ratio)], ...(row.ratioCi95 === undefined ? [] : ([['data-ci95', String(row.ratioCi95)]] as Array<[string, string]>))],
+          points: [],
+        };
+      }),
+  };
+  const table = methods.map((method) => {
+    const cells = passes.map((pass) => {
+      const row = rows.find((r) => r.method === method && r.pass === pass);
+      const detail = row?.sparse && row.zeroFilled ? `<span class="mean">${esc(`${formatGrouped(row.sparse.mean)} / ${formatGrouped(row.zeroFilled.mean)} MB/s`)}</span>` : '';
+      return `<td class="ratio" data-method="${esc(method)}" data-pass="${pass}">${esc(ratioText(row?.ratio, row?.ratioCi95))}${detail}</td>`;
+    });
+    return `<tr><th scope="row">${esc(method)}</th>${cells.join('')}</tr>`;
+  });
+  return [
+    '<section class="sparse-comparison">',
+    '<h2>Sparse vs zero-filled images (section 4.3)</h2>',
+    '<p>The guest writes a file into its own disk in 8 KiB blocks, syncs and deletes it, pass after pass, once with the image behind its disk sparse and once zero-filled (the method set up twice). Each cell: throughput over the sparse image / over the zero-filled one ± the 95% interval over the repetitions; under it the two means. Below 1.00 the sparse image costs: its blocks are allocated as the guest first writes them.</p>',
+    renderChart(chart, 0).replace('Figure 0. ', ''),
+    '<table class="ratios">',
+    `<thead><tr><th>method</th>${passes.map((p) => `<th scope="col">pass ${p}</th>`).join('')}</tr></thead>`,
+    `<tbody>${table.join('\n')}</tbody>`,
+    '</table>',
+    '</section>',
+  ].join('\n');
 }

@@ -163,6 +163,8 @@ export class GuestBenchmarks {
       }
       case 'sparseImage': {
         const s = orDefault(request.sparseImage!, PAPER_DEFAULTS.sparseImage);
+        // In place: one file at a time, deleted after each pass.
+        if (s.inPlace) return Math.ceil(s.fileSizeBytes * 1.05) + 8 * MIB;
         // Deleted blocks are not given back to the image: it can grow to its full size.
         // Plus the image's filesystem metadata: a tenth, and 8 MiB at least.
         return Math.ceil(Math.min(s.imageSizeBytes, s.fileSizeBytes * s.passes) * 1.1) + 8 * MIB;
@@ -276,18 +278,21 @@ export class GuestBenchmarks {
   ) {
     const s = orDefault(spec, PAPER_DEFAULTS.sparseImage);
     const image = path.join(workDir, 'sparse.img');
-    const mountpoint = path.join(workDir, 'mnt');
+    // In place, the passes go to the benchmark's own directory on the guest's disk.
+    const mountpoint = s.inPlace ? workDir : path.join(workDir, 'mnt');
     progress.bytesTotal = s.fileSizeBytes * s.passes;
     progress.phase = 'sparse:prepare';
-    let device = s.device;
-    if (!device) {
-      const handle = await open(image, 'w');
-      await handle.truncate(s.imageSizeBytes);
-      await handle.close();
-      device = await this.loops.attach(image, signal);
+    if (!s.inPlace) {
+      let device = s.device;
+      if (!device) {
+        const handle = await open(image, 'w');
+        await handle.truncate(s.imageSizeBytes);
+        await handle.close();
+        device = await this.loops.attach(image, signal);
+      }
+      await this.filesystems.ensure(device, s.fsType, { force: true, signal });
+      await this.filesystems.mount(device, mountpoint, { fsType: s.fsType, signal });
     }
-    await this.filesystems.ensure(device, s.fsType, { force: true, signal });
-    await this.filesystems.mount(device, mountpoint, { fsType: s.fsType, signal });
     const block = randomBytes(s.blockSizeBytes);
     const passes: SparseImagePass[] = [];
     for (let pass = 1; pass <= s.passes; pass++) {
@@ -309,9 +314,9 @@ export class GuestBenchmarks {
       const elapsedMs = performance.now() - started;
       await rm(file);
       await this.o.runner.run('sync', ['-f', mountpoint], { signal });
-      const allocated = s.device ? 0 : (await stat(image)).blocks * 512;
+      const allocated = s.device || s.inPlace ? 0 : (await stat(image)).blocks * 512;
       passes.push({ pass, writeBytesPerSecond: s.fileSizeBytes / (elapsedMs / 1000), elapsedMs: Math.round(elapsedMs), imageAllocatedBytes: allocated });
-      await send({ progress: { phase: progress.phase, percent: (100 * pass) / s.passes, bytesDone: pass * s.fileSizeBytes, bytesTotal: progress.bytesTotal, elapsedMs: Math.round(elapsedMs), message: `pass ${pass}: image holds ${allocated} bytes` } });
+      await send({ progress: { phase: progress.phase, percent: (100 * pass) / s.passes, bytesDone: pass * s.fileSizeBytes, bytesTotal: progress.bytesTotal, elapsedMs: Math.round(elapsedMs), message: s.inPlace ? `pass ${pass}` : `pass ${pass}: image holds ${allocated} bytes` } });
     }
     return { imageSizeBytes: s.imageSizeBytes, passes };
   }

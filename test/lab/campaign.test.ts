@@ -30,6 +30,8 @@ const SMALL = {
     bonnie: { fileSize: '32MiB', directIo: true },
     postmark: { transactions: 1000, files: 100, subdirectories: 5 },
     sparseImage: { imageSize: '64MiB', fileSize: '8MiB', passes: 2 },
+    // Section 4.3: file methods set up a second time, zero-filled, for this one.
+    sparseDisk: { fileSize: '8MiB', passes: 2 },
   },
   stepTimeoutS: 300,
 };
@@ -93,7 +95,9 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     const failedSteps = (await coordinator.store.events(run.runId)).filter((e) => e.state === 'failed').map((e) => `${e.stepId}: ${e.message}`);
     assert.equal(final.state, 'succeeded', failedSteps.join('\n') || final.error);
     const { measurements } = await coordinator.results(run.runId);
-    assert.equal(measurements.length, 7 * 2 * 3, 'a measurement (or its reason) for every method, repetition and benchmark');
+    assert.equal(measurements.length, 7 * 2 * 3 + 3 * 2 * 2, 'a measurement (or its reason) for every method, repetition and benchmark, and both sparse-disk runs of the file methods');
+    const sparseDisk = measurements.filter((m) => m.benchmark.startsWith('sparse-disk:')).map((m) => `${m.method} ${m.benchmark} ${m.repetition}`).sort();
+    assert.deepEqual(sparseDisk, ['file-iscsi', 'file-local', 'file-nfs'].flatMap((method) => [1, 2].flatMap((r) => [`${method} sparse-disk:sparse ${r}`, `${method} sparse-disk:zero-filled ${r}`])).sort());
     for (const m of measurements) {
       if (m.method === 'nfs') assert.match(m.error, /^skipped: the guest agent's nfs-client driver \(kernel\) is not available/);
       else assert.ok(m.result && m.error === '', `${m.method} ${m.benchmark} rep ${m.repetition}: ${m.error}`);
@@ -106,14 +110,17 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     for await (const e of bus.watch(run.runId)) replayed.push(e);
     assert.deepEqual(replayed.map((e) => `${e.seq} ${e.stepId} ${e.state}`), stored.map((e) => `${e.seq} ${e.stepId} ${e.state}`));
     assert.equal(replayed.at(-1)!.runState, 'succeeded');
-    const setups = stored.filter((e) => e.stepId.endsWith('/setup') && e.state === 'succeeded').map((e) => e.stepId);
+    const setups = stored.filter((e) => /^[a-z-]+\/rep\d+\/setup$/.test(e.stepId) && e.state === 'succeeded').map((e) => e.stepId);
+    assert.ok(stored.some((e) => e.stepId === 'file-local/rep1/zero-filled/setup' && e.state === 'succeeded'), 'file-local set up again, zero-filled');
     assert.deepEqual(setups.slice(0, 6), ['file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'iscsi/rep1/setup']);
     assert.deepEqual(await leftovers(), []);
 
     // The report, as a person sees it: one group per method in every chart.
     const html = renderReport(final, measurements);
     for (const chart of html.split('<svg').slice(1).filter((c) => /data-figure=/.test(c.slice(0, 200)))) {
-      assert.equal((chart.match(/<g class="method"/g) ?? []).length, 7, 'seven method groups');
+      const groups = (chart.match(/<g class="method"/g) ?? []).length;
+      if (chart.slice(0, 200).includes('data-figure="sparse-disk/ratio"')) assert.equal(groups, 3, 'the file methods in Fig. 7');
+      else assert.equal(groups, 7, 'seven method groups');
     }
     await mkdir(ARTIFACTS, { recursive: true });
     const reportFile = path.join(ARTIFACTS, 'campaign-report.html');

@@ -124,9 +124,11 @@ describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot },
     const rule = { match: TEST_LAB.subnet, squash: 'NFS_SQUASH_NONE' as const };
     await unary(storage, storage.ExportNfs, { volume: 'prealloc', makeFilesystem: 'ext4', clients: [rule] }, T);
     const { volume } = await unary(storage, storage.GetVolume, { name: 'prealloc' }, T);
-    assert.equal(volume!.allocatedBytes, 64 * MIB, `allocated after mkfs: ${volume!.allocatedBytes} bytes`);
     await unary(storage, storage.UnexportNfs, { volume: 'prealloc' }, T);
     assert.equal((await unary(storage, storage.DeleteVolume, { name: 'prealloc' }, T)).deleted, true);
+    // Every block still allocated (a discard would have punched holes); ext4 may add an
+    // extent-tree block of its own on top.
+    assert.ok(volume!.allocatedBytes >= 64 * MIB, `allocated after mkfs: ${volume!.allocatedBytes} of ${64 * MIB} bytes`);
   });
 
   it('exports over NFS: a volume filesystem made on request, and a directory, to listed clients only', async () => {

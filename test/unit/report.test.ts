@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable } from '../../coordinator/report.js';
+import { ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report.js';
 import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
 
 const RUN_ID = 'run-0042';
@@ -193,6 +193,39 @@ describe('ratiosVsPhyLocal', () => {
     assert.ok(withoutBaseline.length > 0);
     assert.ok(withoutBaseline.every((r) => r.ratio === undefined));
     assert.equal(withoutBaseline.find((r) => r.method === 'file-local' && r.figure === 'bonnie block write')?.mean, 58610);
+  });
+});
+
+describe('sparse vs zero-filled (section 4.3)', () => {
+  const disk = (method: string, provisioning: string, repetition: number, passesMBps: number[]) => ({ ...ok(method, `sparse-disk:${provisioning}`, repetition, sparseResult(passesMBps)) });
+  const measurements = [
+    disk('file-local', 'zero-filled', 1, [100, 100]),
+    disk('file-local', 'zero-filled', 2, [100, 100]),
+    disk('file-local', 'sparse', 1, [20, 90]),
+    disk('file-local', 'sparse', 2, [30, 90]),
+    disk('file-nfs', 'sparse', 1, [50]),
+    failed('file-nfs', 'sparse-disk:zero-filled', 1, 'set-up failed'),
+  ];
+
+  it('divides, per method and pass, the sparse mean by the zero-filled mean, with its interval', () => {
+    const rows = sparseComparison(measurements);
+    const local = rows.filter((r) => r.method === 'file-local');
+    assert.deepEqual(local.map((r) => [r.pass, r.ratio]), [[1, 0.25], [2, 0.9]]);
+    // Pass 1: sparse 20, 30 (sd 7.07, relative se 5/25), zero-filled without spread: t(1) × 0.25 × 0.2.
+    assert.ok(Math.abs(local[0]!.ratioCi95! - 12.706 * 0.25 * 0.2) < 1e-9);
+    assert.equal(local[1]!.ratioCi95, 0, 'no spread on either side');
+    const nfs = rows.find((r) => r.method === 'file-nfs')!;
+    assert.equal(nfs.ratio, undefined, 'no zero-filled run to compare with');
+  });
+
+  it('is a section of the text table and a chart and table of the report', () => {
+    const text = resultsTable(RUN, measurements);
+    assert.match(text, /sparse vs zero-filled \(paper section 4\.3, Fig\. 7\)/);
+    assert.deepEqual(tableRow(text.slice(text.indexOf('sparse vs zero-filled')), 'file-local', '0.25±0.64'), ['file-local', '0.25±0.64', '0.90±0.00']);
+    const html = renderReport(RUN, measurements);
+    assert.match(html, /<svg data-figure="sparse-disk\/ratio"/);
+    assert.match(html, /<rect class="bar" data-method="file-local" data-pass="1" data-value="0.25"/);
+    assert.match(html, /<td class="ratio" data-method="file-nfs" data-pass="1">-<\/td>/);
   });
 });
 
