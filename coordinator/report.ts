@@ -228,7 +228,8 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]):
     return `${lines.join('\n')}\n`;
   }
 
-  const cellText = (c: Cell): string => (c.kind === 'value' ? formatNumber(c.value) : c.kind === 'failed' ? 'failed' : c.kind === 'unmeasured' ? 'n/a' : '-');
+  // The events' words: a method these agents cannot run was skipped, not failed.
+  const cellText = (c: Cell): string => (c.kind === 'value' ? formatNumber(c.value) : c.kind === 'failed' ? (c.error.startsWith('skipped:') ? 'skipped' : 'failed') : c.kind === 'unmeasured' ? 'n/a' : '-');
   const noisy: string[] = [];
   const resultRows = analysis.figures.flatMap((spec) =>
     // A method that never ran this benchmark (the section 4.3 test runs on file methods only) has no row.

@@ -274,6 +274,12 @@ describe('resultsTable', () => {
     assert.ok(section.includes('± its 95% interval'));
   });
 
+  it('says skipped where the events do, failed where a run failed', () => {
+    const mixed = resultsTable(RUN, [ok('phy-local', 'bonnie', 1, bonnieResult(60000, 70000)), failed('nfs', 'bonnie', 1, 'skipped: no kernel NFS client here'), failed('iscsi', 'bonnie', 1, 'setup failed: login refused')]);
+    assert.deepEqual(tableRow(mixed, 'nfs', 'bonnie block write').slice(3, 4), ['skipped']);
+    assert.deepEqual(tableRow(mixed, 'iscsi', 'bonnie block write').slice(3, 4), ['failed']);
+  });
+
   it('lists the errors, one line each', () => {
     assert.ok(table.includes(`  nfs bonnie rep1: ${NFS_ERROR}\n`));
     assert.ok(table.includes(`  nfs bonnie rep2: ${NFS_ERROR}\n`));
