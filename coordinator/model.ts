@@ -71,16 +71,28 @@ export function resultSubject(runId: string): string {
 }
 
 /** The figures a report draws, per benchmark: name, unit, and how to read it from a result. */
-export const REPORT_FIGURES: Array<{ benchmark: string; figure: string; unit: string; read: (result: Record<string, unknown>) => number | undefined }> = [
-  { benchmark: 'bonnie', figure: 'block write', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'writeBlock') },
-  { benchmark: 'bonnie', figure: 'rewrite', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'rewrite') },
-  { benchmark: 'bonnie', figure: 'block read', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'readBlock') },
+export const REPORT_FIGURES: Array<{
+  benchmark: string;
+  figure: string;
+  unit: string;
+  read: (result: Record<string, unknown>) => number | undefined;
+  /** The tool reported the figure, measured or not (bonnie++'s "+++++" is reported, unmeasured). */
+  reported?: (result: Record<string, unknown>) => boolean;
+}> = [
+  { benchmark: 'bonnie', figure: 'block write', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'writeBlock'), reported: (r) => reported(r, 'bonnie', 'writeBlock') },
+  { benchmark: 'bonnie', figure: 'rewrite', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'rewrite'), reported: (r) => reported(r, 'bonnie', 'rewrite') },
+  { benchmark: 'bonnie', figure: 'block read', unit: 'KB/s', read: (r) => figure(r, 'bonnie', 'readBlock'), reported: (r) => reported(r, 'bonnie', 'readBlock') },
   // The agent's ms clock around the whole run: postmark's own rate is counted in whole
   // seconds (every lab run was 40,000 or 20,000 tx/s), a timer's figure, not storage's.
   { benchmark: 'postmark', figure: 'transactions (whole run)', unit: 'tx/s', read: (r) => num((r.postmark as Record<string, unknown> | undefined)?.transactionsPerWallSecond) },
   { benchmark: 'fio', figure: 'write bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.write?.bandwidthBytesPerSecond) },
   { benchmark: 'fio', figure: 'read bandwidth', unit: 'MB/s', read: (r) => mb((r.fio as Record<string, Record<string, unknown>> | undefined)?.read?.bandwidthBytesPerSecond) },
 ];
+
+function reported(r: Record<string, unknown>, tool: string, name: string): boolean {
+  const f = (r[tool] as Record<string, unknown> | undefined)?.[name];
+  return typeof f === 'object' && f !== null;
+}
 
 function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined;

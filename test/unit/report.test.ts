@@ -448,6 +448,15 @@ describe('renderReport', () => {
     assert.match(page([...PAPER_ORDER, longName]), /class="method-name"[^>]*rotate\(-30 /);
   });
 
+  it('keeps a bonnie++ figure no run could time, as n/a saying why, never dropping its chart', () => {
+    const untimed = [ok('phy-local', 'bonnie', 1, bonnieResult(60000, undefined)), ok('iscsi', 'bonnie', 1, bonnieResult(30000, undefined))];
+    const read = charts(renderReport(RUN, untimed)).find((c) => c.figure === 'bonnie/block read');
+    assert.ok(read, 'the block read chart is there');
+    assert.equal((read.svg.match(/<g class="missing"/g) ?? []).length, 2);
+    assert.match(read.svg, /bonnie\+\+ printed \+\+\+\+\+: the test ended within its 0\.5 s timer/);
+    assert.deepEqual(tableRow(resultsTable(RUN, untimed), 'iscsi', 'bonnie block read').slice(3, 4), ['n/a']);
+  });
+
   it('draws fio bandwidths only when a run produced them', () => {
     const fio = (method: string, writeBytesPerSecond: number): MeasurementRecord =>
       ok(method, 'fio', 1, { fio: { version: 'fio-3.33', write: { ioBytes: 1, bandwidthBytesPerSecond: writeBytesPerSecond, iops: 1, meanLatencyNs: 1, completionLatency: [] }, read: { ioBytes: 0, bandwidthBytesPerSecond: 0, iops: 0, meanLatencyNs: 0, completionLatency: [] }, runtimeMs: 1000, error: 0, rawJson: '{}' } });
