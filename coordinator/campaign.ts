@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { channelCredentials, getAgentInfo, makeClient } from '../common/clients.js';
+import { channelCredentials, getAgentInfo, makeClient, unary } from '../common/clients.js';
 import { fromGrpcError, VcstorError } from '../common/errors.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
@@ -7,7 +7,7 @@ import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1
 import type { Logger } from '../common/log.js';
 import { account, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
 import { provisionMethod, runUndoSteps, type AgentSet, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
-import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunState, StepState } from './model.js';
+import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunSetup, RunState, StepState } from './model.js';
 import type { Plan } from './plan.js';
 import type { RunStore } from './store.js';
 
@@ -134,6 +134,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       });
     }
     skipReasons = unavailableMethods(infos);
+    await store.saveSetup(run.runId, await describeSetup(plan, agents, infos));
     await step('run', 'started', `${c.methods.length} methods x ${c.repetitions} repetitions x ${benchmarks.length} benchmarks`);
     const short = run.runId.slice(-6);
     for (let rep = 1; rep <= c.repetitions && !signal.aborted; rep++) {
@@ -362,3 +363,32 @@ export async function cleanupRun(runId: string, plan: Plan, store: RunStore): Pr
 }
 
 export type { RunState };
+
+/**
+ * The run's set-up (Table 1): each agent's own description, the memory its host has
+ * (from its memory counter; 0 when the agent cannot say), and the campaign's parameters.
+ */
+async function describeSetup(plan: Plan, agents: AgentSet, infos: Partial<Record<'storage' | 'dom0' | 'guest', GetInfoResponse__Output>>): Promise<RunSetup> {
+  const hosts: RunSetup['hosts'] = [];
+  for (const role of ['storage', 'dom0', 'guest'] as const) {
+    const info = infos[role];
+    const client = agents[role];
+    const sample = await unary(client, client.SampleIo, { paths: [] }, { timeoutMs: 10_000 }).catch(() => undefined);
+    const memory = sample?.counters.find((c) => c.kind === 'IO_COUNTER_KIND_MEMORY');
+    hosts.push({
+      role,
+      name: info?.name ?? role,
+      hostname: info?.hostname ?? '',
+      version: info?.version ?? '',
+      memoryScope: memory?.detail ?? 'unknown (the agent cannot say)',
+      memoryBytes: Number(memory?.limitBytes ?? 0),
+      drivers: (info?.drivers ?? []).filter((d) => d.selected).map((d) => `${d.concern}=${d.driver}${d.available ? '' : ' (unavailable)'}`),
+    });
+  }
+  const c = plan.campaign;
+  const benchmarks: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(c.benchmarks)) {
+    if (spec) benchmarks[name] = Object.entries(spec).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+  }
+  return { hosts, repetitions: c.repetitions, volumeSizeBytes: c.volumeSize, provisioning: c.sparse ? 'sparse' : 'zero-filled', benchmarks };
+}

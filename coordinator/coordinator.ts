@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { VcstorError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { cleanupRun, executeCampaign, RunEvents, type EventPublisher } from './campaign.js';
-import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
+import type { MeasurementRecord, RunEventRecord, RunRecord, RunSetup } from './model.js';
 import { parsePlan } from './plan.js';
 import { executeScale, cleanupScaleRun } from './scale.js';
 import { isScalePlanText, parseScalePlan } from './scale-plan.js';
@@ -81,8 +81,9 @@ export class Coordinator {
     return active.done;
   }
 
-  async results(runId: string): Promise<{ run: RunRecord; measurements: MeasurementRecord[] }> {
-    return { run: await this.store.run(runId), measurements: await this.store.measurements(runId) };
+  async results(runId: string): Promise<{ run: RunRecord; measurements: MeasurementRecord[]; setup?: RunSetup }> {
+    const setup = await this.store.setup(runId);
+    return { run: await this.store.run(runId), measurements: await this.store.measurements(runId), ...(setup ? { setup } : {}) };
   }
 
   /**

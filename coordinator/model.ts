@@ -61,6 +61,30 @@ export interface RunEventRecord {
   runState?: RunState;
 }
 
+/**
+ * What a campaign ran on (the paper's Table 1): each host as its agent describes itself
+ * at the start of the run, with the memory it has (its memory cgroup's limit, or the
+ * machine's), and the campaign's parameters. Kept as setup.json beside the results.
+ */
+export interface RunSetup {
+  hosts: Array<{
+    role: 'storage' | 'dom0' | 'guest';
+    name: string;
+    hostname: string;
+    version: string;
+    /** "memory cgroup /vcstor.vcs/guest0" or "machine", and its limit (0: unknown). */
+    memoryScope: string;
+    memoryBytes: number;
+    /** The selected driver of each concern: "iscsi-target=tgt". */
+    drivers: string[];
+  }>;
+  repetitions: number;
+  volumeSizeBytes: number;
+  provisioning: 'sparse' | 'zero-filled';
+  /** Each benchmark as the plan gave it, e.g. bonnie: "fileSize=402653184 chunk=8192 directIo=true ram=201326592". */
+  benchmarks: Record<string, string>;
+}
+
 /** NATS subjects of a run. */
 export function eventSubject(runId: string): string {
   return `vcstor.run.${runId}.event`;

@@ -8,7 +8,7 @@
 import { accountingHtml, accountingText } from './accounting-report.js';
 import { METHODS } from './methods.js';
 import { renderScaleReport, scaleResultsTable } from './scale-report.js';
-import { REPORT_FIGURES, type MeasurementRecord, type RunRecord } from './model.js';
+import { REPORT_FIGURES, type MeasurementRecord, type RunRecord, type RunSetup } from './model.js';
 import { NOISY_CV, ratioOf, summarize, type Summary } from './statistics.js';
 
 /** A figure the report reads from one benchmark result. */
@@ -42,6 +42,8 @@ export interface ReportOptions {
   title?: string;
   /** When the report was made; shown when given (the renderer reads no clock). */
   generatedUnixMs?: number;
+  /** What the run ran on (setup.json): shown as the set-up table. */
+  setup?: RunSetup;
 }
 
 const SPARSE_BENCHMARK = 'sparse-image';
@@ -227,10 +229,11 @@ function ratiosOf(analysis: Analysis): PhyLocalRatio[] {
  * did not produce the figure, "-" where nothing was recorded); then the ratios against
  * phy-local (figures × methods); then the errors, one per line.
  */
-export function resultsTable(run: RunRecord, measurements: MeasurementRecord[]): string {
+export function resultsTable(run: RunRecord, measurements: MeasurementRecord[], setup?: RunSetup): string {
   if (run.kind === 'scale') return scaleResultsTable(run, measurements);
   const analysis = analyse(measurements);
   const lines = [`run ${run.runId} (${run.planName}): ${run.state}`, ''];
+  if (setup) lines.push(...setupText(setup), '');
   if (measurements.length === 0) {
     lines.push('no measurements');
     return `${lines.join('\n')}\n`;
@@ -386,6 +389,7 @@ export function renderReport(run: RunRecord, measurements: MeasurementRecord[], 
 
   const body = [
     `<header><h1>${esc(title)}</h1><p class="meta">${meta.map(esc).join(' · ')}</p></header>`,
+    options.setup ? renderSetup(options.setup) : '',
     '<section class="charts">',
     charts.length === 0 ? '<p class="empty">No measurements were recorded.</p>' : charts.map((chart, i) => renderChart(chart, i + 1)).join('\n'),
     '</section>',
@@ -915,6 +919,42 @@ function renderSparseComparison(analysis: Analysis): string {
     '<table class="ratios">',
     `<thead><tr><th>method</th>${passes.map((p) => `<th scope="col">pass ${p}</th>`).join('')}</tr></thead>`,
     `<tbody>${table.join('\n')}</tbody>`,
+    '</table>',
+    '</section>',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------
+// The set-up (the paper's Table 1)
+
+function mibText(bytes: number): string {
+  return bytes > 0 ? `${Math.round(bytes / 2 ** 20)} MiB` : 'unknown';
+}
+
+function setupText(setup: RunSetup): string[] {
+  const rows = setup.hosts.map((h) => [h.role, h.name, mibText(h.memoryBytes), h.memoryScope, h.drivers.join(' ')]);
+  return [
+    `set-up: ${setup.repetitions} repetitions, ${mibText(setup.volumeSizeBytes)} ${setup.provisioning} volumes; ${Object.entries(setup.benchmarks).map(([name, spec]) => `${name} (${spec})`).join('; ')}`,
+    ...fixedWidth(['role', 'host', 'memory', 'memory of', 'drivers'], rows, [false, false, true, false, false]),
+  ];
+}
+
+function renderSetup(setup: RunSetup): string {
+  const rows = setup.hosts.map(
+    (h) =>
+      `<tr data-role="${esc(h.role)}"><td>${esc(h.role)}</td><td>${esc(h.name)}</td><td>${esc(h.hostname)}</td><td class="num">${esc(mibText(h.memoryBytes))}</td><td>${esc(h.memoryScope)}</td><td>${esc(h.version)}</td><td>${esc(h.drivers.join(', '))}</td></tr>`,
+  );
+  const benchmarks = Object.entries(setup.benchmarks).map(([name, spec]) => `<tr><th scope="row">${esc(name)}</th><td>${esc(spec)}</td></tr>`);
+  return [
+    '<section class="setup">',
+    '<h2>Set-up (Table 1)</h2>',
+    `<p>${setup.repetitions} repetitions of every method and benchmark, on ${esc(mibText(setup.volumeSizeBytes))} ${esc(setup.provisioning)} volumes and images. Each host as its agent described itself when the run began; its memory is its memory cgroup's limit where hosts share a kernel (the lab), else the machine's.</p>`,
+    '<table class="setup">',
+    '<thead><tr><th>role</th><th>agent</th><th>hostname</th><th>memory</th><th>memory of</th><th>vcstor</th><th>drivers</th></tr></thead>',
+    `<tbody>${rows.join('\n')}</tbody>`,
+    '</table>',
+    '<table class="benchmarks">',
+    `<tbody>${benchmarks.join('\n')}</tbody>`,
     '</table>',
     '</section>',
   ].join('\n');

@@ -54,12 +54,12 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
   for await (const event of coordinator.watch(run.runId)) console.log(describeEvent(event));
   const final = await coordinator.wait(run.runId);
   await publisher?.close();
-  const { measurements } = await coordinator.results(run.runId);
-  console.log(`\n${resultsTable(final, measurements)}`);
+  const { measurements, setup } = await coordinator.results(run.runId);
+  console.log(`\n${resultsTable(final, measurements, setup)}`);
   console.log(`run ${final.runId} ${final.state} in ${((Date.now() - started) / 1000).toFixed(1)} s; results in ${coordinator.store.dir(final.runId)}`);
   if (report) {
     const file = path.join(coordinator.store.dir(final.runId), 'report.html');
-    await writeFile(file, renderReport(final, measurements));
+    await writeFile(file, renderReport(final, measurements, setup ? { setup } : {}));
     console.log(`report: ${file}`);
   }
   return final.state === 'succeeded' ? 0 : 1;
@@ -77,18 +77,18 @@ export async function runsCommand(command: string, runId: string | undefined, ru
   if (!runId) throw new VcstorError('INVALID_ARGUMENT', `vcstor ${command}: give a RUN id (see vcstor runs)`);
   switch (command) {
     case 'results': {
-      const { run, measurements } = await coordinator.results(runId);
+      const { run, measurements, setup } = await coordinator.results(runId);
       const format = flags.format ?? 'table';
-      if (format === 'json') console.log(JSON.stringify({ run, measurements }, null, 2));
+      if (format === 'json') console.log(JSON.stringify({ run, measurements, ...(setup ? { setup } : {}) }, null, 2));
       else if (format === 'csv') process.stdout.write(resultsCsv(measurements));
-      else if (format === 'table') console.log(resultsTable(run, measurements));
+      else if (format === 'table') console.log(resultsTable(run, measurements, setup));
       else throw new VcstorError('INVALID_ARGUMENT', `--format: ${format} is not table, json or csv`);
       return 0;
     }
     case 'report': {
-      const { run, measurements } = await coordinator.results(runId);
+      const { run, measurements, setup } = await coordinator.results(runId);
       const file = flags.out ?? path.join(coordinator.store.dir(runId), 'report.html');
-      await writeFile(file, renderReport(run, measurements));
+      await writeFile(file, renderReport(run, measurements, setup ? { setup } : {}));
       console.log(file);
       return 0;
     }

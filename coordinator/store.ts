@@ -2,7 +2,7 @@ import { appendFile, mkdir, open, readdir, readFile, rename } from 'node:fs/prom
 import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
 import type { UndoStep } from './methods.js';
-import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';
+import type { MeasurementRecord, RunEventRecord, RunRecord, RunSetup } from './model.js';
 
 /**
  * The coordinator's durable record of runs, one directory each: run.json, plan (its
@@ -87,6 +87,15 @@ export class RunStore {
 
   async measurements(runId: string): Promise<MeasurementRecord[]> {
     return (await this.readJson<MeasurementRecord[]>(path.join(this.dir(runId), 'measurements.json'))) ?? [];
+  }
+
+  saveSetup(runId: string, setup: RunSetup): Promise<void> {
+    return this.writeAtomic(path.join(this.dir(runId), 'setup.json'), `${JSON.stringify(setup, null, 1)}\n`);
+  }
+
+  /** What the run ran on; undefined for runs from before it was kept. */
+  async setup(runId: string): Promise<RunSetup | undefined> {
+    return this.readJson<RunSetup>(path.join(this.dir(runId), 'setup.json'));
   }
 
   /** The pending undo steps of everything a run provisioned, by setup (e.g. "iscsi/rep2"). */

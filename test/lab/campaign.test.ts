@@ -103,6 +103,10 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
       else assert.ok(m.result && m.error === '', `${m.method} ${m.benchmark} rep ${m.repetition}: ${m.error}`);
     }
 
+    // The set-up as each agent told it: every host's memory is its memory cgroup's limit.
+    const setup = await coordinator.store.setup(run.runId);
+    assert.deepEqual(setup?.hosts.map((h) => [h.role, h.memoryBytes, h.memoryScope]), record.hosts.map((h) => [h.role, TEST_LAB.memoryBytes, `memory cgroup ${h.memoryCgroup}`]));
+
     const stored = await coordinator.store.events(run.runId);
     assert.deepEqual(stored.map((e) => e.seq), stored.map((_, i) => i + 1), 'stored events are numbered 1..N');
     // A watcher that joins after the run replays every event from NATS, in order.
@@ -116,7 +120,8 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     assert.deepEqual(await leftovers(), []);
 
     // The report, as a person sees it: one group per method in every chart.
-    const html = renderReport(final, measurements);
+    const html = renderReport(final, measurements, { setup: setup! });
+    assert.match(html, /Set-up \(Table 1\)/);
     for (const chart of html.split('<svg').slice(1).filter((c) => /data-figure=/.test(c.slice(0, 200)))) {
       const groups = (chart.match(/<g class="method"/g) ?? []).length;
       if (chart.slice(0, 200).includes('data-figure="sparse-disk/ratio"')) assert.equal(groups, 3, 'the file methods in Fig. 7');

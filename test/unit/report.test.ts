@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report.js';
-import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
+import type { MeasurementRecord, RunSetup, RunRecord } from '../../coordinator/model.js';
 
 const RUN_ID = 'run-0042';
 const PAPER_ORDER = ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'];
@@ -193,6 +193,34 @@ describe('ratiosVsPhyLocal', () => {
     assert.ok(withoutBaseline.length > 0);
     assert.ok(withoutBaseline.every((r) => r.ratio === undefined));
     assert.equal(withoutBaseline.find((r) => r.method === 'file-local' && r.figure === 'bonnie block write')?.mean, 58610);
+  });
+});
+
+describe('the set-up (Table 1)', () => {
+  const setup: RunSetup = {
+    hosts: [
+      { role: 'storage', name: 'storage0', hostname: 'lab', version: '0.1.0', memoryScope: 'memory cgroup /vcstor.vcs/storage0', memoryBytes: 192 * 2 ** 20, drivers: ['volumes=filepool', 'iscsi-target=tgt'] },
+      { role: 'guest', name: 'guest0', hostname: 'lab', version: '0.1.0', memoryScope: 'machine', memoryBytes: 0, drivers: ['nfs-client=kernel (unavailable)'] },
+    ],
+    repetitions: 2,
+    volumeSizeBytes: 768 * 2 ** 20,
+    provisioning: 'zero-filled',
+    benchmarks: { bonnie: 'fileSize=402653184 ram=201326592' },
+  };
+
+  it('heads the text table: parameters, then each host with its memory', () => {
+    const text = resultsTable(RUN, campaign(), setup);
+    assert.match(text, /^set-up: 2 repetitions, 768 MiB zero-filled volumes; bonnie \(fileSize=402653184 ram=201326592\)$/m);
+    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('storage '))!), ['storage', 'storage0', '192 MiB', 'memory cgroup /vcstor.vcs/storage0', 'volumes=filepool iscsi-target=tgt']);
+    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('guest '))!).slice(0, 4), ['guest', 'guest0', 'unknown', 'machine']);
+    assert.doesNotMatch(resultsTable(RUN, campaign()), /set-up:/, 'no set-up section without a setup');
+  });
+
+  it('is a section of the report', () => {
+    const html = renderReport(RUN, campaign(), { setup });
+    assert.match(html, /<h2>Set-up \(Table 1\)<\/h2>/);
+    assert.match(html, /<tr data-role="storage"><td>storage<\/td><td>storage0<\/td><td>lab<\/td><td class="num">192 MiB<\/td>/);
+    assert.doesNotMatch(renderReport(RUN, campaign()), /Set-up \(Table 1\)/);
   });
 });
 
