@@ -43,7 +43,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     const host = new HostStorage({
       runner: runtime.runner,
       log: runtime.log,
-      initiator: iscsiInitiatorDriver(dom0.iscsiInitiator.driver, runtime.runner, stateDir),
+      initiator: iscsiInitiatorDriver(dom0.iscsiInitiator.driver, runtime.runner, stateDir, runtime.config.fuseServerCgroup),
       nfsClient: kernelNfsClient(runtime.runner),
       ...(dom0.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: dom0.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,
@@ -54,7 +54,8 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       dom0.hypervisor.driver === 'xen'
         ? xen
         : new SandboxHypervisor({ runner: runtime.runner, root: dom0.hypervisor.sandboxRoot, fileBackend: dom0.hypervisor.fileBackend, render: (spec: DomainSpec) => xen.renderConfig(spec) });
-    const qsd = new QsdDevices({ runner: runtime.runner, root: `${stateDir}/qsd` });
+    // libnfs daemons are initiators too: outside dom0's memory group (config fuseServerCgroup).
+    const qsd = new QsdDevices({ runner: runtime.runner, root: `${stateDir}/qsd`, ...(runtime.config.fuseServerCgroup ? { memoryCgroup: runtime.config.fuseServerCgroup } : {}) });
     // Images may live on local image roots and on filesystems mounted under the mount root
     // (a logged-in LUN's filesystem for file-iscsi, an NFS mount).
     const imageRoots = [...dom0.imageRoots, dom0.mountRoot];
@@ -70,6 +71,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       host: runtime.config.name,
       runner: runtime.runner,
       ...(runtime.config.memoryCgroup ? { memoryCgroup: runtime.config.memoryCgroup } : {}),
+      ...(runtime.config.fuseServerCgroup ? { fuseServerCgroup: runtime.config.fuseServerCgroup } : {}),
       // Images (phy: direct loops), the sandbox's file backends, the initiator's exports.
       loopRoots: [...imageRoots, dom0.hypervisor.sandboxRoot, stateDir],
       diskPaths: [stateDir, ...dom0.imageRoots],

@@ -37,7 +37,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     const host = new HostStorage({
       runner: runtime.runner,
       log: runtime.log,
-      initiator: iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config)),
+      initiator: iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config), runtime.config.fuseServerCgroup),
       nfsClient: kernelNfsClient(runtime.runner),
       ...(guest.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: guest.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,
@@ -75,6 +75,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       host: runtime.config.name,
       runner: runtime.runner,
       ...(runtime.config.memoryCgroup ? { memoryCgroup: runtime.config.memoryCgroup } : {}),
+      ...(runtime.config.fuseServerCgroup ? { fuseServerCgroup: runtime.config.fuseServerCgroup } : {}),
       loopRoots: [stateDirOf(runtime.config)],
       // The VBDs dom0 published for this guest are its disks.
       extraDevices: async () => {

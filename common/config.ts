@@ -69,6 +69,18 @@ const baseFields = {
     .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/storage0 (letters, digits, . _ -)')
     .refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments')
     .optional(),
+  /**
+   * The memory cgroup (v1) for the FUSE servers this agent starts to reach storage
+   * (qemu-storage-daemon iSCSI and NFS initiators), e.g. /vcstor.vct/host0-fuse: never
+   * the host's own group. A FUSE server inside the group whose writeback it serves
+   * deadlocks under cgroup v1: the group's reclaim waits for writeback that waits for
+   * the server (seen: dom0's initiator stuck in folio_wait_writeback, 128 MiB hosts).
+   */
+  fuseServerCgroup: z
+    .string()
+    .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/host0-fuse (letters, digits, . _ -)')
+    .refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments')
+    .optional(),
   /** Longest a single RPC may run when the client sets no deadline (ms). */
   maxCallMs: z.number().int().positive().default(30 * 60_000),
 };

@@ -32,6 +32,8 @@ export interface HostAccountingOptions {
   runner: CommandRunner;
   /** The host's memory cgroup under the memory controller, e.g. /vcstor.vct/storage0. */
   memoryCgroup?: string;
+  /** Where the host's FUSE servers (initiators) run instead: their processes are the host's too. */
+  fuseServerCgroup?: string;
   /** Loop devices whose backing file is under one of these are this host's. */
   loopRoots: readonly string[];
   /** The disks holding these directories are this host's disks (state dir, pool). */
@@ -280,7 +282,12 @@ export class HostAccounting {
       return text === undefined ? undefined : { pid, ...parseProcessStat(text) };
     };
     if (this.cgroupDir) {
-      const pids = (await readFile(path.join(this.cgroupDir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+      const groups = [this.cgroupDir, ...(this.o.fuseServerCgroup ? [path.join(this.o.cgroupRoot ?? '/sys/fs/cgroup/memory', this.o.fuseServerCgroup)] : [])];
+      const pids = (await Promise.all(groups.map((g) => readFile(path.join(g, 'cgroup.procs'), 'utf8').catch(() => ''))))
+        .join('\n')
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
       const all = await Promise.all(pids.map(read));
       return all.filter((p): p is NonNullable<typeof p> => p !== undefined).map(({ pid, comm }) => ({ pid, comm }));
     }

@@ -38,8 +38,8 @@ export class QsdIscsiInitiator implements IscsiInitiatorDriver {
   readonly driver = 'qsd' as const;
   private readonly devices: QsdDevices;
 
-  constructor(options: { runner: CommandRunner; stateDir: string }) {
-    this.devices = new QsdDevices({ runner: options.runner, root: `${options.stateDir}/qsd` });
+  constructor(options: { runner: CommandRunner; stateDir: string; memoryCgroup?: string }) {
+    this.devices = new QsdDevices({ runner: options.runner, root: `${options.stateDir}/qsd`, ...(options.memoryCgroup ? { memoryCgroup: options.memoryCgroup } : {}) });
   }
 
   private toSession(device: QsdDevice, health: QsdDeviceHealth): IscsiSessionInfo {

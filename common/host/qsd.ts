@@ -66,7 +66,12 @@ export function qsdFailure(log: string): VcstorError {
 export class QsdDevices {
   private readonly loops: LoopDevices;
 
-  constructor(private readonly options: { runner: CommandRunner; root: string }) {
+  /**
+   * @param options.memoryCgroup a cgroup v1 memory group (under /sys/fs/cgroup/memory)
+   *   to move each daemon into as it starts: initiators serve FUSE for their host's own
+   *   page cache, and must not share its memory group (see config fuseServerCgroup).
+   */
+  constructor(private readonly options: { runner: CommandRunner; root: string; memoryCgroup?: string; memoryController?: string }) {
     this.loops = new LoopDevices(options.runner);
   }
 
@@ -97,6 +102,16 @@ export class QsdDevices {
    * Open a device. Idempotent: a healthy device under `key` is returned (existed=true);
    * a broken one is cleaned away and opened again. A failed open leaves nothing.
    */
+  /** Move a daemon into a memory group, before it serves anything. */
+  private async moveToCgroup(pid: number, cgroup: string): Promise<void> {
+    const procs = path.join(this.options.memoryController ?? '/sys/fs/cgroup/memory', cgroup, 'cgroup.procs');
+    try {
+      await writeFile(procs, String(pid));
+    } catch (err) {
+      throw new VcstorError('FAILED_PRECONDITION', `cannot move qemu-storage-daemon into memory cgroup ${cgroup} (${procs}): ${(err as Error).message}; create it, or leave fuseServerCgroup out of the agent's config`, { cause: err });
+    }
+  }
+
   async open(spec: QsdDeviceSpec, signal: AbortSignal): Promise<{ device: QsdDevice; existed: boolean }> {
     const existing = await this.readRecord(spec.key);
     if (existing && (await this.health(existing, signal)).state === 'ok') return { device: existing, existed: true };
@@ -121,6 +136,7 @@ export class QsdDevices {
     let daemon: DetachedProcess | undefined;
     try {
       daemon = await startDetached('qemu-storage-daemon', spec.key, ['qemu-storage-daemon', ...args], logFile);
+      if (this.options.memoryCgroup) await this.moveToCgroup(daemon.pid, this.options.memoryCgroup);
       await this.waitReady(daemon, fuseFile, logFile, spec.timeoutMs, signal);
       await rm(secretFile, { force: true });
       const directIo = await this.limitFuseToOneRequest(fuseFile, signal);

@@ -33,6 +33,16 @@ export function labCgroup(lab: string): string {
 export function hostCgroup(lab: string, host: string): string {
   return `${labCgroup(lab)}/${host}`;
 }
+/**
+ * Where a host's FUSE servers (qemu-storage-daemon initiators) run: beside the host's
+ * group, not in it, and without a limit. Under cgroup v1 a group's reclaim waits for its
+ * pages' writeback; a FUSE server inside the group whose writeback goes through it then
+ * waits for itself (seen: dom0's iSCSI initiator in folio_wait_writeback for good, with
+ * 128 MiB hosts). Their memory is a few MiB of buffers each, no page cache.
+ */
+export function fuseServerCgroup(lab: string, host: string): string {
+  return `${labCgroup(lab)}/${host}-fuse`;
+}
 
 function parseSize(flag: string, value: string, minimum: number, unit: string): number {
   if (value === 'none') return 0;
@@ -102,10 +112,11 @@ export class LabCgroups {
     if (await access(dir).then(() => true, () => false)) await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
   }
 
-  /** Make (or keep) a host's group with this limit. Idempotent. */
-  async ensure(cgroup: string, limitBytes: number): Promise<void> {
+  /** Make (or keep) a host's group with this limit (none: unlimited). Idempotent. */
+  async ensure(cgroup: string, limitBytes?: number): Promise<void> {
     const dir = this.dir(cgroup);
     await mkdir(dir, { recursive: true });
+    if (limitBytes === undefined) return;
     await writeFile(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
     // No swapping to stand for memory a host does not have (the machine has no swap either).
     await writeFile(path.join(dir, 'memory.swappiness'), '0').catch(() => undefined);

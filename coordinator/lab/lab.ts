@@ -12,7 +12,7 @@ import type { CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
 import { initCa, issueCert } from '../certs.js';
 import { cidrOverlap, LabNetwork } from './network.js';
-import { diskOf, hostCgroup, LabCgroups, labCgroup, MEMORY_CONTROLLER } from './cgroups.js';
+import { diskOf, fuseServerCgroup, hostCgroup, LabCgroups, labCgroup, MEMORY_CONTROLLER } from './cgroups.js';
 import { isRunning, processStartTicks, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 
 /**
@@ -77,6 +77,8 @@ export interface LabHost {
   dataDir: string;
   /** Namespace tier: the host's memory cgroup (its agent's config names it too). */
   memoryCgroup?: string;
+  /** Namespace tier: where its agent puts the FUSE servers it starts (lab/cgroups.ts). */
+  fuseServerCgroup?: string;
   /** VM tier: the qemu guest this host runs in (a guest agent may share its dom0's VM). */
   vm?: string;
 }
@@ -227,7 +229,7 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
   // Each agent serves its own certificate (its address as SAN) and accepts only clients
   // the lab's CA signed; plaintext only for a lab made with --insecure.
   const tls = lab.tls ? { ca: lab.tls.ca, cert: path.join(lab.dir, 'pki', `${host.name}.pem`), key: path.join(lab.dir, 'pki', `${host.name}.key`) } : { insecure: true };
-  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(hostDir, 'state'), ...(host.memoryCgroup ? { memoryCgroup: host.memoryCgroup } : {}) };
+  const common = { name: host.name, role: host.role, listen: host.agentAddress, tls, stateDir: path.join(hostDir, 'state'), ...(host.memoryCgroup ? { memoryCgroup: host.memoryCgroup } : {}), ...(host.fuseServerCgroup ? { fuseServerCgroup: host.fuseServerCgroup } : {}) };
   const initiator = { driver: 'qsd', initiatorIqn: `${IQN_PREFIX}:${host.name}` };
   switch (host.role) {
     case 'storage':
@@ -392,6 +394,8 @@ export class Lab {
         for (const host of hosts) {
           host.memoryCgroup = hostCgroup(options.name, host.name);
           await cgroups.ensure(host.memoryCgroup, options.memoryBytes);
+          host.fuseServerCgroup = fuseServerCgroup(options.name, host.name);
+          await cgroups.ensure(host.fuseServerCgroup);
         }
         lab.memoryBytes = options.memoryBytes;
         this.report(`memory: ${options.memoryBytes / 2 ** 20} MiB per host (memory cgroups ${labCgroup(options.name)}/<host>)`);

@@ -135,7 +135,11 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
         const rule = (await readFile(path.join(BLKIO_CONTROLLER, host.memoryCgroup!, `blkio.throttle.${way}_bps_device`), 'utf8')).trim();
         assert.equal(rule, `${record.disk} ${TEST_LAB.diskBytesPerSecond}`);
       }
-      assert.equal(JSON.parse(await readFile(host.agentConfig, 'utf8')).memoryCgroup, host.memoryCgroup, 'the agent is told its group');
+      const config = JSON.parse(await readFile(host.agentConfig, 'utf8')) as { memoryCgroup: string; fuseServerCgroup: string };
+      assert.equal(config.memoryCgroup, host.memoryCgroup, 'the agent is told its group');
+      // Its FUSE servers run beside it, unlimited: inside, they would wait on their own writeback.
+      assert.equal(config.fuseServerCgroup, `/vcstor.${options.name}/${host.name}-fuse`);
+      assert.ok(Number((await readFile(path.join(MEMORY_CONTROLLER, config.fuseServerCgroup, 'memory.limit_in_bytes'), 'utf8')).trim()) > 2 ** 60, 'no limit');
     }
     const nats = record.processes.find((p) => p.name === 'nats-server')!;
     assert.ok(!(await pidsIn(record.hosts[0]!.memoryCgroup!)).includes(nats.pid), "NATS is the coordinator's, not storage0's");

@@ -86,7 +86,10 @@ describe('HostAccounting over a captured kernel tree', () => {
     cpSync(path.join(FIXTURES, 'memory.stat.txt'), path.join(group, 'memory.stat'));
     writeFileSync(path.join(group, 'memory.limit_in_bytes'), '67108864\n');
     writeFileSync(path.join(group, 'memory.force_empty'), '');
-    writeFileSync(path.join(group, 'cgroup.procs'), '100\n101\n999\n');
+    writeFileSync(path.join(group, 'cgroup.procs'), '100\n999\n');
+    // The host's initiator runs in its FUSE server group, beside the host's own.
+    mkdirSync(path.join(roots.cgroup, 'vcstor.t/storage0-fuse'), { recursive: true });
+    writeFileSync(path.join(roots.cgroup, 'vcstor.t/storage0-fuse/cgroup.procs'), '101\n');
     for (const [pid, comm] of [
       [100, 'tgtd'],
       [101, 'qemu-storage-da'],
@@ -109,7 +112,7 @@ describe('HostAccounting over a captured kernel tree', () => {
     new HostAccounting({
       host: 'storage0',
       runner,
-      ...(memoryCgroup ? { memoryCgroup } : {}),
+      ...(memoryCgroup ? { memoryCgroup, fuseServerCgroup: '/vcstor.t/storage0-fuse' } : {}),
       loopRoots: [roots.images, roots.state],
       diskPaths: [roots.state],
       pathRoots: [roots.images],
