@@ -64,7 +64,7 @@ export class Filesystems {
     if (existing !== '' && !options.force) {
       throw new VcstorError('FAILED_PRECONDITION', `${device} already has a ${existing} filesystem; set force to replace it with ${fsType}`);
     }
-    await this.runner.run(`mkfs.${fsType}`, mkfsArgs(fsType, device, options), { signal: options.signal, timeoutMs: 10 * 60_000 });
+    await this.runner.run(`mkfs.${fsType}`, mkfsArgs(fsType, device, options), { signal: options.signal, timeoutMs: 10 * 60_000, env: MKFS_ENV });
     return true;
   }
 
@@ -119,6 +119,14 @@ export class Filesystems {
 }
 
 /**
+ * mke2fs zeroes its journal with fallocate(ZERO_RANGE) and, where that fails (a loop
+ * device over a FUSE export), with fallocate(PUNCH_HOLE): a 4 MiB hole in a zero-filled
+ * pool file (file-nfs, seen in CI). libext2fs's UNIX_IO_NOZEROOUT makes it write the
+ * zeros instead; other mkfs programs ignore it.
+ */
+export const MKFS_ENV: Readonly<Record<string, string>> = { UNIX_IO_NOZEROOUT: '1' };
+
+/**
  * mkfs's arguments: quiet and forced, the label, the caller's options, and never a
  * discard. mkfs discards the whole device by default, and a discard through a loop
  * device (or a thin LV, or a tgt LUN on a file) punches holes in what backs it: a
@@ -134,12 +142,16 @@ export function mkfsArgs(fsType: string, device: string, options: { mkfsOptions?
   if (fsType === 'xfs') {
     if (!extra.includes('-K')) extra.push('-K');
   } else if (/^ext[234]$/.test(fsType)) {
+    // And no lazy inode table init: the kernel's ext4lazyinit thread zeroes the tables
+    // after mount with a write-zeroes that a loop device turns into a punched hole
+    // (2-4 MiB holes in file-nfs's zero-filled pool file, now and then).
+    const wanted = ['nodiscard', 'lazy_itable_init=0'];
     const e = extra.indexOf('-E');
     if (e >= 0 && e + 1 < extra.length) {
-      const values = extra[e + 1]!.split(',');
-      if (!values.includes('nodiscard')) extra[e + 1] = [...values.filter((v) => v !== 'discard'), 'nodiscard'].join(',');
+      const values = extra[e + 1]!.split(',').filter((v) => v !== 'discard' && v !== 'lazy_itable_init=1');
+      extra[e + 1] = [...values, ...wanted.filter((w) => !values.includes(w))].join(',');
     } else {
-      extra.push('-E', 'nodiscard');
+      extra.push('-E', wanted.join(','));
     }
   }
   return [...quiet, ...label, ...extra, device];
