@@ -159,17 +159,27 @@ export class QsdDevices {
    * @returns whether the limit is in place (false: use a buffered loop device).
    */
   private async limitFuseToOneRequest(fuseFile: string, signal: AbortSignal): Promise<boolean> {
+    // fusectl where the host mounted it; else mounted for this moment only, at a place of
+    // our own (it is one filesystem wherever it is mounted), so nothing is left mounted.
+    const hostMounted = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === FUSECTL && m.fsType === 'fusectl');
+    const control = hostMounted ? FUSECTL : path.join(this.options.root, '.fusectl');
+    let mountedHere = false;
     try {
-      const mounted = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === FUSECTL && m.fsType === 'fusectl');
-      if (!mounted) await this.options.runner.run('mount', ['-t', 'fusectl', 'none', FUSECTL], { signal, okExitCodes: [0, 32] });
+      if (!hostMounted) {
+        await mkdir(control, { recursive: true });
+        await this.options.runner.run('mount', ['-t', 'fusectl', 'none', control], { signal });
+        mountedHere = true;
+      }
       // Linux's dev_t as stat gives it: the minor number is bits 0-7 and 20-31.
       const dev = Number((await stat(fuseFile)).dev);
       const connection = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-      const limit = path.join(FUSECTL, String(connection), 'max_background');
+      const limit = path.join(control, String(connection), 'max_background');
       await writeFile(limit, '1');
       return (await readFile(limit, 'utf8')).trim() === '1';
     } catch {
       return false;
+    } finally {
+      if (mountedHere) await this.options.runner.run('umount', [control], { okExitCodes: [0, 32] }).catch(() => undefined);
     }
   }
 

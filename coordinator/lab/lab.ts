@@ -546,8 +546,11 @@ export class Lab {
     removed.push(...(await new LabCgroups().remove(name)));
     await rm(`/var/run/tgtd/socket.${port}`, { force: true });
     await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
+    // Loop devices are found before the unmounts: one over a FUSE export that a busy
+    // unmount can only detach lazily loses its path (its backing file then reads "/").
+    const loops = await this.loopsUnder(dir);
     removed.push(...(await this.unmountUnder(dir)));
-    removed.push(...(await this.detachLoopsUnder(dir)));
+    removed.push(...(await this.detachLoops([...loops, ...(await this.loopsUnder(dir))])));
     // The root namespace's link first: deleting its peer's namespace would take it away
     // a moment later, racing a delete.
     if (await this.network.linkExists(`${name}-c`)) {
@@ -599,18 +602,21 @@ export class Lab {
     return removed;
   }
 
-  /** Detach loop devices whose backing file is under `dir`. */
-  private async detachLoopsUnder(dir: string): Promise<string[]> {
-    const removed: string[] = [];
+  /** Loop devices whose backing file is under `dir`. */
+  private async loopsUnder(dir: string): Promise<Array<{ name: string; backing: string }>> {
     const { stdout } = await this.runner.run('losetup', ['--json', '--list', '--output', 'NAME,BACK-FILE']);
-    if (stdout.trim() === '') return removed;
+    if (stdout.trim() === '') return [];
     const devices = (JSON.parse(stdout) as { loopdevices: Array<{ name: string; 'back-file': string | null }> }).loopdevices;
+    return devices.map((d) => ({ name: d.name, backing: (d['back-file'] ?? '').replace(/ \(deleted\)$/, '') })).filter((d) => d.backing !== '' && isWithin(dir, d.backing));
+  }
+
+  /** Detach these loop devices, each once. */
+  private async detachLoops(devices: Array<{ name: string; backing: string }>): Promise<string[]> {
+    const removed: string[] = [];
     for (const device of devices) {
-      const backing = (device['back-file'] ?? '').replace(/ \(deleted\)$/, '');
-      if (backing !== '' && isWithin(dir, backing)) {
-        await this.runner.run('losetup', ['--detach', device.name], { okExitCodes: [0, 1] });
-        removed.push(`loop device ${device.name} (${backing})`);
-      }
+      if (removed.some((r) => r.startsWith(`loop device ${device.name} `))) continue;
+      await this.runner.run('losetup', ['--detach', device.name], { okExitCodes: [0, 1] });
+      removed.push(`loop device ${device.name} (${device.backing})`);
     }
     return removed;
   }
