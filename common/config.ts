@@ -50,6 +50,12 @@ const tlsSchema = z
   // A missing tls block is checked like an empty one, so the message above explains it.
   .prefault({});
 
+/** A cgroup v1 group under its controller's mount, e.g. /vcstor.vct/host0. */
+const cgroupPath = z
+  .string()
+  .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/host0 (letters, digits, . _ -)')
+  .refine((v) => !v.split('/').some((seg) => seg === '.' || seg === '..'), 'must not hold . or .. segments');
+
 const baseFields = {
   /** Unique name of this agent in a deployment, e.g. storage0. */
   name,
@@ -64,11 +70,7 @@ const baseFields = {
    * e.g. /vcstor.vct/storage0 in the lab: DropCaches empties it and SampleIo reports
    * its page cache and processes. Without one the host is the whole machine.
    */
-  memoryCgroup: z
-    .string()
-    .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/storage0 (letters, digits, . _ -)')
-    .refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments')
-    .optional(),
+  memoryCgroup: cgroupPath.optional(),
   /**
    * The memory cgroup (v1) for the FUSE servers this agent starts to reach storage
    * (qemu-storage-daemon iSCSI and NFS initiators), e.g. /vcstor.vct/host0-fuse: never
@@ -76,11 +78,7 @@ const baseFields = {
    * deadlocks under cgroup v1: the group's reclaim waits for writeback that waits for
    * the server (seen: dom0's initiator stuck in folio_wait_writeback, 128 MiB hosts).
    */
-  fuseServerCgroup: z
-    .string()
-    .regex(/^(\/[A-Za-z0-9._-]+)+$/, 'must be a cgroup path like /vcstor/host0-fuse (letters, digits, . _ -)')
-    .refine((v) => !v.split('/').some((s) => s === '.' || s === '..'), 'must not hold . or .. segments')
-    .optional(),
+  fuseServerCgroup: cgroupPath.optional(),
   /** Longest a single RPC may run when the client sets no deadline (ms). */
   maxCallMs: z.number().int().positive().default(30 * 60_000),
 };

@@ -112,8 +112,8 @@ export function parseKeyValues(text: string): Map<string, number> {
 /** A cgroup v1 limit of "no limit" is a page-rounded LONG_MAX. */
 const UNLIMITED = 2 ** 62;
 
-/** Linux's dev_t: major and minor of a stat's dev or rdev. */
-function majorMinor(dev: bigint): string {
+/** Linux's dev_t: "major:minor" of a stat's dev or rdev (stat with bigint: true). */
+export function majorMinor(dev: bigint): string {
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
   return `${major}:${minor}`;

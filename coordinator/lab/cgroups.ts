@@ -1,6 +1,7 @@
 import { access, mkdir, readdir, readFile, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
+import { majorMinor } from '../../common/host-accounting.js';
 
 /**
  * Each namespace host's memory and disk: cgroup v1 groups of its own.
@@ -69,8 +70,7 @@ export function parseDiskRate(value: string): number {
 
 /** The whole disk (major:minor) holding `dir`: throttling applies to disks, not partitions. */
 export async function diskOf(dir: string, sys = '/sys'): Promise<string | undefined> {
-  const dev = (await stat(dir, { bigint: true })).dev;
-  const id = `${((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)}:${(dev & 0xffn) | ((dev >> 12n) & ~0xffn)}`;
+  const id = majorMinor((await stat(dir, { bigint: true })).dev);
   const node = await realpath(path.join(sys, 'dev/block', id)).catch(() => undefined);
   if (!node) return undefined;
   const isPartition = await access(path.join(node, 'partition')).then(() => true, () => false);
