@@ -127,4 +127,19 @@ describe('I/O accounting of a benchmark run', () => {
     assert.match(html, /class="num warn">88-97%/);
     assert.equal(accountingHtml([]), '');
   });
+
+  it('says a run whose few KiB never left a cache stayed in cache, rather than a percentage of noise', () => {
+    const tiny: MeasurementRecord = {
+      runId: 'r',
+      method: 'iscsi',
+      benchmark: 'postmark',
+      repetition: 1,
+      guest: 'guest0',
+      error: '',
+      result: {},
+      accounting: account({ method: 'iscsi', before: iscsiSamples(0, 0), after: iscsiSamples(1 / 2048, 0), drops: [], elapsedMs: 1, benchmarkWriteBytes: 4096 }),
+    };
+    assert.match(accountingText([tiny]).join('\n'), /iscsi\s+postmark\s+0\.0\s+0\.4\s+stayed in cache/);
+    assert.match(accountingHtml([tiny]), /class="num warn">stayed in cache</);
+  });
 });
