@@ -77,7 +77,20 @@ export interface RunSetup {
     memoryBytes: number;
     /** The selected driver of each concern: "iscsi-target=tgt". */
     drivers: string[];
+    /** Table 1: the host's kernel release and CPUs as its agent reports them. */
+    kernel?: string;
+    cpus?: number;
+    /** Table 1: the installed version of each tool the host's drivers run ("fio": "3.33-3"). */
+    tools?: Record<string, string>;
   }>;
+  /** Table 1: the rate every lab link is shaped to ("1gbit"), or "unshaped". */
+  linkRate?: string;
+  /** Table 2: the iSCSI session parameters the plan asked for (absent: the drivers' defaults). */
+  iscsiParams?: Record<string, string>;
+  /** Table 2: what each iSCSI session negotiated, as the target reports it. */
+  iscsiSessions?: Array<{ method: string; initiator: string; target: string; params: Record<string, string> }>;
+  /** Table 2: how each NFS client reached its export (mount options, or libnfs's URL options). */
+  nfsClients?: Array<{ method: string; client: string; options: string }>;
   repetitions: number;
   volumeSizeBytes: number;
   provisioning: 'sparse' | 'zero-filled';
