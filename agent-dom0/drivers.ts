@@ -1,5 +1,5 @@
 import type { DriverRequirements } from '../common/drivers.js';
-import { FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../common/host-drivers.js';
+import { BENCHMARK_DRIVERS, FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../common/host-drivers.js';
 
 /** Every driver the dom0 agent has, and what each needs from its host. */
 export const DOM0_DRIVERS: readonly DriverRequirements[] = [
@@ -14,4 +14,5 @@ export const DOM0_DRIVERS: readonly DriverRequirements[] = [
   { concern: 'hypervisor', driver: 'sandbox', programs: ['ip', 'nsenter', 'losetup'], note: 'guests are network namespaces; VBDs are loop devices' },
   { concern: 'hypervisor', driver: 'xen', programs: ['xl'] },
   ...FILESYSTEM_DRIVERS,
+  ...BENCHMARK_DRIVERS,
 ];

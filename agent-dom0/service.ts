@@ -1,4 +1,6 @@
 import type { AgentDefinition } from '../common/agent.js';
+import { validateRunBenchmarkRequest } from '../common/benchmarks/requests.js';
+import { HostBenchmarks } from '../common/benchmarks/run.js';
 import { stateDirOf, type Dom0AgentConfig } from '../common/config.js';
 import { VcstorError } from '../common/errors.js';
 import type { CreateImageResponse } from '../common/generated/vcstor/v1/CreateImageResponse.js';
@@ -65,6 +67,10 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       dom0.nfsClient.driver === 'kernel'
         ? new KernelNfsImageFiles({ nfsClient: kernelNfsClient(runtime.runner), loops, images, mountRoot: dom0.mountRoot, runner: runtime.runner })
         : new LibnfsImageFiles({ runner: runtime.runner, qsd });
+    // The baselines of Fig. 3 and 5: on filesystems dom0 mounted, or on its local disk.
+    const benchmarks = new HostBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: dom0.mountRoot, localRoots: dom0.imageRoots });
+    // Before serving: a benchmark left by a killed agent would keep its filesystem busy.
+    await benchmarks.reapOrphans();
     const domains = new Dom0Domains({ hypervisor, configDir: dom0.hypervisor.configDir, stateDir, nfsImages, loops, log: runtime.log });
 
     const accounting = new HostAccounting({
@@ -148,6 +154,10 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
         return { wasRunning: await domains.stop(request.name, request.force, request.timeoutMs, signal) };
       },
       ListDomains: async (_request, { signal }) => ({ domains: await domains.list(signal) }),
+      RunBenchmark: async (request, ctx, send) => {
+        validateRunBenchmarkRequest(request, [dom0.mountRoot, ...dom0.imageRoots]);
+        await benchmarks.run(request, ctx, send);
+      },
     };
     const definition = loadVcstorProto().grpcObject.vcstor.v1.Dom0Agent.service;
     return { name: SERVICE_NAMES.dom0, definition, implementation: makeHandlers(definition, operations, runtime) };

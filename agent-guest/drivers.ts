@@ -1,5 +1,5 @@
 import type { DriverRequirements } from '../common/drivers.js';
-import { FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../common/host-drivers.js';
+import { BENCHMARK_DRIVERS, FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../common/host-drivers.js';
 
 /** Every driver the guest agent has, and what each needs from its host. */
 export const GUEST_DRIVERS: readonly DriverRequirements[] = [
@@ -12,7 +12,5 @@ export const GUEST_DRIVERS: readonly DriverRequirements[] = [
     note: 'directory mounts need a kernel NFS client; namespace guests of the lab share a kernel without one (use the VM tier)',
   },
   ...FILESYSTEM_DRIVERS,
-  { concern: 'benchmark', driver: 'bonnie++', programs: ['bonnie++'] },
-  { concern: 'benchmark', driver: 'postmark', programs: ['postmark'] },
-  { concern: 'benchmark', driver: 'fio', programs: ['fio'] },
+  ...BENCHMARK_DRIVERS,
 ];

@@ -2,6 +2,8 @@ import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentDefinition } from '../common/agent.js';
 import { stateDirOf, type GuestAgentConfig } from '../common/config.js';
+import { HostBenchmarks } from '../common/benchmarks/run.js';
+import { validateRunBenchmarkRequest } from '../common/benchmarks/requests.js';
 import { Filesystems } from '../common/filesystems.js';
 import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
 import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
@@ -14,9 +16,7 @@ import { hostStorageOperations } from '../common/host/operations.js';
 import { loadSessionOperations } from '../common/host/load-operations.js';
 import { LoadSessions } from '../common/host/load-sessions.js';
 import { validatePathUnder } from '../common/validate.js';
-import { GuestBenchmarks } from './benchmarks/run.js';
 import { GUEST_DRIVERS } from './drivers.js';
-import { validateRunBenchmarkRequest } from './requests.js';
 
 /**
  * The guest's agent: reaches storage itself (iscsi method), or uses the disks dom0
@@ -43,7 +43,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       mountRoots,
     });
     const filesystems = new Filesystems(runtime.runner);
-    const benchmarks = new GuestBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: guest.mountRoot });
+    const benchmarks = new HostBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: guest.mountRoot });
     // Before serving: a benchmark left by a killed agent would keep its filesystem busy.
     await benchmarks.reapOrphans();
 
@@ -98,7 +98,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
         return { usage: await host.usage(request.mountpoint) };
       },
       RunBenchmark: async (request, ctx, send) => {
-        validateRunBenchmarkRequest(request, guest.mountRoot);
+        validateRunBenchmarkRequest(request, [guest.mountRoot]);
         await benchmarks.run(request, ctx, send);
       },
     };

@@ -14,3 +14,10 @@ export const INITIATOR_DRIVERS: readonly DriverRequirements[] = [
 export const FILESYSTEM_DRIVERS: readonly DriverRequirements[] = [
   { concern: 'filesystem', driver: 'ext4', programs: ['mkfs.ext4', 'blkid', 'mount', 'umount'], kernelFilesystems: ['ext4'] },
 ];
+
+/** The benchmarks both run: the guest for the methods, dom0 for the baselines (Fig. 3, 5). */
+export const BENCHMARK_DRIVERS: readonly DriverRequirements[] = [
+  { concern: 'benchmark', driver: 'bonnie++', programs: ['bonnie++'] },
+  { concern: 'benchmark', driver: 'postmark', programs: ['postmark'] },
+  { concern: 'benchmark', driver: 'fio', programs: ['fio'] },
+];

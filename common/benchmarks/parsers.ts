@@ -4,13 +4,13 @@
  * tools installed in the lab (bonnie++ 2.00a writing CSV format 1.98, postmark "v1.51"
  * from Debian's 1.53 package, fio 3.33); the captures are test/fixtures/benchmarks/.
  */
-import type { BonnieFigure__Output } from '../../common/generated/vcstor/v1/BonnieFigure.js';
-import type { BonnieResult__Output } from '../../common/generated/vcstor/v1/BonnieResult.js';
-import type { FioDirectionResult__Output } from '../../common/generated/vcstor/v1/FioDirectionResult.js';
-import type { FioResult__Output } from '../../common/generated/vcstor/v1/FioResult.js';
-import type { LatencyPercentile__Output } from '../../common/generated/vcstor/v1/LatencyPercentile.js';
-import type { PostmarkResult__Output } from '../../common/generated/vcstor/v1/PostmarkResult.js';
-import { VcstorError } from '../../common/errors.js';
+import type { BonnieFigure__Output } from '../generated/vcstor/v1/BonnieFigure.js';
+import type { BonnieResult__Output } from '../generated/vcstor/v1/BonnieResult.js';
+import type { FioDirectionResult__Output } from '../generated/vcstor/v1/FioDirectionResult.js';
+import type { FioResult__Output } from '../generated/vcstor/v1/FioResult.js';
+import type { LatencyPercentile__Output } from '../generated/vcstor/v1/LatencyPercentile.js';
+import type { PostmarkResult__Output } from '../generated/vcstor/v1/PostmarkResult.js';
+import { VcstorError } from '../errors.js';
 
 // ---------------------------------------------------------------------------------------
 // bonnie++

@@ -1,9 +1,9 @@
-import { invalidArgument } from '../common/errors.js';
-import type { RunBenchmarkRequest__Output } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
-import { validateFsType } from '../common/requests.js';
-import { validatePathUnder, validateSize, validateText } from '../common/validate.js';
+import { invalidArgument } from '../errors.js';
+import type { RunBenchmarkRequest__Output } from '../generated/vcstor/v1/RunBenchmarkRequest.js';
+import { validateFsType } from '../requests.js';
+import { validatePathUnder, validateSize, validateText } from '../validate.js';
 
-/** Validation of GuestAgent requests: a whole request, before anything runs. */
+/** Validation of RunBenchmark requests (guest and dom0 agents): a whole request, before anything runs. */
 
 const FIO_RW = ['read', 'write', 'randread', 'randwrite', 'rw', 'randrw', 'readwrite'];
 const FIO_ENGINES = ['', 'psync', 'sync', 'libaio', 'io_uring', 'posixaio'];
@@ -13,8 +13,9 @@ function optionalSize(field: string, value: number, limits: { min?: number; max?
   if (value !== 0) validateSize(field, value, limits);
 }
 
-export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output, mountRoot: string): void {
-  validatePathUnder('directory', request.directory, [mountRoot]);
+/** `roots`: where the agent runs benchmarks (its mount root, and dom0's local roots). */
+export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output, roots: readonly string[]): void {
+  validatePathUnder('directory', request.directory, [...roots]);
   validateText('label', request.label);
   switch (request.spec) {
     case 'bonnie': {

@@ -1,22 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { VcstorError } from '../../common/errors.js';
-import { Filesystems } from '../../common/filesystems.js';
-import type { BenchmarkResult } from '../../common/generated/vcstor/v1/BenchmarkResult.js';
-import type { BonnieSpec__Output } from '../../common/generated/vcstor/v1/BonnieSpec.js';
-import type { FioSpec__Output } from '../../common/generated/vcstor/v1/FioSpec.js';
-import type { PostmarkSpec__Output } from '../../common/generated/vcstor/v1/PostmarkSpec.js';
-import type { Progress } from '../../common/generated/vcstor/v1/Progress.js';
-import type { RunBenchmarkRequest__Output } from '../../common/generated/vcstor/v1/RunBenchmarkRequest.js';
-import type { RunBenchmarkResponse } from '../../common/generated/vcstor/v1/RunBenchmarkResponse.js';
-import type { SparseImagePass } from '../../common/generated/vcstor/v1/SparseImagePass.js';
-import type { SparseImageSpec__Output } from '../../common/generated/vcstor/v1/SparseImageSpec.js';
-import type { Logger } from '../../common/log.js';
-import { LoopDevices } from '../../common/loop-devices.js';
-import { processStartTicks } from '../../common/processes.js';
-import { CommandError, type CommandRunner } from '../../common/runner.js';
-import { isWithin } from '../../common/validate.js';
+import { VcstorError } from '../errors.js';
+import { Filesystems } from '../filesystems.js';
+import type { BenchmarkResult } from '../generated/vcstor/v1/BenchmarkResult.js';
+import type { BonnieSpec__Output } from '../generated/vcstor/v1/BonnieSpec.js';
+import type { FioSpec__Output } from '../generated/vcstor/v1/FioSpec.js';
+import type { PostmarkSpec__Output } from '../generated/vcstor/v1/PostmarkSpec.js';
+import type { Progress } from '../generated/vcstor/v1/Progress.js';
+import type { RunBenchmarkRequest__Output } from '../generated/vcstor/v1/RunBenchmarkRequest.js';
+import type { RunBenchmarkResponse } from '../generated/vcstor/v1/RunBenchmarkResponse.js';
+import type { SparseImagePass } from '../generated/vcstor/v1/SparseImagePass.js';
+import type { SparseImageSpec__Output } from '../generated/vcstor/v1/SparseImageSpec.js';
+import type { Logger } from '../log.js';
+import { LoopDevices } from '../loop-devices.js';
+import { processStartTicks } from '../processes.js';
+import { CommandError, type CommandRunner } from '../runner.js';
+import { isWithin } from '../validate.js';
 import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from './parsers.js';
 
 const MIB = 1024 * 1024;
@@ -51,24 +51,37 @@ async function bytesUnder(dir: string): Promise<number> {
 }
 
 /**
- * The guest's benchmarks (paper section 4): bonnie++, PostMark and fio run for real in
- * a private directory on a filesystem the agent mounted, and the sparse-image test.
- * Progress goes out at least once a second (estimated from file growth or time where a
- * tool prints nothing); then one result. Cancelling kills the tool's whole process
- * group and removes its files.
+ * The paper's benchmarks (section 4), for the guest agent and the dom0 agent alike:
+ * bonnie++, PostMark and fio run for real in a private directory on a filesystem the
+ * agent mounted (or, for dom0's local-disk baseline, under one of its local roots), and
+ * the sparse-image test. Progress goes out at least once a second (estimated from file
+ * growth or time where a tool prints nothing); then one result. Cancelling kills the
+ * tool's whole process group and removes its files.
  */
-export class GuestBenchmarks {
+export class HostBenchmarks {
   private readonly filesystems: Filesystems;
   private readonly loops: LoopDevices;
 
-  constructor(private readonly o: { runner: CommandRunner; log: Logger; mountRoot: string }) {
+  constructor(
+    private readonly o: {
+      runner: CommandRunner;
+      log: Logger;
+      /** Benchmarks run on filesystems the agent mounted under this root... */
+      mountRoot: string;
+      /**
+       * ...or in directories under these: the host's own local disk (dom0's image roots),
+       * which no agent mounts. The guest has none: its root filesystem is not its disk.
+       */
+      localRoots?: readonly string[];
+    },
+  ) {
     this.filesystems = new Filesystems(o.runner);
     this.loops = new LoopDevices(o.runner);
   }
 
   /**
    * Refuse before starting: the directory must be on a filesystem mounted under the
-   * agent's mount root, with room for `neededBytes`.
+   * agent's mount root, or under one of its local roots, with room for `neededBytes`.
    */
   private async preflight(directory: string, neededBytes: number): Promise<string> {
     const real = await realpath(directory).catch(() => {
@@ -77,13 +90,16 @@ export class GuestBenchmarks {
     if (!(await stat(real)).isDirectory()) throw new VcstorError('FAILED_PRECONDITION', `${directory} is not a directory`);
     const mounts = await this.filesystems.mounts();
     const holder = mounts.filter((m) => isWithin(m.mountpoint, real)).sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0];
-    if (!holder || !isWithin(this.o.mountRoot, holder.mountpoint) || holder.mountpoint === '/') {
-      throw new VcstorError('FAILED_PRECONDITION', `${directory} is not on a filesystem this agent mounted (under ${this.o.mountRoot}); mount one first`);
+    const onManagedMount = holder !== undefined && isWithin(this.o.mountRoot, holder.mountpoint) && holder.mountpoint !== '/';
+    const localRoots = await this.realLocalRoots();
+    if (!onManagedMount && !localRoots.some((root) => isWithin(root, real))) {
+      const where = [`a filesystem this agent mounted (under ${this.o.mountRoot})`, ...localRoots.map((r) => `a directory under ${r}`)].join(' or ');
+      throw new VcstorError('FAILED_PRECONDITION', `${directory} is not on ${where}; mount one first`);
     }
     const fs = await statfs(real);
     const free = fs.bavail * fs.bsize;
     if (neededBytes > free) {
-      throw new VcstorError('FAILED_PRECONDITION', `the benchmark needs about ${neededBytes} bytes and ${holder.mountpoint} has ${free} free; use a smaller size`);
+      throw new VcstorError('FAILED_PRECONDITION', `the benchmark needs about ${neededBytes} bytes and ${holder?.mountpoint ?? real} has ${free} free; use a smaller size`);
     }
     return real;
   }
@@ -327,16 +343,21 @@ export class GuestBenchmarks {
    * kills all of it; that also lets it outlive an agent killed with SIGKILL, and left
    * alone it keeps the guest's filesystem busy, so teardown's and cleanup's unmount fail
    * (the fault suite hit this). A benchmark's files are in a `.vcstor-bench-*` directory
-   * on a filesystem under mountRoot, and its processes run there or name it in their
+   * on a filesystem under mountRoot (or in or just under a local root), and its processes run there or name it in their
    * arguments; only this agent makes such directories. Never throws.
    * @returns the directories it cleaned up.
    */
   async reapOrphans(): Promise<string[]> {
     try {
       const workDirs: string[] = [];
-      for (const m of await this.filesystems.mounts()) {
-        if (!isWithin(this.o.mountRoot, m.mountpoint)) continue;
-        for (const entry of await readdir(m.mountpoint).catch(() => [] as string[])) if (entry.startsWith('.vcstor-bench-')) workDirs.push(path.join(m.mountpoint, entry));
+      const holders = (await this.filesystems.mounts()).filter((m) => isWithin(this.o.mountRoot, m.mountpoint)).map((m) => m.mountpoint);
+      // A local root's benchmarks run in it or in a directory of it.
+      for (const root of await this.realLocalRoots()) {
+        holders.push(root);
+        for (const entry of await readdir(root, { withFileTypes: true }).catch(() => [])) if (entry.isDirectory() && !entry.name.startsWith('.vcstor-bench-')) holders.push(path.join(root, entry.name));
+      }
+      for (const holder of holders) {
+        for (const entry of await readdir(holder).catch(() => [] as string[])) if (entry.startsWith('.vcstor-bench-')) workDirs.push(path.join(holder, entry));
       }
       if (workDirs.length === 0) return [];
       const killed: Array<{ pid: number; ticks: number }> = [];
@@ -364,6 +385,12 @@ export class GuestBenchmarks {
       this.o.log.error({ err }, 'could not check for benchmarks a previous agent left running');
       return [];
     }
+  }
+
+  /** The local roots as real paths (symlinks resolved); those that do not exist are left out. */
+  private async realLocalRoots(): Promise<string[]> {
+    const roots = await Promise.all((this.o.localRoots ?? []).map((r) => realpath(r).catch(() => undefined)));
+    return roots.filter((r): r is string => r !== undefined);
   }
 
   /** Remove a run's files: unmount and detach what the sparse test made, then the directory. */
