@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import type { AgentDefinition } from '../common/agent.js';
 import { validateRunBenchmarkRequest } from '../common/benchmarks/requests.js';
 import { HostBenchmarks } from '../common/benchmarks/run.js';
@@ -67,6 +68,9 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       dom0.nfsClient.driver === 'kernel'
         ? new KernelNfsImageFiles({ nfsClient: kernelNfsClient(runtime.runner), loops, images, mountRoot: dom0.mountRoot, runner: runtime.runner })
         : new LibnfsImageFiles({ runner: runtime.runner, qsd });
+    // The image roots are this agent's directories: made here, so that dom0's local-disk
+    // baseline has its directory before any image was made.
+    await Promise.all(dom0.imageRoots.map((root) => mkdir(root, { recursive: true })));
     // The baselines of Fig. 3 and 5: on filesystems dom0 mounted, or on its local disk.
     const benchmarks = new HostBenchmarks({ runner: runtime.runner, log: runtime.log, mountRoot: dom0.mountRoot, localRoots: dom0.imageRoots });
     // Before serving: a benchmark left by a killed agent would keep its filesystem busy.

@@ -1,6 +1,7 @@
-import { hostname } from 'node:os';
+import { availableParallelism, hostname, release } from 'node:os';
 import type { AgentConfig, AgentRole } from './config.js';
 import { describeDrivers, type DriverRequirements } from './drivers.js';
+import { describeLinks } from './links.js';
 import type { GetInfoRequest__Output } from './generated/vcstor/v1/GetInfoRequest.js';
 import type { GetInfoResponse } from './generated/vcstor/v1/GetInfoResponse.js';
 import type { Role } from './generated/vcstor/v1/Role.js';
@@ -66,7 +67,10 @@ export async function startAgent<C extends AgentConfig>(
     apiVersion: API_VERSION,
     hostname: hostname(),
     startedUnixMs: runtime.startedUnixMs,
-    drivers: await describeDrivers(definition.drivers, definition.selectedDrivers(config)),
+    drivers: await describeDrivers(definition.drivers, definition.selectedDrivers(config), runtime.runner),
+    kernel: release(),
+    cpus: availableParallelism(),
+    links: await describeLinks(runtime.runner),
   });
   // Agents may converge with their record (re-apply exports, ...) before they serve.
   const service = await definition.createService(runtime, getInfo);

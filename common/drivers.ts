@@ -1,6 +1,7 @@
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { DriverStatus } from './generated/vcstor/v1/DriverStatus.js';
+import type { CommandRunner } from './runner.js';
 
 /**
  * What a driver needs from its host: programs on PATH, and filesystems the kernel must
@@ -43,13 +44,47 @@ async function kernelFilesystems(): Promise<Set<string>> {
   }
 }
 
+/** Versions already asked of dpkg, by the program's path: they do not change while an agent runs. */
+const packageVersions = new Map<string, Promise<string>>();
+
+/**
+ * The Debian package that installed `programPath` and its version ("fio 3.33-3"), asked
+ * of dpkg once per path and process; '' where dpkg is missing or does not know the file.
+ * On a merged-/usr system dpkg may know /sbin/x rather than /usr/sbin/x: both are tried.
+ */
+export function packageVersion(runner: CommandRunner, programPath: string): Promise<string> {
+  let known = packageVersions.get(programPath);
+  if (!known) {
+    known = (async () => {
+      const real = await realpath(programPath).catch(() => programPath);
+      const withoutUsr = (file: string) => file.replace(/^\/usr\//, '/');
+      const candidates = [...new Set([programPath, withoutUsr(programPath), real, withoutUsr(real)])];
+      for (const candidate of candidates) {
+        const owner = await runner.run('dpkg-query', ['--search', candidate], { okExitCodes: [0, 1], timeoutMs: 10_000 }).catch(() => undefined);
+        // "tgt: /usr/sbin/tgtd"; diversions ("diversion by ...") are not owners.
+        const pkg = owner?.exitCode === 0 ? /^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?: /m.exec(owner.stdout)?.[1] : undefined;
+        if (!pkg) continue;
+        const shown = await runner.run('dpkg-query', ['--show', '--showformat=${Version}', pkg], { okExitCodes: [0, 1], timeoutMs: 10_000 }).catch(() => undefined);
+        const version = shown?.exitCode === 0 ? shown.stdout.trim() : '';
+        return version ? `${pkg} ${version}` : pkg;
+      }
+      return '';
+    })();
+    packageVersions.set(programPath, known);
+  }
+  return known;
+}
+
 /**
  * Check every driver against this host.
  * @param selected the driver the config chose per concern.
+ * @param runner asks the package manager for the version of each selected driver's
+ *   main program (Table 1 of a run); without it versions are left empty.
  */
 export async function describeDrivers(
   drivers: readonly DriverRequirements[],
   selected: Readonly<Record<string, string>>,
+  runner?: CommandRunner,
 ): Promise<DriverStatus[]> {
   const filesystems = await kernelFilesystems();
   return Promise.all(
@@ -63,6 +98,8 @@ export async function describeDrivers(
         missingFs.length > 0 ? `this kernel has no ${missingFs.join(', ')} support` : '',
         d.note ?? '',
       ].filter(Boolean);
+      const isSelected = selected[d.concern] === d.driver || d.concern === 'benchmark';
+      const main = d.programs[0] !== undefined ? await findProgram(d.programs[0]) : undefined;
       return {
         concern: d.concern,
         driver: d.driver,
@@ -70,6 +107,7 @@ export async function describeDrivers(
         available: missing.length === 0 && missingFs.length === 0,
         missingPrograms: missing,
         detail: details.join('; '),
+        version: runner && isSelected && main ? await packageVersion(runner, main) : '',
       };
     }),
   );

@@ -4,7 +4,7 @@
  */
 
 import type { IoAccounting, LayerIo } from './accounting.js';
-import { METHODS } from './methods.js';
+import { DOM0_BASELINES, METHODS } from './methods.js';
 import type { MeasurementRecord } from './model.js';
 
 /** One method x benchmark: the accounting of every repetition that has one. */
@@ -34,7 +34,7 @@ export function accountingRows(measurements: readonly MeasurementRecord[]): Acco
     const key = JSON.stringify([m.method, m.benchmark]);
     groups.set(key, [...(groups.get(key) ?? []), m as MeasurementRecord & { accounting: IoAccounting }]);
   }
-  const order: readonly string[] = METHODS;
+  const order: readonly string[] = [...DOM0_BASELINES, ...METHODS];
   const rows = [...groups.values()].map((ms) => {
     const accounts = ms.map((m) => m.accounting);
     const mean = (f: (a: IoAccounting) => number) => accounts.reduce((sum, a) => sum + f(a), 0) / accounts.length;
@@ -85,7 +85,7 @@ function percentRange(row: AccountingRow): string {
 
 /** The layers a path's bytes passed, as one line: "guest device 1024 > dom0 backend 1024 > ...". */
 /** The order data flows through the layers, guest to disk. */
-const FLOW = ['guest benchmark (agent)', 'guest device', 'guest initiator', 'guest link', 'dom0 link', 'dom0 agent', 'dom0 backend', 'dom0 image device', 'dom0 loop device', 'storage link', 'storage daemon', 'storage agent', 'storage volume device', 'backing disk'];
+const FLOW = ['guest benchmark (agent)', 'guest device', 'dom0 benchmark (agent)', 'dom0 device', 'guest initiator', 'guest link', 'dom0 link', 'dom0 agent', 'dom0 backend', 'dom0 image device', 'dom0 loop device', 'storage link', 'storage daemon', 'storage agent', 'storage volume device', 'backing disk'];
 const flowIndex = (layer: string) => (FLOW.includes(layer) ? FLOW.indexOf(layer) : FLOW.length);
 
 export function pathText(row: AccountingRow): string {

@@ -58,7 +58,12 @@ export interface HostSample {
 }
 
 /** Where the method keeps the guest's data: the backing disk is on this host. */
-const LOCAL_METHODS: readonly string[] = ['file-local', 'phy-local'];
+const LOCAL_METHODS: readonly string[] = ['file-local', 'phy-local', 'dom0-local'];
+
+/** Who ran the benchmark: dom0 for its baselines (dom0-local, dom0-nfs, dom0-iscsi), else the guest. */
+export function benchmarkRole(method: string): 'guest' | 'dom0' {
+  return method.startsWith('dom0-') ? 'dom0' : 'guest';
+}
 
 /** The paths of a provisioned method whose devices each host should report. */
 export interface AccountingPaths {
@@ -120,13 +125,13 @@ export function layerOf(role: HostRole, counter: IoCounter__Output, method: stri
         const backingRole: HostRole = LOCAL_METHODS.includes(method) ? 'dom0' : 'storage';
         return role === backingRole ? 'backing disk' : undefined;
       }
-      if (counter.forPath) return role === 'guest' ? 'guest device' : `${role} image device`;
+      if (counter.forPath) return role === benchmarkRole(method) ? `${role} device` : `${role} image device`;
       return role === 'storage' ? 'storage volume device' : `${role} loop device`;
     case 'IO_COUNTER_KIND_PROCESS': {
       const program = counter.id.split(':')[1] ?? '';
-      // The kernel adds a reaped child's I/O to its parent's: the guest agent's counter
-      // holds the benchmarks it ran.
-      if (program === 'node') return role === 'guest' ? 'guest benchmark (agent)' : `${role} agent`;
+      // The kernel adds a reaped child's I/O to its parent's: the agent's counter holds
+      // the benchmarks it ran.
+      if (program === 'node') return role === benchmarkRole(method) ? `${role} benchmark (agent)` : `${role} agent`;
       if (role === 'storage') return program === 'tgtd' || program.startsWith('ganesha') ? 'storage daemon' : `storage ${program}`;
       if (program.startsWith('qemu-storage-d')) return role === 'guest' ? 'guest initiator' : 'dom0 backend';
       return `${role} ${program}`;
@@ -192,9 +197,10 @@ export function account(o: {
       layers.push({ host, layer, counter: counter.id, detail: counter.forPath ? `${counter.detail} (holds ${counter.forPath})` : counter.detail, ...moved, dirtyBytesAfter: 0 });
     }
   }
-  const guestDevice = layers.find((l) => l.layer === 'guest device');
-  const guestLink = layers.find((l) => l.layer === 'guest link');
-  const written = o.benchmarkWriteBytes ?? (guestDevice ? guestDevice.writeBytes : guestLink ? guestLink.writeBytes : 0);
+  const bench = benchmarkRole(o.method);
+  const benchDevice = layers.find((l) => l.layer === `${bench} device`);
+  const benchLink = layers.find((l) => l.layer === `${bench} link`);
+  const written = o.benchmarkWriteBytes ?? (benchDevice ? benchDevice.writeBytes : benchLink ? benchLink.writeBytes : 0);
   const backing = layers.filter((l) => l.layer === 'backing disk').reduce((sum, l) => sum + l.writeBytes, 0);
   const absorbed = Math.max(0, written - backing);
   const holder = layers.filter((l) => l.layer.endsWith(' memory') && l.dirtyBytesAfter > 0).sort((a, b) => b.dirtyBytesAfter - a.dirtyBytesAfter)[0];

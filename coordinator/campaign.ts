@@ -1,12 +1,14 @@
 import type * as grpc from '@grpc/grpc-js';
 import { channelCredentials, getAgentInfo, makeClient, unary } from '../common/clients.js';
 import { fromGrpcError, VcstorError } from '../common/errors.js';
+import type { Dom0AgentClient } from '../common/generated/vcstor/v1/Dom0Agent.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
+import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import type { Logger } from '../common/log.js';
-import { account, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
-import { provisionMethod, runUndoSteps, type AgentSet, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
+import { account, benchmarkRole, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
+import { provisionMethod, runUndoSteps, type AgentSet, type BaselineName, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
 import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunSetup, RunState, StepState } from './model.js';
 import type { Plan } from './plan.js';
 import type { RunStore } from './store.js';
@@ -122,7 +124,9 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   run.state = 'running';
   // The section 4.3 test: a file method also runs it over the other provisioning.
   const sparseDiskMethods = c.benchmarks.sparseDisk ? c.methods.filter((m) => SPARSE_DISK_METHODS.includes(m)) : [];
-  run.stepsTotal = c.repetitions * (c.methods.length * (benchmarks.length + 2) + sparseDiskMethods.length * (1 + 3));
+  // dom0's baselines run the benchmarks of a filesystem (Fig. 3, 5), not the image tests.
+  const baselineBenchmarks = benchmarks.filter((b) => DOM0_BENCHMARKS.includes(b.name));
+  run.stepsTotal = c.repetitions * (c.methods.length * (benchmarks.length + 2) + sparseDiskMethods.length * (1 + 3) + c.baselines.length * (baselineBenchmarks.length + 2));
   await store.saveRun(run);
   try {
     // Every agent must answer before anything is provisioned.
@@ -135,9 +139,15 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
     }
     skipReasons = unavailableMethods(infos);
     await store.saveSetup(run.runId, await describeSetup(plan, agents, infos));
-    await step('run', 'started', `${c.methods.length} methods x ${c.repetitions} repetitions x ${benchmarks.length} benchmarks`);
+    const baselinesText = c.baselines.length > 0 ? ` (and ${c.baselines.length} dom0 baselines)` : '';
+    await step('run', 'started', `${c.methods.length} methods${baselinesText} x ${c.repetitions} repetitions x ${benchmarks.length} benchmarks`);
     const short = run.runId.slice(-6);
     for (let rep = 1; rep <= c.repetitions && !signal.aborted; rep++) {
+      // The ceilings first: what dom0 itself gets from each kind of storage.
+      for (const baseline of c.baselines) {
+        if (signal.aborted) break;
+        await runOne(baseline, rep, short, { sparse: c.sparse, benchmarks: baselineBenchmarks, suffix: '' });
+      }
       for (const method of c.methods) {
         if (signal.aborted) break;
         const withSparseDisk = sparseDiskMethods.includes(method);
@@ -162,7 +172,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   return run;
 
   /** One method set up (sparse or zero-filled), its benchmarks run, torn down. */
-  async function runOne(method: MethodName, rep: number, short: string, variant: { sparse: boolean; benchmarks: typeof benchmarks; suffix: string }): Promise<void> {
+  async function runOne(method: MethodName | BaselineName, rep: number, short: string, variant: { sparse: boolean; benchmarks: typeof benchmarks; suffix: string }): Promise<void> {
     const benchmarks = variant.benchmarks;
     const key = `${method}/rep${rep}${variant.suffix}`;
     const target: MethodTarget = {
@@ -188,11 +198,13 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       undoWrites = write.catch(() => undefined);
       return write;
     };
+    /** The measurement's host: the guest's domain, or "dom0" for a baseline. */
+    const host = benchmarkRole(method) === 'dom0' ? 'dom0' : plan.agents.guest.domain;
     const skip = skipReasons.get(method);
     if (skip) {
       for (const name of ['setup', ...benchmarks.map((b) => b.name), 'teardown']) {
         const m: MeasurementRecord | undefined =
-          name === 'setup' || name === 'teardown' ? undefined : { runId: run.runId, method, benchmark: name, repetition: rep, guest: plan.agents.guest.domain, error: `skipped: ${skip}` };
+          name === 'setup' || name === 'teardown' ? undefined : { runId: run.runId, method, benchmark: name, repetition: rep, guest: host, error: `skipped: ${skip}` };
         if (m) measurements.push(m);
         await step(`${key}/${name}`, 'skipped', skip, m ? { measurement: m } : {});
       }
@@ -212,7 +224,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       await step(`${key}/setup`, 'failed', why);
       await count(false);
       for (const b of benchmarks) {
-        const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: plan.agents.guest.domain, error: `setup failed: ${why}` };
+        const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: host, error: `setup failed: ${why}` };
         measurements.push(m);
         await step(`${key}/${b.name}`, 'skipped', m.error, { measurement: m });
         await count(false);
@@ -224,14 +236,17 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
     }
     for (const b of benchmarks) {
       const stepId = `${key}/${b.name}`;
-      const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: plan.agents.guest.domain, error: '' };
+      const m: MeasurementRecord = { runId: run.runId, method, benchmark: b.name, repetition: rep, guest: host, error: '' };
       if (signal.aborted) break;
       await step(stepId, 'started');
       try {
         // Every host starts cold, and every layer's counters are read around the run:
         // where the figure came from is part of the result. Agents without these calls
         // (older releases) run the benchmark unaccounted, and the event says so.
-        const paths: AccountingPaths = { guest: [provisioned.guestMountpoint], dom0: provisioned.image?.path ? [provisioned.image.path] : [] };
+        const paths: AccountingPaths =
+          provisioned.runsOn === 'dom0'
+            ? { guest: [], dom0: [provisioned.benchmarkDirectory] }
+            : { guest: [provisioned.guestMountpoint], dom0: provisioned.image?.path ? [provisioned.image.path] : [] };
         let before: Awaited<ReturnType<typeof sampleHosts>> | undefined;
         let drops: Awaited<ReturnType<typeof dropCaches>> = [];
         try {
@@ -242,7 +257,8 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
           await step(`${stepId}/drop-caches`, 'failed', `the run is not accounted: ${err instanceof Error ? err.message : String(err)}`);
         }
         const started = performance.now();
-        m.result = await runBenchmark(agents, { ...b.request, directory: provisioned.guestMountpoint, label: `${method} rep ${rep}` }, target.timeoutMs, signal, (p) => void step(stepId, 'progress', '', { progress: p }));
+        const runner: BenchmarkRunner = provisioned.runsOn === 'dom0' ? { role: 'dom0', client: agents.dom0 } : { role: 'guest', client: agents.guest };
+        m.result = await runBenchmark(runner, { ...b.request, directory: provisioned.benchmarkDirectory, label: `${method} rep ${rep}` }, target.timeoutMs, signal, (p) => void step(stepId, 'progress', '', { progress: p }));
         const elapsedMs = Math.round(performance.now() - started);
         if (before) {
           const after = await sampleHosts(agents, paths, target.timeoutMs, signal).catch(() => undefined);
@@ -273,8 +289,14 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   }
 }
 
+/** The benchmarks dom0's baselines run (the rest test images, which dom0 has no guest disk for). */
+const DOM0_BENCHMARKS: readonly string[] = ['bonnie', 'postmark', 'fio'];
+
 /** What each method needs, as the agents' GetInfo reports drivers (concern on a role). */
 const NEEDS: Record<string, Array<['storage' | 'dom0' | 'guest', string]>> = {
+  'dom0-local': [['dom0', 'benchmark']],
+  'dom0-iscsi': [['storage', 'iscsi-target'], ['dom0', 'iscsi-initiator'], ['dom0', 'filesystem']],
+  'dom0-nfs': [['storage', 'nfs-server'], ['dom0', 'nfs-client']],
   'file-local': [['dom0', 'hypervisor'], ['guest', 'filesystem']],
   'phy-local': [['dom0', 'hypervisor'], ['guest', 'filesystem']],
   'file-nfs': [['storage', 'nfs-server'], ['dom0', 'nfs-client'], ['dom0', 'hypervisor']],
@@ -291,7 +313,14 @@ const NEEDS: Record<string, Array<['storage' | 'dom0' | 'guest', string]>> = {
  */
 export function unavailableMethods(infos: Partial<Record<'storage' | 'dom0' | 'guest', GetInfoResponse__Output>>): Map<string, string> {
   const out = new Map<string, string>();
+  // libnfs reaches files on an export (file-nfs's image), not directories: dom0 has no
+  // NFS mount to run a benchmark in.
+  const dom0Nfs = infos.dom0?.drivers.find((d) => d.concern === 'nfs-client' && d.selected);
+  if (dom0Nfs && dom0Nfs.driver !== 'kernel') {
+    out.set('dom0-nfs', `dom0's NFS client here is ${dom0Nfs.driver} (qemu's NFS driver), which reaches image files on an export but mounts no directory to run a benchmark in; dom0-nfs needs the kernel client (the VM tier, or a real host)`);
+  }
   for (const [method, needs] of Object.entries(NEEDS)) {
+    if (out.has(method)) continue;
     for (const [role, concern] of needs) {
       const driver = infos[role]?.drivers.find((d) => d.concern === concern && d.selected);
       if (driver && !driver.available) {
@@ -303,10 +332,13 @@ export function unavailableMethods(infos: Partial<Record<'storage' | 'dom0' | 'g
   return out;
 }
 
+/** An agent that runs benchmarks: the guest (methods) or dom0 (baselines). */
+type BenchmarkRunner = { role: 'guest'; client: GuestAgentClient } | { role: 'dom0'; client: Dom0AgentClient };
+
 /** Run one benchmark to its result, passing progress on at most once a second. */
-function runBenchmark(agents: AgentSet, request: RunBenchmarkRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<Record<string, unknown>> {
+function runBenchmark(runner: BenchmarkRunner, request: RunBenchmarkRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const call = agents.guest.RunBenchmark(request, { deadline: Date.now() + timeoutMs });
+    const call = runner.client.RunBenchmark(request, { deadline: Date.now() + timeoutMs });
     const onAbort = () => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     let result: Record<string, unknown> | undefined;
@@ -322,7 +354,7 @@ function runBenchmark(agents: AgentSet, request: RunBenchmarkRequest, timeoutMs:
     call.on('error', (err: grpc.ServiceError) => {
       signal.removeEventListener('abort', onAbort);
       // Say where: "Connection dropped" alone does not tell that the guest agent went away.
-      const e = fromGrpcError(err, `the benchmark on the guest agent at ${agents.guest.getChannel().getTarget().replace(/^dns:/, '')}`);
+      const e = fromGrpcError(err, `the benchmark on the ${runner.role} agent at ${runner.client.getChannel().getTarget().replace(/^dns:/, '')}`);
       reject(signal.aborted ? new VcstorError('CANCELLED', e.message) : e);
     });
     call.on('end', () => {
@@ -383,6 +415,9 @@ async function describeSetup(plan: Plan, agents: AgentSet, infos: Partial<Record
       memoryScope: memory?.detail ?? 'unknown (the agent cannot say)',
       memoryBytes: Number(memory?.limitBytes ?? 0),
       drivers: (info?.drivers ?? []).filter((d) => d.selected).map((d) => `${d.concern}=${d.driver}${d.available ? '' : ' (unavailable)'}`),
+      ...(info?.kernel ? { kernel: info.kernel } : {}),
+      ...(info?.cpus ? { cpus: info.cpus } : {}),
+      tools: Object.fromEntries((info?.drivers ?? []).filter((d) => d.version).map((d) => [d.driver, d.version])),
     });
   }
   const c = plan.campaign;
@@ -390,5 +425,20 @@ async function describeSetup(plan: Plan, agents: AgentSet, infos: Partial<Record
   for (const [name, spec] of Object.entries(c.benchmarks)) {
     if (spec) benchmarks[name] = Object.entries(spec).map(([k, v]) => `${k}=${String(v)}`).join(' ');
   }
-  return { hosts, repetitions: c.repetitions, volumeSizeBytes: c.volumeSize, provisioning: c.sparse ? 'sparse' : 'zero-filled', benchmarks };
+  return { hosts, repetitions: c.repetitions, volumeSizeBytes: c.volumeSize, provisioning: c.sparse ? 'sparse' : 'zero-filled', benchmarks, linkRate: linkRateOf(infos) };
+}
+
+/**
+ * Table 1's link rate: each host's links as its agent described them (the rate a tbf
+ * holds a link to, else the kernel's speed), one text when all hosts agree.
+ */
+export function linkRateOf(infos: Partial<Record<'storage' | 'dom0' | 'guest', Pick<GetInfoResponse__Output, 'links'>>>): string {
+  const bits = (n: number) => (n >= 1e9 && n % 1e8 === 0 ? `${n / 1e9} Gbit/s` : `${Math.round(n / 1e6)} Mbit/s`);
+  const perRole = (['storage', 'dom0', 'guest'] as const).map((role) => {
+    const links = infos[role]?.links ?? [];
+    const text = links.map((l) => `${l.name} ${Number(l.shapedBitsPerSecond) > 0 ? `${bits(Number(l.shapedBitsPerSecond))} (tc tbf)` : Number(l.speedMbps) > 0 ? bits(Number(l.speedMbps) * 1e6) : 'speed unknown'}`).join(', ');
+    return { role, text: text || 'not reported' };
+  });
+  const texts = new Set(perRole.map((r) => r.text));
+  return texts.size === 1 ? `${perRole[0]!.text} (every host)` : perRole.map((r) => `${r.role}: ${r.text}`).join('; ');
 }

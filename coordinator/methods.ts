@@ -52,12 +52,15 @@ export interface StepTiming {
   ms: number;
 }
 
-/** A method set up for a guest: its filesystem, and how to take it all down. */
+/** A method set up for a guest (or a baseline for dom0): its filesystem, and how to take it all down. */
 export interface ProvisionedMethod {
-  method: MethodName;
-  /** The block device the guest formatted, and where it is mounted. */
+  method: MethodName | BaselineName;
+  /** The block device the guest formatted, and where it is mounted (empty for a dom0 baseline). */
   guestDevice: string;
   guestMountpoint: string;
+  /** Who runs the benchmarks (the guest for a method, dom0 for a baseline), and where. */
+  runsOn: 'guest' | 'dom0';
+  benchmarkDirectory: string;
   /** The storage volume behind it, if any (for verification and cleanup). */
   volume?: string;
   /** The image file on dom0 (or the export) behind it, if any. */
@@ -108,7 +111,7 @@ export function runUndoStep(step: UndoStep, agents: AgentSet, timeoutMs: number)
  * failure the undos run in reverse and the error is rethrown, so nothing is left.
  */
 export async function provisionMethod(
-  method: MethodName,
+  method: MethodName | BaselineName,
   t: MethodTarget,
   signal?: AbortSignal,
   /** Called with the pending undo steps before each change, to keep them durably. */
@@ -243,7 +246,7 @@ export async function provisionMethod(
         const mountpoint = path.join(t.guestMountDir, name);
         await willUndo({ step: 'guest nfs unmount', agent: 'guest', rpc: 'UnmountNfs', request: { mountpoint } });
         await timed('guest nfs mount', () => unary(t.guest, t.guest.MountNfs, { server: t.storageHost, exportPath: exported!.exportPath, mountpoint, nfsVersion: 3 }, opts));
-        return finish(method, '', mountpoint);
+        return finish(method, '', mountpoint, { runsOn: 'guest', directory: mountpoint });
       }
       case 'iscsi': {
         await volume();
@@ -251,24 +254,48 @@ export async function provisionMethod(
         guestDevice = await login('guest', await exportIscsi(t.guestInitiatorIqn), t.guestInitiatorIqn);
         break;
       }
+      // The dom0 baselines: no guest, dom0 runs the benchmarks itself.
+      case 'dom0-local':
+        // dom0's own local disk: the filesystem its images live on, as it is.
+        return finish(method, '', '', { runsOn: 'dom0', directory: t.dom0ImageDir });
+      case 'dom0-iscsi': {
+        await volume();
+        usesVolume = true;
+        const device = await login('dom0', await exportIscsi(t.dom0InitiatorIqn), t.dom0InitiatorIqn);
+        return finish(method, '', '', { runsOn: 'dom0', directory: await mountOnDom0(device) });
+      }
+      case 'dom0-nfs': {
+        await volume();
+        usesVolume = true;
+        await willUndo({ step: 'unexport nfs', agent: 'storage', rpc: 'UnexportNfs', request: { volume: name } });
+        const { export: exported } = await timed('export nfs', () =>
+          unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
+        );
+        const mountpoint = path.join(t.dom0MountDir, name);
+        await willUndo({ step: 'dom0 nfs unmount', agent: 'dom0', rpc: 'UnmountNfs', request: { mountpoint } });
+        await timed('dom0 nfs mount', () => unary(t.dom0, t.dom0.MountNfs, { server: t.storageHost, exportPath: exported!.exportPath, mountpoint, nfsVersion: 3 }, opts));
+        return finish(method, '', '', { runsOn: 'dom0', directory: mountpoint });
+      }
     }
     const mountpoint = path.join(t.guestMountDir, name);
     await timed('guest mkfs', () => unary(t.guest, t.guest.MakeFilesystem, { device: guestDevice, fsType: 'ext4' }, opts));
     await willUndo({ step: 'guest unmount', agent: 'guest', rpc: 'UnmountFilesystem', request: { mountpoint } });
     await timed('guest mount', () => unary(t.guest, t.guest.MountFilesystem, { device: guestDevice, mountpoint }, opts));
-    return finish(method, guestDevice, mountpoint);
+    return finish(method, guestDevice, mountpoint, { runsOn: 'guest', directory: mountpoint });
   } catch (err) {
     await runUndo(undo).catch(() => undefined);
     throw err;
   }
 
-  function finish(m: MethodName, device: string, mountpoint: string): ProvisionedMethod {
+  function finish(m: MethodName | BaselineName, device: string, mountpoint: string, bench: { runsOn: 'guest' | 'dom0'; directory: string }): ProvisionedMethod {
     let done: Promise<StepTiming[]> | undefined;
     const kept: UndoStep[] = [];
     return {
       method: m,
       guestDevice: device,
       guestMountpoint: mountpoint,
+      runsOn: bench.runsOn,
+      benchmarkDirectory: bench.directory,
       ...(usesVolume ? { volume: name } : {}),
       ...(image ? { image } : {}),
       setup,

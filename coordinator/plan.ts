@@ -5,7 +5,7 @@ import { VcstorError } from '../common/errors.js';
 import { readStructured, validateValue } from '../common/structured.js';
 import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName } from '../common/validate.js';
 import { natsSettingsSchema } from './events.js';
-import { METHODS } from './methods.js';
+import { DOM0_BASELINES, METHODS } from './methods.js';
 
 /**
  * A plan: which agents, and what to run on them. YAML or JSON, validated in full before
@@ -115,6 +115,11 @@ const planSchema = z
     campaign: z
       .object({
         methods: z.array(z.enum(METHODS)).min(1).default([...METHODS]),
+        /**
+         * The dom0 baselines (Fig. 3 and 5) run before the methods in each repetition:
+         * bonnie++, PostMark and fio in dom0 on its local disk, over NFS, over iSCSI.
+         */
+        baselines: z.array(z.enum(DOM0_BASELINES)).default([]),
         repetitions: z.number().int().min(1).max(100).default(5),
         volumeSize: size(16 * MIB, 16 * 1024 * GIB).default(2 * GIB),
         sparse: z.boolean().default(false),

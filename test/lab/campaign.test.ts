@@ -23,6 +23,8 @@ const CLI = fileURLToPath(new URL('../../coordinator/cli.js', import.meta.url));
 const ARTIFACTS = '/var/lib/vcstor/test-artifacts';
 const SMALL = {
   methods: ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'],
+  // dom0's own figures (Fig. 3, 5): bonnie++ and PostMark, not the image tests.
+  baselines: ['dom0-local', 'dom0-nfs', 'dom0-iscsi'],
   repetitions: 2,
   volumeSize: '96MiB',
   sparse: true,
@@ -95,13 +97,25 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     const failedSteps = (await coordinator.store.events(run.runId)).filter((e) => e.state === 'failed').map((e) => `${e.stepId}: ${e.message}`);
     assert.equal(final.state, 'succeeded', failedSteps.join('\n') || final.error);
     const { measurements } = await coordinator.results(run.runId);
-    assert.equal(measurements.length, 7 * 2 * 3 + 3 * 2 * 2, 'a measurement (or its reason) for every method, repetition and benchmark, and both sparse-disk runs of the file methods');
+    assert.equal(measurements.length, 7 * 2 * 3 + 3 * 2 * 2 + 3 * 2 * 2, 'a measurement (or its reason) for every method, repetition and benchmark, both sparse-disk runs of the file methods, and bonnie++ and PostMark of every dom0 baseline');
     const sparseDisk = measurements.filter((m) => m.benchmark.startsWith('sparse-disk:')).map((m) => `${m.method} ${m.benchmark} ${m.repetition}`).sort();
     assert.deepEqual(sparseDisk, ['file-iscsi', 'file-local', 'file-nfs'].flatMap((method) => [1, 2].flatMap((r) => [`${method} sparse-disk:sparse ${r}`, `${method} sparse-disk:zero-filled ${r}`])).sort());
     for (const m of measurements) {
       if (m.method === 'nfs') assert.match(m.error, /^skipped: the guest agent's nfs-client driver \(kernel\) is not available/);
+      else if (m.method === 'dom0-nfs') assert.match(m.error, /^skipped: dom0's NFS client here is libnfs .* mounts no directory/);
       else assert.ok(m.result && m.error === '', `${m.method} ${m.benchmark} rep ${m.repetition}: ${m.error}`);
     }
+    // dom0 ran its baselines itself, on its local disk and on a LUN it logged in to.
+    const dom0Rows = measurements.filter((m) => m.method.startsWith('dom0-') && m.error === '');
+    assert.deepEqual([...new Set(dom0Rows.map((m) => `${m.method} ${m.benchmark} ${m.guest}`))].sort(), ['dom0-iscsi bonnie dom0', 'dom0-iscsi postmark dom0', 'dom0-local bonnie dom0', 'dom0-local postmark dom0']);
+    for (const m of dom0Rows.filter((r) => r.benchmark === 'bonnie')) {
+      const layers = m.accounting?.layers.map((l) => l.layer) ?? [];
+      assert.ok(layers.includes('dom0 benchmark (agent)') && layers.includes('backing disk'), `${m.method}: dom0's benchmark reached the backing disk: ${layers.join(', ')}`);
+      assert.ok(!layers.includes('guest device') && !layers.includes('guest benchmark (agent)'), `${m.method}: no guest in dom0's path: ${layers.join(', ')}`);
+    }
+    const dom0Host = record.hosts.find((h) => h.role === 'dom0')!;
+    const dom0ImageDir = path.join(dom0Host.dataDir ?? path.join(record.dir, 'hosts', dom0Host.name), 'images');
+    assert.deepEqual((await readdir(dom0ImageDir)).filter((f) => f.startsWith('.vcstor-bench-')), [], `no benchmark directory left on ${dom0Host.name}'s local disk`);
 
     // The set-up as each agent told it: every host's memory is its memory cgroup's limit.
     const setup = await coordinator.store.setup(run.runId);
@@ -116,7 +130,7 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     assert.equal(replayed.at(-1)!.runState, 'succeeded');
     const setups = stored.filter((e) => /^[a-z-]+\/rep\d+\/setup$/.test(e.stepId) && e.state === 'succeeded').map((e) => e.stepId);
     assert.ok(stored.some((e) => e.stepId === 'file-local/rep1/zero-filled/setup' && e.state === 'succeeded'), 'file-local set up again, zero-filled');
-    assert.deepEqual(setups.slice(0, 6), ['file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'iscsi/rep1/setup']);
+    assert.deepEqual(setups.slice(0, 8), ['dom0-local/rep1/setup', 'dom0-iscsi/rep1/setup', 'file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'iscsi/rep1/setup']);
     assert.deepEqual(await leftovers(), []);
 
     // The report, as a person sees it: one group per method in every chart.
