@@ -8,7 +8,7 @@ import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBench
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import type { Logger } from '../common/log.js';
 import { account, benchmarkRole, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
-import { provisionMethod, runUndoSteps, type AgentSet, type BaselineName, type MethodName, type MethodTarget, type UndoStep } from './methods.js';
+import { provisionMethod, runUndoSteps, type AgentSet, type BaselineName, type MethodName, type MethodTarget, type ProvisionedMethod, type UndoStep } from './methods.js';
 import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunSetup, RunState, StepState } from './model.js';
 import type { Plan } from './plan.js';
 import type { RunStore } from './store.js';
@@ -116,6 +116,14 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   const step = (stepId: string, state: StepState, message = '', extra: Partial<RunEventRecord> = {}) => events.emit({ stepId, state, message, ...extra });
   /** Methods this deployment cannot run (a driver not available), with why. */
   let skipReasons = new Map<string, string>();
+  /** Table 1 and 2 of the run (setup.json): the agents' words, then each method's data path as set up. */
+  let setup: RunSetup | undefined;
+  /** Table 2: a method's NFS client and options, as the first set-up of it reported them. */
+  const recordDataPath = async (method: string, provisioned: ProvisionedMethod) => {
+    if (!setup || !provisioned.nfsClient || setup.nfsClients?.some((c) => c.method === method)) return;
+    setup.nfsClients = [...(setup.nfsClients ?? []), { method, ...provisioned.nfsClient }];
+    await store.saveSetup(run.runId, setup);
+  };
   const count = async (ok: boolean) => {
     if (ok) run.stepsSucceeded++;
     else run.stepsFailed++;
@@ -138,7 +146,8 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       });
     }
     skipReasons = unavailableMethods(infos);
-    await store.saveSetup(run.runId, await describeSetup(plan, agents, infos));
+    setup = await describeSetup(plan, agents, infos);
+    await store.saveSetup(run.runId, setup);
     const baselinesText = c.baselines.length > 0 ? ` (and ${c.baselines.length} dom0 baselines)` : '';
     await step('run', 'started', `${c.methods.length} methods${baselinesText} x ${c.repetitions} repetitions x ${benchmarks.length} benchmarks`);
     const short = run.runId.slice(-6);
@@ -181,6 +190,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       dom0InitiatorIqn: plan.agents.dom0.initiatorIqn,
       guestInitiatorIqn: plan.agents.guest.initiatorIqn,
       nfsClients: plan.nfsClients,
+      nfsMountOptions: c.nfsMountOptions,
       dom0ImageDir: plan.agents.dom0.imageDir,
       dom0MountDir: plan.agents.dom0.mountDir,
       guestMountDir: plan.agents.guest.mountDir,
@@ -217,6 +227,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
     let provisioned;
     try {
       provisioned = await provisionMethod(method, target, signal, journal);
+      await recordDataPath(method, provisioned);
       await step(`${key}/setup`, 'succeeded', provisioned.setup.map((s) => `${s.step} ${s.ms} ms`).join(', '));
       await count(true);
     } catch (err) {

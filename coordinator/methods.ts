@@ -32,6 +32,8 @@ export interface MethodTarget {
   guestInitiatorIqn: string;
   /** Who may mount NFS exports (dom0 for file-nfs, the guest for nfs): an IP or CIDR. */
   nfsClients: string;
+  /** Extra options of the kernel NFS mounts (nfs, dom0-nfs), e.g. the paper's rsize/wsize of 32 KiB. */
+  nfsMountOptions?: readonly string[];
   /** Directories on dom0 for images and mounts, and on the guest for its mount. */
   dom0ImageDir: string;
   dom0MountDir: string;
@@ -61,6 +63,9 @@ export interface ProvisionedMethod {
   /** Who runs the benchmarks (the guest for a method, dom0 for a baseline), and where. */
   runsOn: 'guest' | 'dom0';
   benchmarkDirectory: string;
+  /** How its data travels, for Table 2: the iSCSI target it logs in to, the NFS client and its options. */
+  iscsiTarget?: string;
+  nfsClient?: { client: string; options: string };
   /** The storage volume behind it, if any (for verification and cleanup). */
   volume?: string;
   /** The image file on dom0 (or the export) behind it, if any. */
@@ -147,10 +152,20 @@ export async function provisionMethod(
     await willUndo({ step: 'delete volume', agent: 'storage', rpc: 'DeleteVolume', request: { name, force: true }, data: true });
     await timed('create volume', () => unary(t.storage, t.storage.CreateVolume, { name, sizeBytes: t.sizeBytes, provisioning }, opts));
   };
+  let iscsiTarget: string | undefined;
+  let nfsClient: { client: string; options: string } | undefined;
   const exportIscsi = async (initiator: string) => {
     await willUndo({ step: 'unexport iscsi', agent: 'storage', rpc: 'UnexportIscsi', request: { volume: name, force: true } });
     const { target } = await timed('export iscsi', () => unary(t.storage, t.storage.ExportIscsi, { volume: name, allowedInitiators: [initiator], chap }, opts));
+    iscsiTarget = target!.iqn;
     return target!.iqn;
+  };
+  /** A kernel NFS mount on the guest or dom0, with the plan's options; records what the kernel reports. */
+  const mountNfs = async (who: 'dom0' | 'guest', exportPath: string, mountpoint: string) => {
+    const client = t[who];
+    await willUndo({ step: `${who} nfs unmount`, agent: who, rpc: 'UnmountNfs', request: { mountpoint } });
+    const { mount } = await timed(`${who} nfs mount`, () => unary(client, client.MountNfs, { server: t.storageHost, exportPath, mountpoint, nfsVersion: 3, options: [...(t.nfsMountOptions ?? [])] }, opts));
+    nfsClient = { client: `${who} kernel NFSv${mount?.nfsVersion ?? 3}`, options: (mount?.options ?? []).join(',') };
   };
   const login = async (who: 'dom0' | 'guest', iqn: string, initiatorIqn: string) => {
     const client = t[who];
@@ -229,6 +244,8 @@ export async function provisionMethod(
           unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
         );
         image = { nfsFile: { server: t.storageHost, exportPath: exported!.exportPath, fileName: 'guest.img' } };
+        // qemu's NFS driver takes no rsize/wsize: libnfs asks the server (FSINFO).
+        nfsClient = { client: 'dom0 libnfs (qemu NFS driver), NFSv3 over TCP', options: 'rsize/wsize as the server offers them (the plan\'s NFS mount options do not apply)' };
         await createImage(image, nestedImageBytes);
         await startDomain([]);
         await willUndo({ step: 'detach vbd', agent: 'dom0', rpc: 'DetachVbd', request: { domain: t.domain, vdev: 'xvdb' } });
@@ -244,8 +261,7 @@ export async function provisionMethod(
           unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
         );
         const mountpoint = path.join(t.guestMountDir, name);
-        await willUndo({ step: 'guest nfs unmount', agent: 'guest', rpc: 'UnmountNfs', request: { mountpoint } });
-        await timed('guest nfs mount', () => unary(t.guest, t.guest.MountNfs, { server: t.storageHost, exportPath: exported!.exportPath, mountpoint, nfsVersion: 3 }, opts));
+        await mountNfs('guest', exported!.exportPath, mountpoint);
         return finish(method, '', mountpoint, { runsOn: 'guest', directory: mountpoint });
       }
       case 'iscsi': {
@@ -272,8 +288,7 @@ export async function provisionMethod(
           unary(t.storage, t.storage.ExportNfs, { volume: name, makeFilesystem: 'ext4', clients: [{ match: t.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts),
         );
         const mountpoint = path.join(t.dom0MountDir, name);
-        await willUndo({ step: 'dom0 nfs unmount', agent: 'dom0', rpc: 'UnmountNfs', request: { mountpoint } });
-        await timed('dom0 nfs mount', () => unary(t.dom0, t.dom0.MountNfs, { server: t.storageHost, exportPath: exported!.exportPath, mountpoint, nfsVersion: 3 }, opts));
+        await mountNfs('dom0', exported!.exportPath, mountpoint);
         return finish(method, '', '', { runsOn: 'dom0', directory: mountpoint });
       }
     }
@@ -296,6 +311,8 @@ export async function provisionMethod(
       guestMountpoint: mountpoint,
       runsOn: bench.runsOn,
       benchmarkDirectory: bench.directory,
+      ...(iscsiTarget ? { iscsiTarget } : {}),
+      ...(nfsClient ? { nfsClient } : {}),
       ...(usesVolume ? { volume: name } : {}),
       ...(image ? { image } : {}),
       setup,

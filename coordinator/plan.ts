@@ -3,7 +3,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import { readStructured, validateValue } from '../common/structured.js';
-import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName } from '../common/validate.js';
+import { NFS_MOUNT_OPTIONS } from '../common/requests.js';
+import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName, validateOptions } from '../common/validate.js';
 import { natsSettingsSchema } from './events.js';
 import { DOM0_BASELINES, METHODS } from './methods.js';
 
@@ -120,6 +121,11 @@ const planSchema = z
          * bonnie++, PostMark and fio in dom0 on its local disk, over NFS, over iSCSI.
          */
         baselines: z.array(z.enum(DOM0_BASELINES)).default([]),
+        /**
+         * Options of the kernel NFS mounts (nfs, dom0-nfs), each on the agents' allow-list:
+         * the paper's Table 2 is rsize=32768, wsize=32768. The agents add vers and proto=tcp.
+         */
+        nfsMountOptions: z.array(z.string().superRefine(check((v) => validateOptions('option', [v], NFS_MOUNT_OPTIONS)))).default([]),
         repetitions: z.number().int().min(1).max(100).default(5),
         volumeSize: size(16 * MIB, 16 * 1024 * GIB).default(2 * GIB),
         sparse: z.boolean().default(false),

@@ -67,6 +67,16 @@ campaign:
     await refused(good().replace('name: t', 'name: t\nextra: 1'), /extra/);
     await refused(good().replace(secret, '/nonexistent/chap'), /chap\.passwordFile: cannot read/);
     await refused(good().replace('bonnie: { fileSize: 64MiB }', '{}'), /name at least one benchmark/);
+    await refused(good().replace('  repetitions: 1', '  repetitions: 1\n  baselines: [dom0-ftp]'), /p\.yaml:12: campaign\.baselines\.0: /);
+    await refused(good().replace('  repetitions: 1', '  repetitions: 1\n  nfsMountOptions: [rsize=32768, vers=2]'), /campaign\.nfsMountOptions\.1: .*"vers=2" is not an allowed option/);
+  });
+
+  it("takes dom0's baselines and Table 2's NFS options", async () => {
+    const plan = await parsePlan(good().replace('  repetitions: 1', '  repetitions: 1\n  baselines: [dom0-local, dom0-iscsi]\n  nfsMountOptions: [rsize=32768, wsize=32768]'), 'p.yaml');
+    assert.deepEqual(plan.campaign.baselines, ['dom0-local', 'dom0-iscsi']);
+    assert.deepEqual(plan.campaign.nfsMountOptions, ['rsize=32768', 'wsize=32768']);
+    const plain = await parsePlan(good(), 'p.yaml');
+    assert.deepEqual([plain.campaign.baselines, plain.campaign.nfsMountOptions], [[], []], 'none unless asked');
   });
 
   it('a coordinator refuses a bad plan before anything runs', async () => {
