@@ -5,6 +5,7 @@ import type { ExportIscsiRequest__Output } from '../common/generated/vcstor/v1/E
 import type { ExportNfsRequest__Output } from '../common/generated/vcstor/v1/ExportNfsRequest.js';
 import type { UnexportNfsRequest__Output } from '../common/generated/vcstor/v1/UnexportNfsRequest.js';
 import type { UnexportIscsiRequest__Output } from '../common/generated/vcstor/v1/UnexportIscsiRequest.js';
+import { validateIscsiSessionParams } from '../common/iscsi-params.js';
 import { validateChap, validateFsType } from '../common/requests.js';
 import { validateAddressOrCidr, validateHost, validateIqn, validateName, validatePathUnder, validateSize } from '../common/validate.js';
 
@@ -64,6 +65,7 @@ export function validateExportIscsiRequest(request: ExportIscsiRequest__Output, 
     throw invalidArgument('chap', 'this agent requires CHAP on every export (storage.iscsiTarget.requireChap)');
   }
   if (request.lun > 255) throw invalidArgument('lun', `${request.lun} is not a LUN number (0-255)`);
+  validateIscsiSessionParams('session_params', request.sessionParams);
 }
 
 export function validateUnexportIscsiRequest(request: UnexportIscsiRequest__Output, iqnPrefix?: string): void {

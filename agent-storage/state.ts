@@ -1,5 +1,6 @@
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
+import type { IscsiSessionParamValues } from '../common/iscsi-params.js';
 import type { ChapCredentials, NfsClientSpec } from './drivers/types.js';
 
 /**
@@ -22,6 +23,8 @@ export interface IscsiExportRecord {
   allowedAddresses: string[];
   allowAnyInitiator: boolean;
   chap?: ChapCredentials;
+  /** What the target offers at login, as requested (absent keys: the driver's defaults). */
+  sessionParams?: IscsiSessionParamValues;
   createdUnixMs: number;
 }
 

@@ -12,6 +12,7 @@ import type { NfsExport } from '../common/generated/vcstor/v1/NfsExport.js';
 import type { UnexportIscsiRequest__Output } from '../common/generated/vcstor/v1/UnexportIscsiRequest.js';
 import type { UnexportNfsRequest__Output } from '../common/generated/vcstor/v1/UnexportNfsRequest.js';
 import type { Volume } from '../common/generated/vcstor/v1/Volume.js';
+import { iscsiSessionParamsFromProto, iscsiSessionParamsToProto, sameIscsiSessionParams, setIscsiSessionParams, type IscsiSessionParamValues } from '../common/iscsi-params.js';
 import { OperationLocks } from '../common/locks.js';
 import type { Logger } from '../common/log.js';
 import type { CommandRunner } from '../common/runner.js';
@@ -39,6 +40,12 @@ export interface StorageServerOptions {
   /** Volume filesystems are mounted, and directories exported, under here. */
   exportRoot: string;
 }
+
+/** "InitialR2T=Yes MaxBurstLength=65536", or "driver defaults". */
+const describeParams = (values: IscsiSessionParamValues | undefined) => {
+  const set = setIscsiSessionParams(values ?? {});
+  return set.length === 0 ? 'driver defaults' : set.map(({ key, value }) => `${key.rfcKey}=${typeof value === 'boolean' ? (value ? 'Yes' : 'No') : value}`).join(' ');
+};
 
 const sorted = (values: readonly string[]) => [...values].sort();
 const sameList = (a: readonly string[], b: readonly string[]) => JSON.stringify(sorted(a)) === JSON.stringify(sorted(b));
@@ -155,6 +162,7 @@ export class StorageServer {
       allowedAddresses: e.allowedAddresses,
       allowAnyInitiator: e.allowAnyInitiator,
       ...(e.chap ? { chap: e.chap } : {}),
+      ...(e.sessionParams ? { sessionParams: e.sessionParams } : {}),
     };
   }
 
@@ -169,7 +177,8 @@ export class StorageServer {
       a.allowAnyInitiator === b.allowAnyInitiator &&
       sameList(a.allowedInitiators, b.allowedInitiators) &&
       sameList(a.allowedAddresses, b.allowedAddresses) &&
-      JSON.stringify(a.chap ?? null) === JSON.stringify(b.chap ?? null)
+      JSON.stringify(a.chap ?? null) === JSON.stringify(b.chap ?? null) &&
+      sameIscsiSessionParams(a.sessionParams, b.sessionParams)
     );
   }
 
@@ -178,6 +187,7 @@ export class StorageServer {
     return this.locks.with(`volume:${request.volume}`, `volume ${request.volume}`, async () => {
       const volume = await this.volumeOrThrow(request.volume, signal);
       const chap = request.chap && request.chap.username !== '' ? request.chap : undefined;
+      const sessionParams = iscsiSessionParamsFromProto(request.sessionParams);
       const wanted: IscsiExportRecord = {
         state: 'active',
         volume: volume.name,
@@ -190,13 +200,23 @@ export class StorageServer {
         ...(chap
           ? { chap: { username: chap.username, password: chap.password, ...(chap.mutualUsername ? { mutualUsername: chap.mutualUsername, mutualPassword: chap.mutualPassword } : {}) } }
           : {}),
+        ...(setIscsiSessionParams(sessionParams).length > 0 ? { sessionParams } : {}),
         createdUnixMs: Date.now(),
       };
       const record = await this.o.record.load();
       const existing = record.iscsi.find((e) => e.volume === volume.name && e.state === 'active');
       if (existing) {
         if (!this.sameIscsi(existing, wanted)) {
-          throw new VcstorError('ALREADY_EXISTS', `volume ${volume.name} is already exported as ${existing.iqn} with other settings; unexport it first`);
+          // Other session parameters are "another spec" too, although tgt could update a
+          // target's parameters in place (LIO too): both copy them into a session at
+          // login, so the sessions already logged in would keep the old values while the
+          // export reported the new ones, and a benchmark would run under parameters its
+          // report does not show. Unexporting (which drops the sessions) and exporting
+          // again makes the change visible to every initiator.
+          const what = this.sameIscsi({ ...existing, sessionParams: wanted.sessionParams }, wanted)
+            ? `other session_params (${describeParams(existing.sessionParams)} now, ${describeParams(wanted.sessionParams)} asked); sessions keep what they negotiated at login, so unexport it (dropping its sessions) and export it again`
+            : 'other settings; unexport it first';
+          throw new VcstorError('ALREADY_EXISTS', `volume ${volume.name} is already exported as ${existing.iqn} with ${what}`);
         }
         await this.o.target.ensureExport(await this.exportSpec(existing, signal), signal);
         return { target: await this.describeTarget(existing.iqn, signal), created: false };
@@ -234,7 +254,9 @@ export class StorageServer {
         ...(spec.chap?.mutualUsername ? { mutualChapUser: spec.chap.mutualUsername } : {}),
         sessions: [],
       };
-      return { target: this.toTarget(state, wanted, wanted.iqn, new Map([[volume.name, volume]])), created: true };
+      // Read back what the target offers now (one command for this target, not a listing).
+      const offered = await this.offeredParams(spec.iqn, signal);
+      return { target: this.toTarget(state, wanted, wanted.iqn, new Map([[volume.name, volume]]), offered), created: true };
     });
   }
 
@@ -264,7 +286,12 @@ export class StorageServer {
     return this.locks.with(`volume:${e.volume}`, `volume ${e.volume}`, () => this.removeIscsi(e, request.force, signal));
   }
 
-  private toTarget(state: IscsiTargetState | undefined, e: IscsiExportRecord | undefined, iqn: string, volumes: Map<string, VolumeInfo>): IscsiTarget {
+  /**
+   * @param offered the target's session parameters as read from the target server;
+   *   without them, the export's requested ones are shown (absent keys unset).
+   */
+  private toTarget(state: IscsiTargetState | undefined, e: IscsiExportRecord | undefined, iqn: string, volumes: Map<string, VolumeInfo>, offered?: IscsiSessionParamValues): IscsiTarget {
+    const sessionParams = offered ?? e?.sessionParams;
     return {
       iqn,
       luns: (state?.luns ?? []).map((l) => ({
@@ -280,8 +307,14 @@ export class StorageServer {
       mutualChap: !!state?.mutualChapUser || !!e?.chap?.mutualUsername,
       chapUsername: e?.chap?.username ?? state?.chapUsers[0] ?? '',
       portals: this.o.target.portals(),
-      sessions: state?.sessions ?? [],
+      sessions: (state?.sessions ?? []).map((s) => ({
+        initiatorIqn: s.initiatorIqn,
+        address: s.address,
+        ...(s.negotiated ? { negotiated: iscsiSessionParamsToProto(s.negotiated) } : {}),
+        negotiatedDetail: s.negotiatedDetail ?? '',
+      })),
       driver: this.o.target.driver,
+      ...(sessionParams ? { sessionParams: iscsiSessionParamsToProto(sessionParams) } : {}),
     };
   }
 
@@ -289,7 +322,22 @@ export class StorageServer {
     const [states, record] = await Promise.all([this.o.target.listTargets(signal), this.o.record.load()]);
     const e = record.iscsi.find((x) => x.iqn === iqn);
     const volume = e ? await this.o.volumes.get(e.volume, signal) : undefined;
-    return this.toTarget(states.find((s) => s.iqn === iqn), e, iqn, new Map(volume ? [[volume.name, volume]] : []));
+    const offered = await this.offeredParams(iqn, signal);
+    return this.toTarget(states.find((s) => s.iqn === iqn), e, iqn, new Map(volume ? [[volume.name, volume]] : []), offered);
+  }
+
+  /**
+   * What a target offers, read from the target server; a target whose parameters cannot
+   * be read is still described (with the export's requested ones), and the reason logged.
+   */
+  private async offeredParams(iqn: string, signal: AbortSignal): Promise<IscsiSessionParamValues | undefined> {
+    try {
+      return await this.o.target.readSessionParams(iqn, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.o.log.warn({ err, iqn }, 'could not read the target session parameters');
+      return undefined;
+    }
   }
 
   /** Every target on the target server, with the agent's knowledge of its volume. */
@@ -299,7 +347,14 @@ export class StorageServer {
     const states = await this.o.target.listTargets(signal);
     const [record, volumes] = await Promise.all([this.o.record.load(), this.o.volumes.list(signal)]);
     const byName = new Map(volumes.map((v) => [v.name, v]));
-    return states.map((s) => this.toTarget(s, record.iscsi.find((e) => e.iqn === s.iqn), s.iqn, byName));
+    const targets: IscsiTarget[] = [];
+    // One target at a time: tgtd serves its control socket one request at a time, and
+    // a burst of N shows is no faster than N in turn.
+    for (const s of states) {
+      const offered = await this.offeredParams(s.iqn, signal);
+      targets.push(this.toTarget(s, record.iscsi.find((e) => e.iqn === s.iqn), s.iqn, byName, offered));
+    }
+    return targets;
   }
 
   // ---- NFS ----

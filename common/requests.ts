@@ -1,4 +1,5 @@
 import { invalidArgument } from './errors.js';
+import { validateIscsiSessionParams } from './iscsi-params.js';
 import type { IscsiChap__Output } from './generated/vcstor/v1/IscsiChap.js';
 import type { IscsiLogoutRequest__Output } from './generated/vcstor/v1/IscsiLogoutRequest.js';
 import type { IscsiLoginRequest__Output } from './generated/vcstor/v1/IscsiLoginRequest.js';
@@ -55,6 +56,7 @@ export function validateIscsiLoginRequest(request: IscsiLoginRequest__Output): v
   if (request.initiatorIqn !== '') validateIqn('initiator_iqn', request.initiatorIqn);
   validateChap('chap', request.chap);
   if (request.timeoutMs > 10 * 60_000) throw invalidArgument('timeout_ms', 'is longer than 10 minutes');
+  validateIscsiSessionParams('session_params', request.sessionParams);
 }
 
 export function validateNfsMountRequest(request: NfsMountRequest__Output, mountRoots: readonly string[]): void {

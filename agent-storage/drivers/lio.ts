@@ -3,6 +3,7 @@ import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { VcstorError, invalidArgument } from '../../common/errors.js';
+import { formatIscsiValue, iscsiSessionParamsFromPairs, ISCSI_SESSION_KEYS, setIscsiSessionParams, type IscsiSessionParamValues } from '../../common/iscsi-params.js';
 import { CommandError, maskSensitive, type CommandRunner } from '../../common/runner.js';
 import { validateIqn } from '../../common/validate.js';
 import type { ChapCredentials, IscsiExportSpec, IscsiTargetDriver, IscsiTargetState } from './types.js';
@@ -116,6 +117,8 @@ interface LioTpg {
   /** np/ directory names: "ip:port" or "[ipv6]:port". */
   portals: string[];
   attributes: Partial<Record<TpgAttribute, string>>;
+  /** The TPG's iSCSI parameters (param/<Key>) vcstor sets: "InitialR2T" -> "Yes". */
+  params: Partial<Record<string, string>>;
   chap: ChapSettings;
   dynamicSessionInitiators: string[];
 }
@@ -151,6 +154,7 @@ interface LioExportSpec {
   allowedInitiators: string[];
   allowAnyInitiator: boolean;
   chap?: ChapCredentials;
+  sessionParams: IscsiSessionParamValues;
 }
 
 interface Portal {
@@ -409,6 +413,15 @@ export class LioTarget implements IscsiTargetDriver {
       .map((target) => toTargetState(target, snapshot));
   }
 
+  /** The TPG's parameters from configfs (tpgt_1/param/<Key>); undefined without the target or any of the six files. */
+  async readSessionParams(iqn: string, signal: AbortSignal): Promise<Required<IscsiSessionParamValues> | undefined> {
+    throwIfAborted(signal);
+    const tpg = (await this.readSnapshot()).targets.get(iqn.toLowerCase())?.tpg;
+    if (!tpg) return undefined;
+    const values = iscsiSessionParamsFromPairs(Object.entries(tpg.params).flatMap(([key, value]) => (value === undefined ? [] : [[key, value] as [string, string]])));
+    return ISCSI_SESSION_KEYS.every((k) => values[k.name] !== undefined) ? (values as Required<IscsiSessionParamValues>) : undefined;
+  }
+
   // --- converging ---
 
   private async converge(spec: LioExportSpec, kind: 'block' | 'file', signal: AbortSignal): Promise<void> {
@@ -584,6 +597,15 @@ export class LioTarget implements IscsiTargetDriver {
       ? [{ args: [tpgNode, 'set', 'attribute', ...attributeEntries.map(([key, value]) => `${key}=${value}`)], why: 'the TPG attributes differ' }]
       : [];
     commands.push(...(spec.chap ? [...chapCommands, ...attributeCommands] : [...attributeCommands, ...chapCommands]));
+
+    // Only the keys the export asks for: the others keep what the kernel gave the TPG
+    // (its defaults differ between kernel versions; vcstor does not assert them). The
+    // TPG's parameters are what LIO offers at each new login; sessions already logged
+    // in keep what they negotiated.
+    const parameterEntries = setIscsiSessionParams(spec.sessionParams).map(({ key, value }) => [key.rfcKey, formatIscsiValue(value)] as const);
+    if (parameterEntries.some(([key, value]) => tpg.params[key] !== value)) {
+      commands.push({ args: [tpgNode, 'set', 'parameter', ...parameterEntries.map(([key, value]) => `${key}=${value}`)], why: 'the TPG parameters differ' });
+    }
     return commands;
   }
 
@@ -708,8 +730,14 @@ export class LioTarget implements IscsiTargetDriver {
       const value = await this.readValue(path.join(tpgDir, 'attrib', key));
       if (value !== undefined) attributes[key] = value;
     }
+    const params: LioTpg['params'] = {};
+    for (const { rfcKey } of ISCSI_SESSION_KEYS) {
+      const value = await this.readValue(path.join(tpgDir, 'param', rfcKey));
+      if (value !== undefined) params[rfcKey] = value;
+    }
     return {
       enabled: (await this.readValue(path.join(tpgDir, 'enable'))) !== '0',
+      params,
       luns: luns.sort((a, b) => a.lun - b.lun),
       acls,
       portals: await this.directories(path.join(tpgDir, 'np')),
@@ -779,6 +807,9 @@ export class LioTarget implements IscsiTargetDriver {
   }
 }
 
+/** The LIO driver reads no per-session keys (only each ACL's `info`, which has none). */
+const LIO_NEGOTIATED_DETAIL = "the LIO driver reads no session's negotiated parameters; read them from the initiator (IscsiSession.negotiated); the TPG's offer is IscsiTarget.session_params";
+
 function sessionsOf(target: LioTargetSnapshot): LioSession[] {
   const tpg = target.tpg;
   if (!tpg) return [];
@@ -808,7 +839,7 @@ function toTargetState(target: LioTargetSnapshot, snapshot: LioSnapshot): IscsiT
     allowAnyInitiator,
     chapUsers,
     ...(mutualChapUser ? { mutualChapUser } : {}),
-    sessions: sessionsOf(target),
+    sessions: sessionsOf(target).map((session) => ({ ...session, negotiatedDetail: LIO_NEGOTIATED_DETAIL })),
   };
 }
 
@@ -863,5 +894,6 @@ function checkExportSpec(spec: IscsiExportSpec): LioExportSpec {
     allowedInitiators,
     allowAnyInitiator: spec.allowAnyInitiator,
     ...(spec.chap ? { chap: spec.chap } : {}),
+    sessionParams: spec.sessionParams ?? {},
   };
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
+import { formatIscsiValue, iscsiSessionParamsFromPairs, ISCSI_SESSION_KEYS, parseKeyValueLines, type IscsiSessionParamValues } from '../../common/iscsi-params.js';
 import { CommandError, type CommandRunner } from '../../common/runner.js';
 import type { ChapCredentials, IscsiExportSpec, IscsiTargetDriver, IscsiTargetState } from './types.js';
 
@@ -96,6 +97,39 @@ export async function readAioBudget(procSysFs = '/proc/sys/fs'): Promise<AioBudg
 
 /** What tgtadm prints, exiting 0, when tgtd dropped the request without an answer. */
 const CLOSED_SOCKET = /tgtd closed the socket/;
+
+/**
+ * What a new tgt target offers (tgt's iscsi_target_create, unchanged from 1.0.x to
+ * 1.0.85): the values "the driver's default" means for tgt, and what a fresh target
+ * is compared with before any `--op update`.
+ */
+export const TGT_DEFAULT_SESSION_PARAMS: Readonly<Required<IscsiSessionParamValues>> = {
+  initialR2T: true,
+  immediateData: true,
+  maxRecvDataSegmentLength: 8192,
+  maxBurstLength: 262_144,
+  firstBurstLength: 65_536,
+  maxOutstandingR2T: 1,
+};
+
+/**
+ * Why the tgt driver reports no negotiated values per session. Checked against tgtd
+ * 1.0.85 with a session logged in: `tgtadm --mode session --op show --tid N --sid
+ * <TSIH>` exits 22 "invalid request" (tgtd's session_mgmt() hands every op but stats
+ * to the driver's update(), which refuses a show, so iscsi_target_show_session() is
+ * unreachable), `--mode conn --op show` lists initiator and address only, and `--mode
+ * session --op stat` only I/O counters. The login reply the initiator received is the
+ * record of what was negotiated: IscsiSession.negotiated on the initiator's side.
+ */
+export const TGT_NEGOTIATED_DETAIL =
+  "tgtd cannot show a session's negotiated parameters (tgtadm --mode session --op show is refused by tgtd 1.0.85); read them from the initiator (IscsiSession.negotiated); the target's offer is IscsiTarget.session_params";
+
+/** Parse `tgtadm --lld iscsi --mode target --op show --tid N`: the target's Key=Value parameters. */
+export function parseTgtTargetParams(text: string): Required<IscsiSessionParamValues> | undefined {
+  const values = iscsiSessionParamsFromPairs(parseKeyValueLines(text));
+  // A target with a redirect shows Redirect* keys instead of its parameters.
+  return ISCSI_SESSION_KEYS.every((k) => values[k.name] !== undefined) ? (values as Required<IscsiSessionParamValues>) : undefined;
+}
 
 const emptyTarget = (tid: number, iqn: string): TgtShowTarget => ({ tid, iqn, luns: [], accounts: [], acl: [], sessions: [] });
 
@@ -214,8 +248,21 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
       allowAnyInitiator: t.acl.includes('ALL'),
       chapUsers: t.accounts.filter((a) => !a.outgoing).map((a) => a.user),
       ...(t.accounts.find((a) => a.outgoing) ? { mutualChapUser: t.accounts.find((a) => a.outgoing)!.user } : {}),
-      sessions: t.sessions,
+      sessions: t.sessions.map((session) => ({ ...session, negotiatedDetail: TGT_NEGOTIATED_DETAIL })),
     }));
+  }
+
+  async readSessionParams(iqn: string, signal: AbortSignal): Promise<Required<IscsiSessionParamValues> | undefined> {
+    const target = this.known?.get(iqn) ?? (await this.refresh(signal)).get(iqn);
+    if (!target) return undefined;
+    return this.targetParams(target.tid, signal);
+  }
+
+  private async targetParams(tid: number, signal: AbortSignal): Promise<Required<IscsiSessionParamValues>> {
+    const text = (await this.tgtadm(['--mode', 'target', '--op', 'show', '--tid', String(tid)], signal)).stdout;
+    const params = parseTgtTargetParams(text);
+    if (!params) throw new VcstorError('INTERNAL', `tgtadm --op show --tid ${tid} printed no session parameters (a redirected target?): ${text.slice(0, 200)}`);
+    return params;
   }
 
   /**
@@ -291,7 +338,25 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
     }
     target.acl = [...wanted];
 
+    await this.applySessionParams(target, created, spec.sessionParams ?? {}, signal);
+
     await this.serialAccounts(() => this.ensureChap(target, spec.chap, created, all, signal));
+  }
+
+  /**
+   * Make the target offer `requested` over tgt's defaults: keys the request leaves out go
+   * back to tgt's defaults, so a target re-applied from the agent's record never keeps a
+   * value set by hand or by an earlier export. A new target is known to hold the
+   * defaults; an existing one is read. tgtd copies a target's parameters into a session
+   * at login, so an update reaches new sessions only (StorageServer refuses to change
+   * the parameters of an existing export for that reason).
+   */
+  private async applySessionParams(target: TgtShowTarget, created: boolean, requested: IscsiSessionParamValues, signal: AbortSignal): Promise<void> {
+    const wanted: Required<IscsiSessionParamValues> = { ...TGT_DEFAULT_SESSION_PARAMS, ...requested };
+    const current = created ? TGT_DEFAULT_SESSION_PARAMS : await this.targetParams(target.tid, signal);
+    for (const key of ISCSI_SESSION_KEYS.filter((k) => wanted[k.name] !== current[k.name])) {
+      await this.tgtadm(['--mode', 'target', '--op', 'update', '--tid', String(target.tid), '--name', key.rfcKey, '--value', formatIscsiValue(wanted[key.name])], signal);
+    }
   }
 
   /**

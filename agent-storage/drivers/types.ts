@@ -1,3 +1,5 @@
+import type { IscsiSessionParamValues } from '../../common/iscsi-params.js';
+
 /**
  * The storage agent's drivers: one interface per outside system (volumes, iSCSI
  * target, NFS server), each with real implementations beside it. Drivers run programs
@@ -81,6 +83,18 @@ export interface IscsiExportSpec {
   allowedAddresses: string[];
   allowAnyInitiator: boolean;
   chap?: ChapCredentials;
+  /** What the target offers at login; absent keys are the driver's defaults. */
+  sessionParams?: IscsiSessionParamValues;
+}
+
+/** One initiator logged in to a target, as the target server shows it. */
+export interface IscsiTargetSessionState {
+  initiatorIqn: string;
+  address: string;
+  /** What the session negotiated, where the target server reports it. */
+  negotiated?: IscsiSessionParamValues;
+  /** Why `negotiated` is absent. */
+  negotiatedDetail?: string;
 }
 
 /** A target as the target driver sees it now. */
@@ -94,7 +108,7 @@ export interface IscsiTargetState {
   chapUsers: string[];
   /** The outgoing (mutual) CHAP user, if any. */
   mutualChapUser?: string;
-  sessions: Array<{ initiatorIqn: string; address: string }>;
+  sessions: IscsiTargetSessionState[];
 }
 
 /** An iSCSI target server: tgt or LIO. */
@@ -117,6 +131,11 @@ export interface IscsiTargetDriver {
    */
   removeTarget(iqn: string, force: boolean, signal: AbortSignal): Promise<boolean>;
   listTargets(signal: AbortSignal): Promise<IscsiTargetState[]>;
+  /**
+   * What a target offers new sessions now, every key set (defaults included), read
+   * from the target server; undefined when there is no such target. Read-only.
+   */
+  readSessionParams(iqn: string, signal: AbortSignal): Promise<Required<IscsiSessionParamValues> | undefined>;
 }
 
 export type NfsAccessMode = 'rw' | 'ro';

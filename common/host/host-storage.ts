@@ -12,6 +12,7 @@ import type { MakeFilesystemResponse } from '../generated/vcstor/v1/MakeFilesyst
 import type { MountFilesystemRequest__Output } from '../generated/vcstor/v1/MountFilesystemRequest.js';
 import type { NfsMount } from '../generated/vcstor/v1/NfsMount.js';
 import type { NfsMountRequest__Output } from '../generated/vcstor/v1/NfsMountRequest.js';
+import { iscsiSessionParamsFromProto, iscsiSessionParamsToProto, setIscsiSessionParams } from '../iscsi-params.js';
 import { OperationLocks } from '../locks.js';
 import type { Logger } from '../log.js';
 import type { CommandRunner } from '../runner.js';
@@ -56,6 +57,8 @@ export class HostStorage {
       sizeBytes: s.sizeBytes,
       driver: this.o.initiator.driver,
       detail: s.detail,
+      ...(s.negotiated ? { negotiated: iscsiSessionParamsToProto(s.negotiated) } : {}),
+      negotiatedDetail: s.negotiatedDetail ?? '',
     };
   }
 
@@ -71,18 +74,26 @@ export class HostStorage {
     const lun = t.lun;
     return this.locks.with(`iscsi:${t.host}:${t.port}/${t.targetIqn}/${lun}/${t.initiatorIqn}`, `the session to ${t.targetIqn}`, async () => {
       const chap = request.chap && request.chap.username !== '' ? request.chap : undefined;
-      const { session, alreadyLoggedIn } = await this.o.initiator.login(
+      const sessionParams = iscsiSessionParamsFromProto(request.sessionParams);
+      const { session, alreadyLoggedIn, sessionParamsApplied, sessionParamsDetail } = await this.o.initiator.login(
         {
           ...t,
           lun,
+          ...(setIscsiSessionParams(sessionParams).length > 0 ? { sessionParams } : {}),
           headerDigest: request.headerDigest,
           timeoutMs: request.timeoutMs || 30_000,
           ...(chap ? { chap: { username: chap.username, password: chap.password, ...(chap.mutualUsername ? { mutualUsername: chap.mutualUsername, mutualPassword: chap.mutualPassword } : {}) } } : {}),
         },
         signal,
       );
-      if (!alreadyLoggedIn) this.o.log.info({ target: t.targetIqn, device: session.devicePath }, 'iSCSI login');
-      return { session: this.toSession(session), alreadyLoggedIn };
+      if (!alreadyLoggedIn) this.o.log.info({ target: t.targetIqn, device: session.devicePath, sessionParamsApplied }, 'iSCSI login');
+      if (sessionParamsDetail !== '') this.o.log.warn({ target: t.targetIqn, requested: sessionParams }, sessionParamsDetail);
+      return {
+        session: this.toSession(session),
+        alreadyLoggedIn,
+        sessionParamsApplied: iscsiSessionParamsToProto(sessionParamsApplied),
+        sessionParamsDetail,
+      };
     });
   }
 

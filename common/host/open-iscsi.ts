@@ -4,7 +4,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VcstorError, invalidArgument, type ErrorCode } from '../errors.js';
 import { CommandError, type CommandResult, type CommandRunner, type RunOptions } from '../runner.js';
-import type { IscsiInitiatorDriver, IscsiLoginSpec, IscsiSessionHealth, IscsiSessionInfo } from './types.js';
+import { formatIscsiValue, iscsiSessionParamsFromPairs, setIscsiSessionParams, type IscsiSessionParamName, type IscsiSessionParamValues } from '../iscsi-params.js';
+import type { IscsiInitiatorDriver, IscsiLoginResult, IscsiLoginSpec, IscsiSessionHealth, IscsiSessionInfo } from './types.js';
 
 /**
  * The kernel iSCSI initiator (open-iscsi: iscsid and iscsiadm). Every initiator IQN gets
@@ -74,6 +75,20 @@ const EXIT_MEANING: ReadonlyMap<number, { code: ErrorCode; meaning: string }> = 
   [ISCSI_EXIT.INTERNAL, { code: 'INTERNAL', meaning: 'iscsid reported an internal error' }],
   [ISCSI_EXIT.LOGOUT, { code: 'INTERNAL', meaning: 'the logout failed' }],
 ]);
+
+/**
+ * The node record setting of each session key (open-iscsi's idbm.c names, as `iscsiadm
+ * -m node -o show` prints them). MaxRecvDataSegmentLength is per connection: vcstor
+ * makes one connection per session, conn[0].
+ */
+export const OPEN_ISCSI_NODE_SETTINGS: Readonly<Record<IscsiSessionParamName, string>> = {
+  initialR2T: 'node.session.iscsi.InitialR2T',
+  immediateData: 'node.session.iscsi.ImmediateData',
+  maxRecvDataSegmentLength: 'node.conn[0].iscsi.MaxRecvDataSegmentLength',
+  maxBurstLength: 'node.session.iscsi.MaxBurstLength',
+  firstBurstLength: 'node.session.iscsi.FirstBurstLength',
+  maxOutstandingR2T: 'node.session.iscsi.MaxOutstandingR2T',
+};
 
 /** Node record settings are local file edits: quick unless iscsid hangs. */
 const DATABASE_TIMEOUT_MS = 30_000;
@@ -148,6 +163,11 @@ export interface ParsedIscsiSession {
   /** iscsid's recovery stage: NO CHANGE, REOPEN, CLEANUP, REDIRECT. */
   internalState: string;
   luns: ParsedIscsiLun[];
+  /**
+   * The "Negotiated iSCSI params" block (-P 2 and up), empty when not printed. Its
+   * maxRecvDataSegmentLength is the target's: iscsiadm's MaxXmitDataSegmentLength.
+   */
+  negotiated: IscsiSessionParamValues;
 }
 
 function parsePortal(value: string): { host: string; port: number } | undefined {
@@ -189,6 +209,7 @@ export function parseIscsiSessionTree(text: string): ParsedIscsiSession[] {
       sessionState: '',
       internalState: '',
       luns: [],
+      negotiated: {},
     };
     sessions.push(started);
     return started;
@@ -245,6 +266,11 @@ export function parseIscsiSessionTree(text: string): ParsedIscsiSession[] {
       session.sessionState = value;
     } else if (key === 'Internal iscsid Session State') {
       session.internalState = value;
+    } else if (['InitialR2T', 'ImmediateData', 'FirstBurstLength', 'MaxBurstLength', 'MaxOutstandingR2T'].includes(key)) {
+      Object.assign(session.negotiated, iscsiSessionParamsFromPairs([[key, value]]));
+    } else if (key === 'MaxXmitDataSegmentLength') {
+      // What the target declared it receives: the session's limit on what is sent to it.
+      Object.assign(session.negotiated, iscsiSessionParamsFromPairs([['MaxRecvDataSegmentLength', value]]));
     }
   }
   return sessions;
@@ -337,13 +363,23 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
    *   FAILED_PRECONDITION (19: target rejected the login for good; 12: no iscsi_tcp),
    *   DEADLINE_EXCEEDED (no disk within timeoutMs), CANCELLED, INVALID_ARGUMENT.
    */
-  async login(spec: IscsiLoginSpec, signal: AbortSignal): Promise<{ session: IscsiSessionInfo; alreadyLoggedIn: boolean }> {
+  async login(spec: IscsiLoginSpec, signal: AbortSignal): Promise<IscsiLoginResult> {
     validateTarget(spec);
     if (!Number.isFinite(spec.timeoutMs) || spec.timeoutMs <= 0) throw invalidArgument('timeoutMs', 'must be positive');
     const deadline = Date.now() + spec.timeoutMs;
     const ifaceName = ifaceNameFor(spec.initiatorIqn);
+    const requested = spec.sessionParams ?? {};
     const existing = this.findOwnSession(await this.listParsed(signal), spec, ifaceName);
-    if (existing) return { session: await this.useExistingSession(existing, spec, deadline, signal), alreadyLoggedIn: true };
+    if (existing) {
+      return {
+        session: await this.useExistingSession(existing, spec, deadline, signal),
+        alreadyLoggedIn: true,
+        sessionParamsApplied: {},
+        // A session's keys are negotiated once, at its login; the node record is not rewritten under it.
+        sessionParamsDetail:
+          setIscsiSessionParams(requested).length > 0 ? `session ${existing.sid} already existed: it keeps what it negotiated at its login (log out and in again to change it)` : '',
+      };
+    }
 
     const what = `login of ${spec.initiatorIqn} to ${spec.targetIqn} at ${formatPortal(spec.host, spec.port)}`;
     let loginOfOthers = false;
@@ -359,7 +395,12 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
       // it is not ours to log out if the rest fails.
       loginOfOthers = login.exitCode === ISCSI_EXIT.SESS_EXISTS;
       const found = await this.waitForDisk(spec, ifaceName, deadline, signal);
-      return { session: await this.toSessionInfo(found.session, found.lun), alreadyLoggedIn: loginOfOthers };
+      return {
+        session: await this.toSessionInfo(found.session, found.lun),
+        alreadyLoggedIn: loginOfOthers,
+        sessionParamsApplied: loginOfOthers ? {} : requested,
+        sessionParamsDetail: loginOfOthers && setIscsiSessionParams(requested).length > 0 ? 'another login made the session first: it has what that login proposed' : '',
+      };
     } catch (err) {
       const failure = this.explain(err, what);
       if (loginOfOthers) throw failure;
@@ -503,6 +544,10 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
       }
     }
     await update('node.conn[0].iscsi.HeaderDigest', spec.headerDigest ? 'CRC32C' : 'None');
+    // Only the keys asked for: the others stay as iscsid.conf made the record.
+    for (const { key, value } of setIscsiSessionParams(spec.sessionParams ?? {})) {
+      await update(OPEN_ISCSI_NODE_SETTINGS[key.name], formatIscsiValue(value));
+    }
   }
 
   /**
@@ -579,6 +624,9 @@ export class OpenIscsiInitiator implements IscsiInitiatorDriver {
       sizeBytes: usable ? await this.sizeBytes(lun.disk) : 0,
       state: health.state,
       detail: health.detail,
+      ...(Object.keys(session.negotiated).length > 0
+        ? { negotiated: session.negotiated }
+        : { negotiatedDetail: 'iscsiadm printed no "Negotiated iSCSI params" for this session' }),
     };
   }
 

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { VcstorError } from '../errors.js';
 import type { CommandRunner } from '../runner.js';
 import { QsdDevices, type QsdDevice, type QsdDeviceHealth } from './qsd.js';
-import type { IscsiInitiatorDriver, IscsiLoginSpec, IscsiSessionInfo } from './types.js';
+import { setIscsiSessionParams } from '../iscsi-params.js';
+import type { IscsiInitiatorDriver, IscsiLoginResult, IscsiLoginSpec, IscsiSessionInfo } from './types.js';
 
 /**
  * LUN 0 asks for the target's first data LUN. libiscsi opens the number it is given and
@@ -27,6 +28,17 @@ function optionValue(value: string): string {
   if (value.includes(',')) throw new VcstorError('INVALID_ARGUMENT', `${JSON.stringify(value)} cannot be passed to qemu (comma)`);
   return value;
 }
+
+/**
+ * Why the qsd initiator applies no session parameters. qemu's iscsi block driver has no
+ * option for any of them, and libiscsi proposes fixed values of its own. The session
+ * still gets parameters the target bounds: negotiation takes the OR of InitialR2T, the
+ * AND of ImmediateData and the minimum of the burst lengths and MaxOutstandingR2T, so a
+ * target set to InitialR2T=Yes, ImmediateData=No or smaller bursts imposes them on a
+ * libiscsi session. So the login goes ahead, and says what it did not apply.
+ */
+export const QSD_SESSION_PARAMS_DETAIL =
+  "the qsd initiator (qemu's libiscsi driver) applied none of the requested session parameters: qemu has no option for them and libiscsi proposes its own; the target's settings (ExportIscsi session_params) bound what the session negotiates";
 
 /**
  * A user-space iSCSI initiator: libiscsi inside qemu-storage-daemon, one daemon per
@@ -54,10 +66,11 @@ export class QsdIscsiInitiator implements IscsiInitiatorDriver {
       sizeBytes: device.sizeBytes,
       state: health.state === 'ok' ? 'logged-in' : 'broken',
       detail: health.state === 'ok' ? '' : health.detail,
+      negotiatedDetail: "qemu does not report what its libiscsi session negotiated (libiscsi logs the target's login reply only with LIBISCSI_DEBUG=6, which vcstor does not set)",
     };
   }
 
-  async login(asked: IscsiLoginSpec, signal: AbortSignal): Promise<{ session: IscsiSessionInfo; alreadyLoggedIn: boolean }> {
+  async login(asked: IscsiLoginSpec, signal: AbortSignal): Promise<IscsiLoginResult> {
     const spec = { ...asked, lun: firstDataLun(asked.lun) };
     if (spec.chap?.mutualUsername) {
       throw new VcstorError('FAILED_PRECONDITION', "the qsd initiator cannot do mutual CHAP (qemu's libiscsi driver has no target credentials); use open-iscsi");
@@ -84,7 +97,12 @@ export class QsdIscsiInitiator implements IscsiInitiatorDriver {
       },
       signal,
     );
-    return { session: this.toSession(device, { state: 'ok' }), alreadyLoggedIn: existed };
+    return {
+      session: this.toSession(device, { state: 'ok' }),
+      alreadyLoggedIn: existed,
+      sessionParamsApplied: {},
+      sessionParamsDetail: setIscsiSessionParams(asked.sessionParams ?? {}).length > 0 ? QSD_SESSION_PARAMS_DETAIL : '',
+    };
   }
 
   logout(target: TargetKey, signal: AbortSignal): Promise<boolean> {

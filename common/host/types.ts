@@ -1,3 +1,5 @@
+import type { IscsiSessionParamValues } from '../iscsi-params.js';
+
 /**
  * Drivers of the hosts that use storage: dom0 and guests. One interface per outside
  * system (iSCSI initiator, NFS client, hypervisor), each with real implementations
@@ -24,6 +26,18 @@ export interface IscsiLoginSpec {
   chap?: ChapSecrets;
   headerDigest: boolean;
   timeoutMs: number;
+  /** What to propose at login; absent keys keep the initiator's defaults. */
+  sessionParams?: IscsiSessionParamValues;
+}
+
+/** What a login did, and with which of the requested session parameters. */
+export interface IscsiLoginResult {
+  session: IscsiSessionInfo;
+  alreadyLoggedIn: boolean;
+  /** The requested keys the driver set before logging in. */
+  sessionParamsApplied: IscsiSessionParamValues;
+  /** Why requested keys were not applied; '' when all were (or none was asked for). */
+  sessionParamsDetail: string;
 }
 
 export type IscsiSessionHealth = 'logged-in' | 'broken' | 'uncertain';
@@ -41,6 +55,13 @@ export interface IscsiSessionInfo {
   state: IscsiSessionHealth;
   /** Why it is broken or uncertain. */
   detail: string;
+  /**
+   * What the session negotiated, where the driver can read it. maxRecvDataSegmentLength
+   * is the target's (what this initiator may send in one PDU).
+   */
+  negotiated?: IscsiSessionParamValues;
+  /** Why `negotiated` is absent. */
+  negotiatedDetail?: string;
 }
 
 /** An iSCSI initiator: open-iscsi (kernel) or qemu-storage-daemon (user space). */
@@ -53,7 +74,7 @@ export interface IscsiInitiatorDriver {
    * @throws VcstorError PERMISSION_DENIED (CHAP or ACL refused), UNAVAILABLE (portal
    *   unreachable), DEADLINE_EXCEEDED.
    */
-  login(spec: IscsiLoginSpec, signal: AbortSignal): Promise<{ session: IscsiSessionInfo; alreadyLoggedIn: boolean }>;
+  login(spec: IscsiLoginSpec, signal: AbortSignal): Promise<IscsiLoginResult>;
   /** Log out; returns false when there was no such session. Removes its device. */
   logout(target: { host: string; port: number; targetIqn: string; lun: number; initiatorIqn: string }, signal: AbortSignal): Promise<boolean>;
   /** Every session, with broken ones (dead daemon, lost connection) marked as such. */

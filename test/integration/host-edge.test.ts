@@ -61,6 +61,7 @@ describe('dom0 and guest edges: bad input is refused before any command runs', (
       await refused('chap user', login({ chap: { username: 'a b', password: 'secretpass12' } }), /chap.username: /);
       await refused('chap secret', login({ chap: { username: 'alice', password: 'short' } }), /chap.password: /);
       await refused('no target', login({ target: null }), /target: is required/);
+      await refused('mrdsl', login({ sessionParams: { maxRecvDataSegmentLength: 100 } }), /session_params\.max_recv_data_segment_length: 100 /);
       await refused('logout iqn', unary(client, client.IscsiLogout, { target: { ...TARGET, iqn: 'IQN.BAD' } }, T), /target.iqn: /);
     }
   });

@@ -80,6 +80,9 @@ describe('agent-storage edge: bad input is refused before any command runs', () 
     await refused('initiator iqn', exportIscsi({ allowedInitiators: ['iqn.2026-11.org.vcstor:a', '`id`'] }), 'INVALID_ARGUMENT', /allowed_initiators\[1\]: /);
     await refused('address', exportIscsi({ allowedAddresses: ['198.51.100.7;x'] }), 'INVALID_ARGUMENT', /allowed_addresses\[0\]: /);
     await refused('no acl', exportIscsi({ allowedInitiators: [] }), 'INVALID_ARGUMENT', /allow_any_initiator/);
+    await refused('burst out of range', exportIscsi({ sessionParams: { maxBurstLength: 16_777_216 } }), 'INVALID_ARGUMENT', /session_params\.max_burst_length: 16777216 /);
+    await refused('first burst above max', exportIscsi({ sessionParams: { firstBurstLength: 131_072, maxBurstLength: 65_536 } }), 'INVALID_ARGUMENT', /session_params\.first_burst_length: /);
+    await refused('no R2T', exportIscsi({ sessionParams: { maxOutstandingR2t: 70_000 } }), 'INVALID_ARGUMENT', /session_params\.max_outstanding_r2t: /);
     await refused('chap user', exportIscsi({ chap: { username: 'al ice', password: 'secretpass12' } }), 'INVALID_ARGUMENT', /chap.username: /);
     await refused('chap secret', exportIscsi({ chap: { username: 'alice', password: "pass'; reboot" } }), 'INVALID_ARGUMENT', /chap.password: /);
     await refused('mutual secret equal', exportIscsi({ chap: { ...chap, mutualUsername: 'tgt', mutualPassword: 'secretpass12' } }), 'INVALID_ARGUMENT', /mutual_password: must differ/);

@@ -46,6 +46,7 @@ const request = (volume: string): ExportIscsiRequest__Output => ({
   allowedAddresses: ['127.0.0.0/8'],
   allowAnyInitiator: false,
   chap: { username: CHAP.username, password: CHAP.password, mutualUsername: '', mutualPassword: '' },
+  sessionParams: null,
 });
 
 describe('tgt driver under concurrent exports, against a real tgtd', { skip }, () => {

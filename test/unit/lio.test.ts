@@ -85,7 +85,17 @@ class FakeLio {
     this.setAttributes(iqn, { authentication: '0', generate_node_acls: '0', demo_mode_write_protect: '1', cache_dynamic_acls: '0' });
     this.writeAuth(path.join(tpg, 'auth'), {});
     writeFileSync(path.join(tpg, 'param', 'AuthMethod'), 'CHAP,None\n');
+    // The kernel's defaults for a new TPG (iscsi_target_parameters.h), one file per key.
+    this.setParameters(iqn, { InitialR2T: 'Yes', ImmediateData: 'Yes', MaxRecvDataSegmentLength: '8192', MaxBurstLength: '262144', FirstBurstLength: '65536', MaxOutstandingR2T: '1' });
     for (const portal of portals) mkdirSync(path.join(tpg, 'np', portal));
+  }
+
+  setParameters(iqn: string, values: Record<string, string>): void {
+    for (const [key, value] of Object.entries(values)) writeFileSync(path.join(this.tpgDir(iqn), 'param', key), `${value}\n`);
+  }
+
+  readParameter(iqn: string, key: string): string {
+    return readFileSync(path.join(this.tpgDir(iqn), 'param', key), 'utf8').trim();
   }
 
   setAttributes(iqn: string, values: Record<string, string>): void {
@@ -237,6 +247,8 @@ class FakeLio {
         this.writeAuth(authDir, values);
       } else if (child === '' && command === 'set' && positional[0] === 'attribute') {
         this.setAttributes(iqn, Object.fromEntries(keywords));
+      } else if (child === '' && command === 'set' && positional[0] === 'parameter') {
+        this.setParameters(iqn, Object.fromEntries(keywords));
       } else if (child === '' && command === 'enable') {
         writeFileSync(path.join(this.tpgDir(iqn), 'enable'), '1\n');
       } else throw fail();
@@ -314,6 +326,41 @@ function buildMatchingTarget(fake: FakeLio, image: string, password = PASSWORD):
   fake.setAttributes(TARGET, { authentication: '1', generate_node_acls: '0' });
   return hba;
 }
+
+describe('LioTarget: iSCSI session parameters', () => {
+  it('sets the TPG parameters an export asks for in one targetcli line, reads them back, and changes nothing the second time', async () => {
+    const { fake, runner, lio, image } = await harness({ portal: '192.0.2.10:3260' });
+    const spec = exportSpec(image, { sessionParams: { initialR2T: true, immediateData: false, maxBurstLength: 65_536, firstBurstLength: 65_536 } });
+    await lio.ensureExport(spec, signal());
+    assert.deepEqual(
+      runner.lines.filter((l) => l.includes(' parameter ')),
+      [`targetcli ${TPG} set parameter InitialR2T=Yes ImmediateData=No MaxBurstLength=65536 FirstBurstLength=65536`],
+    );
+    assert.equal(fake.readParameter(TARGET, 'ImmediateData'), 'No');
+    assert.deepEqual(await lio.readSessionParams(TARGET, signal()), {
+      initialR2T: true,
+      immediateData: false,
+      maxRecvDataSegmentLength: 8192,
+      maxBurstLength: 65_536,
+      firstBurstLength: 65_536,
+      maxOutstandingR2T: 1,
+    });
+    const before = runner.lines.length;
+    await lio.ensureExport(spec, signal());
+    assert.deepEqual(runner.lines.slice(before), [], 'idempotent: nothing differs');
+  });
+
+  it('leaves keys the export does not name as the kernel made them, and sets only when one differs', async () => {
+    const { fake, runner, lio, image } = await harness({ portal: '192.0.2.10:3260' });
+    await lio.ensureExport(exportSpec(image), signal());
+    assert.ok(!runner.lines.some((l) => l.includes(' parameter ')), 'no parameter line without session parameters');
+    fake.setParameters(TARGET, { MaxOutstandingR2T: '8' });
+    const before = runner.lines.length;
+    await lio.ensureExport(exportSpec(image, { sessionParams: { maxOutstandingR2T: 8, maxRecvDataSegmentLength: 262_144 } }), signal());
+    assert.deepEqual(runner.lines.slice(before), [`targetcli ${TPG} set parameter MaxRecvDataSegmentLength=262144 MaxOutstandingR2T=8`, 'targetcli saveconfig']);
+    assert.equal(await lio.readSessionParams('iqn.2025-01.io.vcstor:absent', signal()), undefined);
+  });
+});
 
 describe('LioTarget.ensureExport', () => {
   it('creates a new export with one-way CHAP: exact targetcli lines, the default portal replaced, then saveconfig', async () => {
@@ -602,8 +649,8 @@ describe('LioTarget.listTargets', () => {
         allowAnyInitiator: true,
         chapUsers: [],
         sessions: [
-          { initiatorIqn: NODE2, address: '' },
-          { initiatorIqn: NODE1, address: '' },
+          { initiatorIqn: NODE2, address: '', negotiatedDetail: "the LIO driver reads no session's negotiated parameters; read them from the initiator (IscsiSession.negotiated); the TPG's offer is IscsiTarget.session_params" },
+          { initiatorIqn: NODE1, address: '', negotiatedDetail: "the LIO driver reads no session's negotiated parameters; read them from the initiator (IscsiSession.negotiated); the TPG's offer is IscsiTarget.session_params" },
         ],
       },
       {
@@ -614,7 +661,7 @@ describe('LioTarget.listTargets', () => {
         allowAnyInitiator: false,
         chapUsers: ['node1-user'],
         mutualChapUser: 'target-user',
-        sessions: [{ initiatorIqn: NODE1, address: '192.0.2.60' }],
+        sessions: [{ initiatorIqn: NODE1, address: '192.0.2.60', negotiatedDetail: "the LIO driver reads no session's negotiated parameters; read them from the initiator (IscsiSession.negotiated); the TPG's offer is IscsiTarget.session_params" }],
       },
     ]);
   });

@@ -506,7 +506,10 @@ describe('OpenIscsiInitiator.login', () => {
       sizeBytes: 2_097_152 * 512,
       state: 'logged-in',
       detail: '',
+      negotiatedDetail: 'iscsiadm printed no "Negotiated iSCSI params" for this session',
     });
+    assert.deepEqual(result.sessionParamsApplied, {});
+    assert.equal(result.sessionParamsDetail, '');
     // The password reaches iscsiadm, masked everywhere it is recorded.
     const passwordCall = runner.calls.find((call) => call.args.includes('node.session.auth.password'));
     assert.equal(passwordCall?.args.at(-1), PASSWORD);
@@ -532,6 +535,32 @@ describe('OpenIscsiInitiator.login', () => {
     const mutualCall = runner.calls.find((call) => call.args.includes('node.session.auth.password_in'));
     assert.deepEqual(mutualCall?.options.sensitive, [MUTUAL_PASSWORD]);
     assert.ok(runner.lines.every((line) => !line.includes(PASSWORD) && !line.includes(MUTUAL_PASSWORD)));
+  });
+
+  it('sets the requested session parameters in the node record before the login, exactly, and only those', async () => {
+    const host = new FakeHost();
+    const runner = scriptRecords(host.runner().when(isLogin, loginSucceeds(host)));
+    const sessionParams = { initialR2T: true, immediateData: false, maxRecvDataSegmentLength: 65_536, maxBurstLength: 65_536, firstBurstLength: 32_768, maxOutstandingR2T: 4 };
+    const result = await host.driver(runner).login(spec({ headerDigest: false, sessionParams }), signal);
+    const updates = runner.lines.filter((line) => line.includes('-o update') && line.startsWith(node()));
+    assert.deepEqual(updates, [
+      `${node()} -o update -n node.session.auth.authmethod -v None`,
+      `${node()} -o update -n 'node.conn[0].iscsi.HeaderDigest' -v None`,
+      `${node()} -o update -n node.session.iscsi.InitialR2T -v Yes`,
+      `${node()} -o update -n node.session.iscsi.ImmediateData -v No`,
+      `${node()} -o update -n 'node.conn[0].iscsi.MaxRecvDataSegmentLength' -v 65536`,
+      `${node()} -o update -n node.session.iscsi.MaxBurstLength -v 65536`,
+      `${node()} -o update -n node.session.iscsi.FirstBurstLength -v 32768`,
+      `${node()} -o update -n node.session.iscsi.MaxOutstandingR2T -v 4`,
+    ]);
+    assert.ok(runner.lines.indexOf(`${node()} -o update -n node.session.iscsi.MaxOutstandingR2T -v 4`) < runner.lines.indexOf(`${node()} --login`), 'set before the login');
+    assert.deepEqual(result.sessionParamsApplied, sessionParams);
+    assert.equal(result.sessionParamsDetail, '');
+
+    const partial = new FakeHost();
+    const partialRunner = scriptRecords(partial.runner().when(isLogin, loginSucceeds(partial)));
+    await partial.driver(partialRunner).login(spec({ headerDigest: false, sessionParams: { immediateData: true } }), signal);
+    assert.deepEqual(partialRunner.lines.filter((line) => line.includes('node.session.iscsi.') || line.includes('iscsi.MaxRecv')), [`${node()} -o update -n node.session.iscsi.ImmediateData -v Yes`]);
   });
 
   it('sets authmethod None without CHAP, so CHAP from iscsid.conf does not apply', async () => {
@@ -843,6 +872,8 @@ describe('OpenIscsiInitiator.list on captured outputs', () => {
       sizeBytes: 209_715_200 * 512,
       state: 'logged-in',
       detail: '',
+      // "Negotiated iSCSI params": the target's MaxRecvDataSegmentLength is iscsiadm's MaxXmitDataSegmentLength.
+      negotiated: { maxRecvDataSegmentLength: 131_072, firstBurstLength: 131_072, maxBurstLength: 16_776_192, immediateData: true, initialR2T: true, maxOutstandingR2T: 1 },
     });
     assert.deepEqual(sessions, [
       entry('iqn.2017-10.com.redhat.stirabos:data', 2, 'sdb'),
@@ -891,6 +922,8 @@ describe('OpenIscsiInitiator.list on captured outputs', () => {
         sizeBytes: 75_497_472 * 512,
         state: 'logged-in',
         detail: '',
+        // A tgt target (IET ids) at tgt's defaults, negotiated with open-iscsi's.
+        negotiated: { maxRecvDataSegmentLength: 8192, firstBurstLength: 65_536, maxBurstLength: 262_144, immediateData: true, initialR2T: true, maxOutstandingR2T: 1 },
       },
       {
         host: '10.2.20.247',
@@ -902,6 +935,7 @@ describe('OpenIscsiInitiator.list on captured outputs', () => {
         sizeBytes: 0,
         state: 'broken',
         detail: 'session FREE, connection TRANSPORT WAIT, iscsid REOPEN; disk sdc is transport-offline',
+        negotiated: { maxRecvDataSegmentLength: 8192, firstBurstLength: 65_536, maxBurstLength: 262_144, immediateData: true, initialR2T: true, maxOutstandingR2T: 1 },
       },
     ]);
   });
@@ -922,6 +956,7 @@ describe('OpenIscsiInitiator.list on captured outputs', () => {
       sessionState: 'FREE',
       internalState: 'REOPEN',
       luns: [],
+      negotiated: { maxRecvDataSegmentLength: 262_144, firstBurstLength: 65_536, maxBurstLength: 262_144, immediateData: true, initialR2T: true, maxOutstandingR2T: 1 },
     });
     assert.equal(sessions[1]?.host, '10.8.100.6');
     assert.equal(sessions[1]?.port, 3260);

@@ -4,11 +4,16 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CommandError } from '../../common/runner.js';
 import { RecordingCommandRunner } from '../../common/runner-recording.js';
-import { parseTgtAccounts, parseTgtShow, TgtIscsiTarget } from '../../agent-storage/drivers/tgt.js';
+import { parseTgtAccounts, parseTgtShow, parseTgtTargetParams, TGT_DEFAULT_SESSION_PARAMS, TGT_NEGOTIATED_DETAIL, TgtIscsiTarget } from '../../agent-storage/drivers/tgt.js';
 
 /** `tgtadm --mode target --op show` captured from tgtd here, with one initiator logged in. */
 const SHOW = readFileSync(fileURLToPath(new URL('../../../test/fixtures/tgtadm-show-target.txt', import.meta.url)), 'utf8');
 const IQN = 'iqn.2026-11.org.vcstor.lab:vol0';
+/** `tgtadm --mode target --op show --tid N` of a new target (tgt's defaults), captured from tgtd 1.0.85. */
+const PARAMS_DEFAULTS = readFileSync(fileURLToPath(new URL('../../../test/fixtures/iscsi/tgtadm-show-target-params-defaults.txt', import.meta.url)), 'utf8');
+/** The same after InitialR2T=Yes ImmediateData=No MaxBurstLength=65536 FirstBurstLength=65536. */
+const PARAMS_SET = readFileSync(fileURLToPath(new URL('../../../test/fixtures/iscsi/tgtadm-show-target-params.txt', import.meta.url)), 'utf8');
+const showTid = (cmd: string, args: readonly string[]) => cmd === 'tgtadm' && args.includes('show') && args.includes('--tid');
 const never = new AbortController().signal;
 
 describe('tgt driver', () => {
@@ -39,8 +44,79 @@ describe('tgt driver', () => {
       allowAnyInitiator: false,
       chapUsers: ['alice'],
       mutualChapUser: 'tgtmutual',
-      sessions: [{ initiatorIqn: 'iqn.2026-11.org.vcstor.lab:guest0', address: '203.0.113.6' }],
+      sessions: [{ initiatorIqn: 'iqn.2026-11.org.vcstor.lab:guest0', address: '203.0.113.6', negotiatedDetail: TGT_NEGOTIATED_DETAIL }],
     });
+  });
+
+  it("reads a target's parameters, defaults included, and nothing from a listing without them", () => {
+    assert.deepEqual(parseTgtTargetParams(PARAMS_DEFAULTS), TGT_DEFAULT_SESSION_PARAMS);
+    assert.deepEqual(parseTgtTargetParams(PARAMS_SET), { ...TGT_DEFAULT_SESSION_PARAMS, immediateData: false, maxBurstLength: 65_536 });
+    assert.equal(parseTgtTargetParams(SHOW), undefined);
+  });
+
+  it('sets the session parameters a new target is asked for, and only those differing from tgt defaults', async () => {
+    const runner = new RecordingCommandRunner()
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: '' })
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'account', '--op', 'show'], { stdout: 'Account list:\n' })
+      .when((cmd) => cmd === 'tgtadm', {});
+    await new TgtIscsiTarget({ runner, controlPort: 7, backingStoreType: 'rdwr' }).ensureExport(
+      {
+        iqn: 'iqn.2026-11.org.vcstor.lab:vol1',
+        lun: 1,
+        backingPath: '/srv/pool/vol1.img',
+        allowedInitiators: [],
+        allowedAddresses: ['192.0.2.0/24'],
+        allowAnyInitiator: false,
+        // InitialR2T=Yes is tgt's default already: no command for it.
+        sessionParams: { initialR2T: true, immediateData: false, maxRecvDataSegmentLength: 65_536, maxBurstLength: 65_536, firstBurstLength: 32_768, maxOutstandingR2T: 4 },
+      },
+      never,
+    );
+    const T = 'tgtadm -C 7 --lld iscsi --mode target --op update --tid 1';
+    assert.deepEqual(runner.lines.filter((l) => l.includes('--op update')), [
+      `${T} --name ImmediateData --value No`,
+      `${T} --name MaxRecvDataSegmentLength --value 65536`,
+      `${T} --name MaxBurstLength --value 65536`,
+      `${T} --name FirstBurstLength --value 32768`,
+      `${T} --name MaxOutstandingR2T --value 4`,
+    ]);
+    assert.ok(!runner.lines.some((l) => / --op show --tid /.test(l)), 'a new target is not read back by the driver');
+  });
+
+  it('an existing target: reads its parameters, changes what differs, and puts keys the request leaves out back to tgt defaults', async () => {
+    const make = () =>
+      new RecordingCommandRunner()
+        .when(showTid, { stdout: PARAMS_SET })
+        .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW })
+        .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'account', '--op', 'show'], { stdout: 'Account list:\n    tgtmutual\n    alice\n' })
+        .when((cmd) => cmd === 'tgtadm', {});
+    const spec = {
+      iqn: IQN,
+      lun: 1,
+      backingPath: '/tmp/t/lun.img',
+      allowedInitiators: ['iqn.2026-11.org.vcstor.lab:guest0'],
+      allowedAddresses: ['203.0.113.6'],
+      allowAnyInitiator: false,
+      chap: { username: 'alice', password: 'secretpass12', mutualUsername: 'tgtmutual', mutualPassword: 'mutualpass123' },
+    };
+    const same = make();
+    await new TgtIscsiTarget({ runner: same, controlPort: 7 }).ensureExport({ ...spec, sessionParams: { immediateData: false, maxBurstLength: 65_536, firstBurstLength: 65_536 } }, never);
+    assert.deepEqual(same.lines.filter((l) => !/--op show/.test(l)), [], 'what tgtd holds already: nothing to do');
+    assert.ok(same.lines.includes(`tgtadm -C 7 --lld iscsi --mode target --op show --tid 1`), 'the target was read');
+
+    const other = make();
+    await new TgtIscsiTarget({ runner: other, controlPort: 7 }).ensureExport({ ...spec, sessionParams: { maxBurstLength: 131_072 } }, never);
+    const T = 'tgtadm -C 7 --lld iscsi --mode target --op update --tid 1';
+    assert.deepEqual(other.lines.filter((l) => !/--op show/.test(l)), [`${T} --name ImmediateData --value Yes`, `${T} --name MaxBurstLength --value 131072`]);
+  });
+
+  it('reads the parameters of a listed target; none for a target tgtd does not have', async () => {
+    const runner = new RecordingCommandRunner()
+      .when(showTid, { stdout: PARAMS_SET })
+      .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW });
+    const driver = new TgtIscsiTarget({ runner, controlPort: 7 });
+    assert.deepEqual(await driver.readSessionParams(IQN, never), { ...TGT_DEFAULT_SESSION_PARAMS, immediateData: false, maxBurstLength: 65_536 });
+    assert.equal(await driver.readSessionParams('iqn.2026-11.org.vcstor.lab:gone', never), undefined);
   });
 
   it('creates a target with its LUN, ACL and mutual CHAP: the exact commands, secrets masked', async () => {
@@ -77,6 +153,7 @@ describe('tgt driver', () => {
 
   it('changes nothing on a target that already matches (idempotent)', async () => {
     const runner = new RecordingCommandRunner()
+      .when(showTid, { stdout: PARAMS_DEFAULTS })
       .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdout: SHOW })
       .on('tgtadm', ['-C', '7', '--lld', 'iscsi', '--mode', 'account', '--op', 'show'], { stdout: 'Account list:\n    tgtmutual\n    alice\n' });
     await new TgtIscsiTarget({ runner, controlPort: 7 }).ensureExport(
@@ -158,6 +235,7 @@ describe('tgt driver', () => {
   it('adopts a target another tool made under the same name instead of failing', async () => {
     let shows = 0;
     const runner = new RecordingCommandRunner()
+      .when(showTid, { stdout: PARAMS_DEFAULTS })
       .when((cmd, args) => cmd === 'tgtadm' && args.includes('show') && args.includes('target'), () => ({ stdout: shows++ === 0 ? '' : 'Target 5: iqn.2026-11.org.vcstor.lab:v1\n' }))
       .when((cmd, args) => cmd === 'tgtadm' && args.join(' ').includes('--op new --tid 1 '), { exitCode: 22, stderr: 'tgtadm: this target already exists\n' })
       .when((cmd) => cmd === 'tgtadm', {});
@@ -166,6 +244,8 @@ describe('tgt driver', () => {
     assert.deepEqual(runner.lines.filter((l) => !l.endsWith('--op show')).slice(1), [
       'tgtadm -C 7 --lld iscsi --mode logicalunit --op new --tid 5 --lun 1 --backing-store /srv/pool/v1.img --bstype aio',
       'tgtadm -C 7 --lld iscsi --mode target --op bind --tid 5 --initiator-address ALL',
+      // An adopted target may hold any parameters: read, and found at tgt's defaults.
+      'tgtadm -C 7 --lld iscsi --mode target --op show --tid 5',
     ]);
   });
 
