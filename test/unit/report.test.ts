@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report.js';
+import { dataPaths, ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report.js';
 import type { MeasurementRecord, RunSetup, RunRecord } from '../../coordinator/model.js';
 
 const RUN_ID = 'run-0042';
@@ -25,10 +25,13 @@ const RUN: RunRecord = {
   error: '3 steps failed',
 };
 
+/** bonnie++'s CPU % beside every figure of {@link bonnieResult}. */
+const BONNIE_CPU = 12;
+
 /** A BenchmarkResult as JSON, the way the coordinator records it. */
 function bonnieResult(writeKBps: number, readKBps: number | undefined): Record<string, unknown> {
   const figure = (perSecond: number | undefined): Record<string, unknown> =>
-    perSecond === undefined ? { measured: false, perSecond: 0, cpuPercent: 0, latencyUs: 0 } : { measured: true, perSecond, cpuPercent: 12, latencyUs: 3400 };
+    perSecond === undefined ? { measured: false, perSecond: 0, cpuPercent: 0, latencyUs: 0 } : { measured: true, perSecond, cpuPercent: BONNIE_CPU, latencyUs: 3400 };
   return { bonnie: { version: '2.00a', fileSizeBytes: 1 << 30, chunkSizeBytes: 8192, writeBlock: figure(writeKBps), readBlock: figure(readKBps) }, startedUnixMs: 1, elapsedMs: 60_000, label: '', result: 'bonnie' };
 }
 
@@ -211,15 +214,16 @@ describe('the set-up (Table 1)', () => {
   it('heads the text table: parameters, then each host with its memory', () => {
     const text = resultsTable(RUN, campaign(), setup);
     assert.match(text, /^set-up: 2 repetitions, 768 MiB zero-filled volumes; bonnie \(fileSize=402653184 ram=201326592\)$/m);
-    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('storage '))!), ['storage', 'storage0', '192 MiB', 'memory cgroup /vcstor.vcs/storage0', 'volumes=filepool iscsi-target=tgt']);
-    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('guest '))!).slice(0, 4), ['guest', 'guest0', 'unknown', 'machine']);
+    // A set-up of before Table 1's kernel, CPUs, tools and link: "not recorded", never blank.
+    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('storage '))!), ['storage', 'storage0', 'not recorded', 'not recorded', '192 MiB', 'memory cgroup /vcstor.vcs/storage0', 'not recorded', 'volumes=filepool iscsi-target=tgt']);
+    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('guest '))!).slice(4, 6), ['unknown', 'machine']);
     assert.doesNotMatch(resultsTable(RUN, campaign()), /set-up:/, 'no set-up section without a setup');
   });
 
   it('is a section of the report', () => {
     const html = renderReport(RUN, campaign(), { setup });
     assert.match(html, /<h2>Set-up \(Table 1\)<\/h2>/);
-    assert.match(html, /<tr data-role="storage"><td>storage<\/td><td>storage0<\/td><td>lab<\/td><td class="num">192 MiB<\/td>/);
+    assert.match(html, /<tr data-role="storage"><td>storage<\/td><td>storage0<\/td><td>lab<\/td><td class="not-recorded">not recorded<\/td><td class="not-recorded">not recorded<\/td><td class="num">192 MiB<\/td>/);
     assert.doesNotMatch(renderReport(RUN, campaign()), /Set-up \(Table 1\)/);
   });
 });
@@ -263,17 +267,18 @@ describe('resultsTable', () => {
   it('has a header with a column per repetition and the mean', () => {
     const header = table.split('\n').find((l) => l.startsWith('method'));
     assert.ok(header);
-    assert.deepEqual(columns(header), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean', '95% CI', 'cv']);
+    assert.deepEqual(columns(header), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean', '95% CI', 'cv', 'cpu']);
     assert.match(table, /^run run-0042 \(paper-campaign\): failed$/m);
   });
 
   it('has a row per method and figure with the repetitions and their mean', () => {
     // Two repetitions: sd = |a - b| / sqrt 2, the 95% interval t(1) = 12.706 times sd / sqrt 2.
     // 58000, 59220: sd 862.7, ±7751, cv 1.5%.
-    assert.deepEqual(tableRow(table, 'file-local', 'bonnie block write'), ['file-local', 'bonnie block write', 'KB/s', '58000', '59220', '58610', '±7751', '1.5%']);
-    assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-', '-', '-']);
+    // bonnie++'s CPU % beside it: the mean over the repetitions that measured the figure.
+    assert.deepEqual(tableRow(table, 'file-local', 'bonnie block write'), ['file-local', 'bonnie block write', 'KB/s', '58000', '59220', '58610', '±7751', '1.5%', `${BONNIE_CPU}%`]);
+    assert.deepEqual(tableRow(table, 'nfs', 'bonnie block write'), ['nfs', 'bonnie block write', 'KB/s', 'failed', 'failed', '-', '-', '-', '-']);
     // One repetition has no spread to show.
-    assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000', '-', '-']);
+    assert.deepEqual(tableRow(table, 'file-iscsi', 'bonnie block read'), ['file-iscsi', 'bonnie block read', 'KB/s', '55000', 'n/a', '55000', '-', '-', `${BONNIE_CPU}%`]);
     assert.deepEqual(tableRow(table, 'iscsi', 'postmark transactions (whole run)'), ['iscsi', 'postmark transactions (whole run)', 'tx/s', '420', '-', '420', '-', '-']);
     // 60, 62: sd 1.414, ±12.7, cv 2.3%.
     assert.deepEqual(tableRow(table, 'file-local', 'sparse-image mean pass throughput'), ['file-local', 'sparse-image mean pass throughput', 'MB/s', '60.0', '62.0', '61.0', '±12.7', '2.3%']);
@@ -325,23 +330,24 @@ describe('resultsCsv', () => {
   const rows = parseCsv(csv);
 
   it('has the header and a row per measurement × figure', () => {
-    assert.deepEqual(rows[0], ['run_id', 'method', 'benchmark', 'repetition', 'figure', 'unit', 'value', 'error']);
-    // bonnie 14 records × 3 figures (block write, rewrite, block read), postmark 13 × 1, sparse-image 14 × (mean + 3 passes).
+    assert.deepEqual(rows[0], ['run_id', 'method', 'benchmark', 'repetition', 'figure', 'unit', 'value', 'error', 'outcome', 'cpu_percent']);
+    // bonnie 14 records × 3 figures (block write, block read, rewrite), postmark 13 × 1, sparse-image 14 × (mean + 3 passes).
     assert.equal(rows.length - 1, 14 * 3 + 13 + 14 * 4);
-    assert.ok(rows.every((r) => r.length === 8));
+    assert.ok(rows.every((r) => r.length === 10));
   });
 
   it('quotes an error holding a comma and quotes (RFC 4180) and reads back unchanged', () => {
-    const line = `${RUN_ID},nfs,bonnie,1,block write,KB/s,,"mount.nfs: access denied by server while mounting ""storage:/export/r42-nfs"", <rep> & retry"`;
+    const line = `${RUN_ID},nfs,bonnie,1,block write,KB/s,,"mount.nfs: access denied by server while mounting ""storage:/export/r42-nfs"", <rep> & retry",failed,`;
     assert.ok(csv.split('\r\n').includes(line), 'the exact quoted line');
     const nfsRows = rows.filter((r) => r[1] === 'nfs' && r[2] === 'bonnie');
     assert.equal(nfsRows.length, 6);
-    assert.ok(nfsRows.every((r) => r[6] === '' && r[7] === NFS_ERROR));
+    assert.ok(nfsRows.every((r) => r[6] === '' && r[7] === NFS_ERROR && r[8] === 'failed' && r[9] === ''));
   });
 
   it('writes values unrounded and per-pass rows for the sparse test', () => {
-    assert.deepEqual(rows.find((r) => r[1] === 'file-local' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block write'), [RUN_ID, 'file-local', 'bonnie', '2', 'block write', 'KB/s', '59220', '']);
-    assert.deepEqual(rows.find((r) => r[1] === 'file-iscsi' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block read')?.slice(6), ['', ''], 'unmeasured: empty, no error');
+    assert.deepEqual(rows.find((r) => r[1] === 'file-local' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block write'), [RUN_ID, 'file-local', 'bonnie', '2', 'block write', 'KB/s', '59220', '', 'ok', String(BONNIE_CPU)]);
+    assert.deepEqual(rows.find((r) => r[1] === 'file-iscsi' && r[2] === 'bonnie' && r[3] === '2' && r[4] === 'block read')?.slice(6), ['', '', 'ok', ''], 'unmeasured: empty, no error, no CPU');
+    assert.deepEqual(rows.filter((r) => r[1] === 'file-local' && r[2] === 'bonnie' && r[3] === '1').map((r) => r[4]), ['block write', 'block read', 'rewrite'], "bonnie++'s figures in the paper's order");
     const sparse = rows.filter((r) => r[1] === 'file-local' && r[2] === 'sparse-image' && r[3] === '1');
     assert.deepEqual(sparse.map((r) => [r[4], r[5], r[6]]), [
       ['mean pass throughput', 'MB/s', '60'],
@@ -353,9 +359,9 @@ describe('resultsCsv', () => {
 
   it('quotes a field with a line break and ends lines with CRLF', () => {
     const text = resultsCsv([failed('iscsi', 'fio', 1, 'line one\r\nline "two"')]);
-    assert.equal(text, 'run_id,method,benchmark,repetition,figure,unit,value,error\r\n' + `${RUN_ID},iscsi,fio,1,write bandwidth,MB/s,,"line one\r\nline ""two"""\r\n` + `${RUN_ID},iscsi,fio,1,read bandwidth,MB/s,,"line one\r\nline ""two"""\r\n`);
+    assert.equal(text, 'run_id,method,benchmark,repetition,figure,unit,value,error,outcome,cpu_percent\r\n' + `${RUN_ID},iscsi,fio,1,write bandwidth,MB/s,,"line one\r\nline ""two""",failed,\r\n` + `${RUN_ID},iscsi,fio,1,read bandwidth,MB/s,,"line one\r\nline ""two""",failed,\r\n`);
     assert.deepEqual(parseCsv(text)[1]?.[7], 'line one\r\nline "two"');
-    assert.ok(resultsCsv([failed('iscsi', 'fio', 1, 'only\na line break')]).includes(',"only\na line break"\r\n'), 'a line break alone is quoted too');
+    assert.ok(resultsCsv([failed('iscsi', 'fio', 1, 'only\na line break')]).includes(',"only\na line break",failed,\r\n'), 'a line break alone is quoted too');
   });
 });
 
@@ -507,3 +513,328 @@ describe('renderReport', () => {
     }
   });
 });
+
+describe("the paper's figures, dom0's baselines and Tables 1-2", () => {
+  /** bonnie++ with all three figures and a CPU % of its own beside each. */
+  function bonnieFull(write: [number, number], read: [number, number], rewrite: [number, number]): Record<string, unknown> {
+    const figure = ([perSecond, cpuPercent]: [number, number]) => ({ measured: true, perSecond, cpuPercent, latencyUs: 1 });
+    return { bonnie: { version: '2.00a', writeBlock: figure(write), readBlock: figure(read), rewrite: figure(rewrite) }, result: 'bonnie' };
+  }
+  /** [KB/s, CPU %] per figure and repetition. */
+  const DOM0_BONNIE: Record<string, Array<{ write: [number, number]; read: [number, number]; rewrite: [number, number] }>> = {
+    'dom0-local': [
+      { write: [90000, 11], read: [95000, 7], rewrite: [40000, 23] },
+      { write: [92000, 13], read: [97000, 9], rewrite: [42000, 25] },
+    ],
+    'dom0-iscsi': [
+      { write: [70000, 20], read: [75000, 30], rewrite: [30000, 40] },
+      { write: [72000, 22], read: [77000, 32], rewrite: [32000, 42] },
+    ],
+  };
+  const DOM0_POSTMARK: Record<string, [number, number]> = { 'dom0-local': [900, 920], 'dom0-iscsi': [700, 720] };
+  const SKIP_REASON = "the dom0 agent's nfs-client driver (libnfs) reaches image files only";
+
+  function dom0Rows(): MeasurementRecord[] {
+    const rows: MeasurementRecord[] = [];
+    for (const repetition of [1, 2]) {
+      for (const [method, reps] of Object.entries(DOM0_BONNIE)) {
+        const r = reps[repetition - 1]!;
+        rows.push(ok(method, 'bonnie', repetition, bonnieFull(r.write, r.read, r.rewrite)));
+        rows.push(ok(method, 'postmark', repetition, postmarkResult(DOM0_POSTMARK[method]![repetition - 1]!)));
+      }
+      for (const benchmark of ['bonnie', 'postmark']) rows.push(failed('dom0-nfs', benchmark, repetition, `skipped: ${SKIP_REASON}`));
+    }
+    return rows;
+  }
+  const withDom0 = (): MeasurementRecord[] => [...dom0Rows(), ...campaign()];
+
+  /** A lab's set-up with every Table 1/2 field. */
+  const FULL_SETUP: RunSetup = {
+    hosts: [
+      { role: 'storage', name: 'storage0', hostname: 'lab', version: '0.1.0', memoryScope: 'memory cgroup /vcstor.vcs/storage0', memoryBytes: 128 * 2 ** 20, drivers: ['volumes=filepool', 'iscsi-target=tgt', 'nfs-server=ganesha'], kernel: '6.1.0-18-amd64', cpus: 4, tools: { tgtadm: '1:1.0.85-1', 'ganesha.nfsd': '4.3-8' } },
+      { role: 'dom0', name: 'host0', hostname: 'lab', version: '0.1.0', memoryScope: 'memory cgroup /vcstor.vcs/host0', memoryBytes: 128 * 2 ** 20, drivers: ['iscsi-initiator=qsd', 'nfs-client=libnfs', 'hypervisor=sandbox', 'filesystem=ext4'], kernel: '6.1.0-18-amd64', cpus: 2, tools: { 'qemu-storage-daemon': '1:7.2+dfsg-7' } },
+      { role: 'guest', name: 'guest0', hostname: 'lab', version: '0.1.0', memoryScope: 'memory cgroup /vcstor.vcs/guest0', memoryBytes: 128 * 2 ** 20, drivers: ['iscsi-initiator=qsd', 'nfs-client=kernel (unavailable)', 'filesystem=ext4'], kernel: '6.1.0-18-amd64', cpus: 1, tools: { 'bonnie++': '2.00a', fio: '3.33-3' } },
+    ],
+    linkRate: '1gbit',
+    iscsiParams: { MaxRecvDataSegmentLength: '262144', ImmediateData: 'Yes' },
+    iscsiSessions: [
+      { method: 'phy-iscsi', initiator: 'iqn.2024-05.org.vcstor:host0', target: 'iqn.2024-05.org.vcstor:r1-phy-iscsi', params: { MaxRecvDataSegmentLength: '262144', ImmediateData: 'Yes', HeaderDigest: 'None' } },
+      { method: 'iscsi', initiator: 'iqn.2024-05.org.vcstor:guest0', target: 'iqn.2024-05.org.vcstor:r1-iscsi', params: { MaxRecvDataSegmentLength: '65536', ImmediateData: 'No' } },
+    ],
+    nfsClients: [{ method: 'file-nfs', client: 'libnfs', options: 'nfs://storage0/export/r1-file-nfs?version=3' }],
+    repetitions: 2,
+    volumeSizeBytes: 768 * 2 ** 20,
+    provisioning: 'zero-filled',
+    benchmarks: { bonnie: 'fileSize=402653184 chunk=8192', postmark: 'transactions=1000 files=100', sparseImage: 'passes=3' },
+  };
+  /** The same hosts with a real host's drivers. */
+  const REAL_SETUP: RunSetup = {
+    ...FULL_SETUP,
+    hosts: FULL_SETUP.hosts.map((h) => ({
+      ...h,
+      drivers: h.role === 'storage' ? ['volumes=lvm', 'iscsi-target=lio', 'nfs-server=kernel'] : h.role === 'dom0' ? ['iscsi-initiator=open-iscsi', 'nfs-client=kernel', 'hypervisor=xen'] : ['iscsi-initiator=open-iscsi', 'nfs-client=kernel'],
+    })),
+  };
+  /** A set-up recorded before Table 1's new fields and Table 2. */
+  const OLD_SETUP: RunSetup = { hosts: FULL_SETUP.hosts.map(({ kernel: _k, cpus: _c, tools: _t, ...h }) => h), repetitions: 2, volumeSizeBytes: 768 * 2 ** 20, provisioning: 'zero-filled', benchmarks: { bonnie: 'fileSize=402653184' } };
+
+  const FIGURE_TITLES = [
+    'Fig. 3 — dom0 sequential I/O (bonnie++ block write, block read, rewrite): local disk, NFS, iSCSI',
+    'Fig. 4 — guest sequential I/O per method (block write, read, rewrite)',
+    'Fig. 5 — PostMark in dom0',
+    'Fig. 6 — PostMark in the guest per method',
+    'Fig. 7 — the sparse test (section 4.3)',
+  ];
+
+  /** Each figure of a page, in order: its data-paper-figure, whether drawn, its markup. */
+  function paperFigures(html: string): Array<{ number: string; drawn: boolean; markup: string }> {
+    return [...html.matchAll(/<figure class="chart" [^>]*data-paper-figure="([^"]+)">[\s\S]*?<\/figure>|<p class="not-measured" [^>]*data-paper-figure="([^"]+)">[\s\S]*?<\/p>/g)].map((m) => ({ number: (m[1] ?? m[2])!, drawn: m[1] !== undefined, markup: m[0] }));
+  }
+  const title = (markup: string) => markup.match(/<h3 class="figure-title">([^<]*)<\/h3>|<strong>([^<]*)<\/strong>/)?.slice(1).find((t) => t !== undefined);
+
+  /** Tags balance, void and self-closed ones aside; ids are unique. */
+  function assertWellFormed(html: string): void {
+    const stack: string[] = [];
+    const voids = new Set(['meta', 'br', 'hr', 'img', 'input', 'link']);
+    const body = html.replace(/<style>[\s\S]*?<\/style>/, '');
+    for (const m of body.matchAll(/<(\/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^>]*?(\/?)>/g)) {
+      const [, closing, name, selfClosed] = m;
+      if (voids.has(name!.toLowerCase()) || selfClosed === '/') continue;
+      if (closing) assert.equal(stack.pop(), name, `</${name}> closes what was opened at ${m.index}`);
+      else stack.push(name!);
+    }
+    assert.deepEqual(stack, [], 'every element closed');
+    const ids = [...body.matchAll(/\sid="([^"]*)"/g)].map((m) => m[1]);
+    assert.equal(new Set(ids).size, ids.length, 'ids are unique');
+    assert.doesNotMatch(body.replace(/<[^>]*>/g, ''), /[<>]/, 'no stray angle bracket in text');
+  }
+
+  it("numbers and titles Figs. 3-7 in the paper's order, extras after, unnumbered", () => {
+    const fio = ok('phy-local', 'fio', 1, { fio: { write: { bandwidthBytesPerSecond: 50e6 }, read: { bandwidthBytesPerSecond: 60e6 } } });
+    const html = renderReport(RUN, [...withDom0(), fio], { setup: FULL_SETUP });
+    const figures = paperFigures(html);
+    assert.deepEqual(figures.map((f) => f.number), ['3', '4', '5', '6', '7', 'extra']);
+    assert.deepEqual(figures.map((f) => title(f.markup)), [...FIGURE_TITLES, 'Extra: fio in the guest per method']);
+    assert.ok(figures.every((f) => f.drawn), 'every figure has rows');
+    const panels = (f: { markup: string }) => charts(f.markup).map((c) => c.figure);
+    assert.deepEqual(panels(figures[0]!), ['dom0/bonnie/block write', 'dom0/bonnie/block read', 'dom0/bonnie/rewrite']);
+    assert.deepEqual(panels(figures[1]!), ['bonnie/block write', 'bonnie/block read']);
+    assert.deepEqual(panels(figures[2]!), ['dom0/postmark/transactions (whole run)']);
+    assert.deepEqual(panels(figures[3]!), ['postmark/transactions (whole run)']);
+    assert.deepEqual(panels(figures[4]!), ['sparse-image/pass throughput']);
+    assert.deepEqual(panels(figures[5]!), ['fio/write bandwidth', 'fio/read bandwidth']);
+    // dom0's figures hold the baselines alone, the guest's the methods alone.
+    for (const chart of charts(figures[0]!.markup)) assert.deepEqual(groups(chart.svg).map((g) => g.method), ['dom0-local', 'dom0-nfs', 'dom0-iscsi']);
+    for (const chart of charts(figures[1]!.markup)) assert.deepEqual(groups(chart.svg).map((g) => g.method), PAPER_ORDER);
+    assertWellFormed(html);
+  });
+
+  it('lists a figure without rows as not measured in this run, and why', () => {
+    const html = renderReport(RUN, campaign(), { setup: OLD_SETUP });
+    const figures = paperFigures(html);
+    assert.deepEqual(figures.map((f) => [f.number, f.drawn]), [['3', false], ['4', true], ['5', false], ['6', true], ['7', true]]);
+    for (const f of [figures[0]!, figures[2]!]) {
+      assert.ok(f.markup.includes('not measured in this run: no dom0 rows: the plan ran none of the dom0 baselines (dom0-local, dom0-nfs, dom0-iscsi)'), f.markup);
+      assert.equal(charts(f.markup).length, 0);
+    }
+    assert.equal(charts(html).filter((c) => c.figure.startsWith('dom0/')).length, 0, 'no dom0 chart at all');
+    const text = resultsTable(RUN, campaign(), OLD_SETUP);
+    assert.ok(text.includes(`${FIGURE_TITLES[0]}: not measured in this run: no dom0 rows`));
+    assert.ok(text.includes(`${FIGURE_TITLES[2]}: not measured in this run: no dom0 rows`));
+    // The guest's sparse test missing from a plan that names other benchmarks: it says which.
+    const noSparse = renderReport(RUN, campaign().filter((m) => m.benchmark !== 'sparse-image'), { setup: OLD_SETUP });
+    assert.match(paperFigures(noSparse)[4]!.markup, /not measured in this run: no method ran the sparse test \(sparse-image or sparse-disk\): not among the plan&#39;s benchmarks \(bonnie\)/);
+    assertWellFormed(html);
+  });
+
+  it('captions every figure: its number, what it shows with the plan parameters, how to read it', () => {
+    const html = renderReport(RUN, withDom0(), { setup: FULL_SETUP });
+    const figures = paperFigures(html);
+    for (const f of figures) {
+      const caption = f.markup.match(/<figcaption>([\s\S]*?)<\/figcaption>/)?.[1];
+      assert.ok(caption?.startsWith(`Fig. ${f.number}. `), `Fig. ${f.number}'s caption: ${caption}`);
+      assert.match(caption!, /&quot;Data paths&quot; below/);
+      assert.match(caption!, /&quot;n\/a&quot; marks a value that is missing \(skipped, failed, or not measured by the tool\)/);
+    }
+    const caption = (n: number) => figures[n - 3]!.markup.match(/<figcaption>([\s\S]*?)<\/figcaption>/)![1]!;
+    assert.ok(caption(3).includes(`bonnie++ (${FULL_SETUP.benchmarks.bonnie})`) && caption(3).includes('dom0-local'));
+    assert.ok(caption(4).includes(`bonnie++ (${FULL_SETUP.benchmarks.bonnie}) in the guest`));
+    assert.ok(caption(6).includes(`PostMark (${FULL_SETUP.benchmarks.postmark}) in the guest`));
+    assert.match(caption(3), /Panels: \(a\) block write, \(b\) block read, \(c\) rewrite\./);
+    assert.match(caption(3), /whisker its 95% confidence interval/);
+    assert.match(caption(3), /CPU %/);
+    assert.doesNotMatch(caption(5), /CPU %/, 'PostMark reports no CPU');
+    assert.match(caption(7), /a bar per pass/);
+  });
+
+  it("shows bonnie++'s CPU % beside each throughput: bars, the results tables, the text table", () => {
+    const measurements = withDom0();
+    const html = renderReport(RUN, measurements, { setup: FULL_SETUP });
+    const text = resultsTable(RUN, measurements, FULL_SETUP);
+    const fields = { 'block write': 'write', 'block read': 'read', rewrite: 'rewrite' } as const;
+    for (const [method, reps] of Object.entries(DOM0_BONNIE)) {
+      for (const [figure, field] of Object.entries(fields)) {
+        const svg = charts(html).find((c) => c.figure === `dom0/bonnie/${figure}`)!.svg;
+        const groupBars = bars(groups(svg).find((g) => g.method === method)!.markup);
+        assert.deepEqual(groupBars.map((b) => [b.match(/data-value="([^"]*)"/)?.[1], b.match(/data-cpu="([^"]*)"/)?.[1]]), reps.map((r) => r[field].map(String)), `${method} ${figure}`);
+        // The results table: each repetition's value with its CPU %, then the mean CPU %.
+        const row = html.match(new RegExp(`<tr data-method="${method}" data-figure="bonnie/${figure}">[\\s\\S]*?</tr>`))![0];
+        assert.deepEqual([...row.matchAll(/data-cpu="([^"]*)"/g)].map((m) => Number(m[1])), reps.map((r) => r[field][1]));
+        const meanCpu = (reps[0]![field][1] + reps[1]![field][1]) / 2;
+        const shown = `${meanCpu.toFixed(meanCpu >= 10 ? 0 : 1)}%`;
+        assert.ok(row.includes(`<td class="num cpu-mean">${shown}</td>`), `${method} ${figure}: ${row}`);
+        assert.equal(tableRow(text, method, `bonnie ${figure}`).at(-1), shown);
+      }
+    }
+    // Where bonnie++ did not measure a figure ("+++++"), no CPU beside it either.
+    const untimed = bars(groups(charts(html).find((c) => c.figure === 'bonnie/block read')!.svg).find((g) => g.method === 'file-iscsi')!.markup);
+    assert.equal(untimed.length, 1);
+    assert.deepEqual(tableRow(text, 'file-iscsi', 'bonnie block read').slice(3, 5), ['55000', 'n/a']);
+    const fig5 = text.slice(text.indexOf('Fig. 5 — PostMark in dom0\n'));
+    assert.deepEqual(columns(fig5.split('\n')[1]!), ['method', 'figure', 'unit', 'rep1', 'rep2', 'mean', '95% CI', 'cv'], 'no CPU column for PostMark');
+  });
+
+  it('says ok, skipped, failed (and cancelled for a run) in the text and the page alike', () => {
+    const measurements = [...withDom0(), failed('iscsi', 'bonnie', 3, 'setup failed: login refused')];
+    const okRun: RunRecord = { ...RUN, state: 'succeeded', error: '' };
+    const text = resultsTable(okRun, measurements, FULL_SETUP);
+    const html = renderReport(okRun, measurements, { setup: FULL_SETUP });
+    assert.match(text, /^run run-0042 \(paper-campaign\): ok$/m);
+    assert.deepEqual(tableRow(text, 'dom0-nfs', 'bonnie block write').slice(3, 5), ['skipped', 'skipped']);
+    assert.deepEqual(tableRow(text, 'nfs', 'bonnie block write').slice(3, 5), ['failed', 'failed']);
+    assert.equal(tableRow(text, 'iscsi', 'bonnie block write')[5], 'failed', 'rep 3');
+    const section = (name: string) => text.slice(text.indexOf(`\n${name}\n`) + 1).split('\n\n')[0]!.split('\n').slice(1);
+    assert.deepEqual(section('skipped'), ['bonnie', 'postmark'].flatMap((b) => [1, 2].map((r) => `  dom0-nfs ${b} rep${r}: skipped: ${SKIP_REASON}`)));
+    assert.ok(section('failed').includes('  iscsi bonnie rep3: setup failed: login refused'));
+    assert.ok(section('failed').every((l) => !l.includes('skipped:')));
+
+    const count = (outcome: string) => measurements.filter((m) => (m.error === '' ? 'ok' : m.error.startsWith('skipped:') ? 'skipped' : 'failed') === outcome).length;
+    assert.ok(html.includes(`<dt>measurements</dt><dd>${count('ok')} ok, ${count('skipped')} skipped, ${count('failed')} failed</dd>`));
+    assert.ok(html.includes('<dt>state</dt><dd>ok</dd>') && html.includes('state ok'));
+    const skippedSlots = missingSlots(groups(charts(html).find((c) => c.figure === 'dom0/bonnie/block write')!.svg).find((g) => g.method === 'dom0-nfs')!.markup);
+    assert.equal(skippedSlots.length, 2);
+    for (const slot of skippedSlots) assert.ok(slot.includes('data-outcome="skipped"') && slot.includes(`skipped: ${SKIP_REASON.replace(/'/g, '&#39;')}</title>`), slot);
+    const failedSlot = missingSlots(groups(charts(html).find((c) => c.figure === 'bonnie/block write')!.svg).find((g) => g.method === 'iscsi')!.markup);
+    assert.ok(failedSlot.some((s) => s.includes('data-outcome="failed"') && s.includes('failed: setup failed: login refused</title>')));
+    assert.match(html, /<td class="missing skipped" data-method="dom0-nfs" data-repetition="1" data-outcome="skipped" title="[^"]*">skipped<\/td>/);
+    assert.match(html, /<ul class="errors" data-outcome="skipped">/);
+    // The words of a run's states: no "succeeded" anywhere a reader looks.
+    assert.doesNotMatch(html.replace(/<[^>]*>/g, ' '), /\bsucceeded\b/);
+    assert.doesNotMatch(text, /\bsucceeded\b/);
+    const cancelled = { ...RUN, state: 'cancelled' as const };
+    assert.match(resultsTable(cancelled, measurements), /: cancelled$/m);
+    assert.ok(renderReport(cancelled, measurements).includes('<dt>state</dt><dd>cancelled</dd>'));
+    assertWellFormed(html);
+  });
+
+  it("says each row's data path in this run, from the set-up's drivers", () => {
+    const measurements = withDom0();
+    const lab = new Map(dataPaths(measurements, FULL_SETUP).map((p) => [p.method, p]));
+    assert.deepEqual([...lab.keys()], ['dom0-local', 'dom0-nfs', 'dom0-iscsi', ...PAPER_ORDER]);
+    assert.match(lab.get('dom0-local')!.text, /directory on dom0's own local filesystem/);
+    assert.match(lab.get('dom0-iscsi')!.text, /tgtd .*qemu-storage-daemon \+ libiscsi.*ext4 mounted in dom0/);
+    assert.match(lab.get('dom0-nfs')!.text, /kernel NFS mount in dom0 — not available where dom0's NFS client is libnfs/);
+    assert.ok(lab.get('dom0-nfs')!.text.endsWith(`Skipped in this run: ${SKIP_REASON}`));
+    assert.match(lab.get('file-local')!.text, /qemu-storage-daemon \(driver=file, buffered/);
+    assert.match(lab.get('phy-iscsi')!.text, /dom0's initiator \(qemu-storage-daemon \+ libiscsi/);
+    assert.match(lab.get('iscsi')!.text, /the guest's own initiator/);
+    assert.match(lab.get('file-nfs')!.text, /libnfs, NFSv3/);
+    assert.match(lab.get('nfs')!.basis, /guest nfs-client=kernel \(unavailable\)/);
+    assert.match(lab.get('phy-iscsi')!.basis, /^from the set-up: .*dom0 iscsi-initiator=qsd.*dom0 hypervisor=sandbox/);
+
+    const real = new Map(dataPaths(measurements, REAL_SETUP).map((p) => [p.method, p]));
+    assert.match(real.get('phy-iscsi')!.text, /LIO .*open-iscsi/);
+    assert.doesNotMatch(real.get('phy-iscsi')!.text, /qemu-storage-daemon/);
+    assert.match(real.get('file-local')!.text, /Xen file: VBD/);
+    // The path as a kernel client makes it; the reason it was skipped is the measurement's own.
+    assert.ok(real.get('dom0-nfs')!.text.startsWith("a storage-server volume (an LV), ext4 on it, exported by the kernel's nfsd → a kernel NFS mount in dom0. Skipped in this run: "));
+    assert.match(real.get('file-nfs')!.text, /kernel NFS mount in dom0 → image file → Xen file: VBD/);
+
+    const unknown = new Map(dataPaths(measurements).map((p) => [p.method, p]));
+    assert.match(unknown.get('phy-iscsi')!.text, /^in the namespace lab, .*qemu-storage-daemon.*; on a real host, .*open-iscsi/);
+    assert.equal(unknown.get('phy-iscsi')!.basis, 'drivers not recorded (no set-up)');
+
+    const html = renderReport(RUN, measurements, { setup: FULL_SETUP });
+    const section = html.slice(html.indexOf('<section class="data-paths">'), html.indexOf('</section>', html.indexOf('<section class="data-paths">')));
+    assert.deepEqual([...section.matchAll(/<li data-method="([^"]*)">/g)].map((m) => m[1]), [...lab.keys()]);
+    assert.ok(html.indexOf('<section class="data-paths">') > html.indexOf('data-paper-figure="7"'), 'after the figures');
+  });
+
+  it('shows Table 1 per host and Table 2, or "not recorded" for a run without them', () => {
+    const html = renderReport(RUN, withDom0(), { setup: FULL_SETUP });
+    for (const h of FULL_SETUP.hosts) {
+      const row = html.match(new RegExp(`<tr data-role="${h.role}">[\\s\\S]*?</tr>`))![0];
+      const cells = [...row.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) => m[1]);
+      assert.deepEqual(cells.slice(0, 5), [h.role, h.name, h.hostname, h.kernel, String(h.cpus)]);
+      assert.equal(cells[7], esc(Object.entries(h.tools!).map(([t, v]) => `${t} ${v}`).join(', ')));
+      assert.equal(cells[8], FULL_SETUP.linkRate);
+    }
+    const iscsi = html.match(/<table class="iscsi-params"[\s\S]*?<\/table>/)![0];
+    const param = (name: string, method?: string) => iscsi.match(new RegExp(`<td${method ? ` data-method="${method}"` : ''} data-param="${name}">([^<]*)</td>`))?.[1];
+    for (const [name, value] of Object.entries(FULL_SETUP.iscsiParams!)) assert.equal(param(name), value, `requested ${name}`);
+    for (const s of FULL_SETUP.iscsiSessions!) for (const [name, value] of Object.entries(s.params)) assert.equal(param(name, s.method), value, `${s.method} ${name}`);
+    assert.equal(param('HeaderDigest'), "the driver's default".replace("'", '&#39;'), 'asked for by none');
+    assert.equal(param('HeaderDigest', 'iscsi'), '-', 'not reported by that session');
+    const nfs = html.match(/<table class="nfs-clients"[\s\S]*?<\/table>/)![0];
+    assert.ok(nfs.includes(`<tr data-method="file-nfs"><td>file-nfs</td><td>libnfs</td><td>${FULL_SETUP.nfsClients![0]!.options}</td></tr>`));
+    const text = resultsTable(RUN, withDom0(), FULL_SETUP);
+    assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('dom0 '))!).slice(0, 7), ['dom0', 'host0', '6.1.0-18-amd64', '2', '128 MiB', 'memory cgroup /vcstor.vcs/host0', '1gbit']);
+    assert.ok(text.includes('  tools on guest0: bonnie++ 2.00a, fio 3.33-3'));
+    assert.ok(text.includes('  iSCSI requested: MaxRecvDataSegmentLength=262144 ImmediateData=Yes'));
+    assert.ok(text.includes('  iSCSI negotiated, iscsi (iqn.2024-05.org.vcstor:guest0 → iqn.2024-05.org.vcstor:r1-iscsi): MaxRecvDataSegmentLength=65536 ImmediateData=No'));
+    assert.ok(text.includes(`  NFS client, file-nfs (libnfs): ${FULL_SETUP.nfsClients![0]!.options}`));
+    assertWellFormed(html);
+
+    const old = renderReport(RUN, campaign(), { setup: OLD_SETUP });
+    assert.match(old, /<p class="not-recorded" data-table2="iscsi">iSCSI session parameters: not recorded\.<\/p>/);
+    assert.match(old, /<p class="not-recorded" data-table2="nfs">NFS client options: not recorded\.<\/p>/);
+    const oldRow = old.match(/<tr data-role="guest">[\s\S]*?<\/tr>/)![0];
+    assert.equal((oldRow.match(/<td class="not-recorded">not recorded<\/td>/g) ?? []).length, 4, 'kernel, CPUs, tools, link');
+    const oldText = resultsTable(RUN, campaign(), OLD_SETUP);
+    assert.ok(oldText.includes('  iSCSI requested: not recorded') && oldText.includes('  iSCSI negotiated: not recorded') && oldText.includes('  NFS clients: not recorded'));
+    assertWellFormed(old);
+  });
+
+  it("gives dom0's baselines no ratio against phy-local, and each method its ratio against its baseline", () => {
+    const measurements = withDom0();
+    const ratios = ratiosVsPhyLocal(measurements);
+    assert.ok(ratios.every((r) => !r.method.startsWith('dom0-')), 'no dom0 row among the ratios');
+    const entry = (method: string, figure: string) => ratios.find((r) => r.method === method && r.figure === figure)!;
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const dom0Local = mean(DOM0_BONNIE['dom0-local']!.map((r) => r.write[0]));
+    const dom0Iscsi = mean(DOM0_BONNIE['dom0-iscsi']!.map((r) => r.write[0]));
+    for (const method of ['file-local', 'phy-local'] as const) {
+      const e = entry(method, 'bonnie block write');
+      assert.equal(e.dom0Baseline, 'dom0-local');
+      assert.ok(Math.abs(e.dom0Ratio! - mean((BONNIE[method] as Array<[number, number]>).map((r) => r[0])) / dom0Local) < 1e-12);
+      assert.ok(e.dom0RatioCi95! > 0);
+    }
+    const iscsi = entry('iscsi', 'bonnie block write');
+    assert.equal(iscsi.dom0Baseline, 'dom0-iscsi');
+    assert.ok(Math.abs(iscsi.dom0Ratio! - mean((BONNIE.iscsi as Array<[number, number]>).map((r) => r[0])) / dom0Iscsi) < 1e-12);
+    assert.ok(Math.abs(entry('phy-iscsi', 'postmark transactions (whole run)').dom0Ratio! - mean(POSTMARK['phy-iscsi']! as number[]) / mean(DOM0_POSTMARK['dom0-iscsi']!)) < 1e-12);
+    assert.equal(entry('file-nfs', 'bonnie block write').dom0Ratio, undefined, 'dom0-nfs was skipped');
+    assert.equal(entry('file-nfs', 'bonnie block write').dom0Baseline, undefined);
+    assert.equal(entry('file-local', 'sparse-image mean pass throughput').dom0Ratio, undefined, 'dom0 ran no sparse test');
+    // phy-local's own ratio is untouched by the dom0 rows.
+    assert.equal(entry('phy-local', 'bonnie block write').ratio, 1);
+
+    const html = renderReport(RUN, measurements);
+    assert.match(html, new RegExp(`<td class="dom0-ratio" data-method="file-local" data-figure="bonnie/block write" data-baseline="dom0-local" data-ratio="${entry('file-local', 'bonnie block write').dom0Ratio}"`));
+    assert.match(html, /<td class="missing" data-method="file-nfs" data-figure="bonnie\/block write" data-baseline="dom0-nfs" title="no dom0-nfs value">-<\/td>/);
+    const phyTable = html.slice(html.indexOf('<section class="ratios">'), html.indexOf('</section>', html.indexOf('<section class="ratios">')));
+    assert.doesNotMatch(phyTable, /data-method="dom0-/);
+    const text = resultsTable(RUN, measurements);
+    const vsDom0 = text.slice(text.indexOf('\nvs dom0 ('));
+    assert.deepEqual(columns(vsDom0.split('\n').find((l) => l.startsWith('bonnie block write'))!).map((c) => c.split('±')[0]), ['bonnie block write', 'KB/s', ...PAPER_ORDER.map((m) => {
+      const r = entry(m, 'bonnie block write').dom0Ratio;
+      return r === undefined ? '-' : r.toFixed(2);
+    })]);
+    assert.doesNotMatch(resultsTable(RUN, campaign()), /\nvs dom0 \(/, 'no such table without dom0 rows');
+  });
+});
+
+/** As the report escapes text. */
+function esc(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
