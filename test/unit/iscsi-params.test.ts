@@ -119,7 +119,7 @@ describe('what tgtd 1.0.85 and libiscsi print (captured)', () => {
     });
   });
   it("libiscsi's debug log: the target's login reply is what the session negotiated", () => {
-    assert.deepEqual(parseLibiscsiLoginReplies(fixture('libiscsi-debug6-login.log')), {
+    assert.deepEqual(parseLibiscsiLoginReplies(fixture('libiscsi-debug6-login.txt')), {
       initialR2T: true,
       immediateData: false,
       maxBurstLength: 65_536,
@@ -128,7 +128,7 @@ describe('what tgtd 1.0.85 and libiscsi print (captured)', () => {
     });
   });
   it('a reconnect: the last login counts', () => {
-    const log = fixture('libiscsi-debug6-login.log');
+    const log = fixture('libiscsi-debug6-login.txt');
     const again = log.replace('ImmediateData=No', 'ImmediateData=Yes').replace(/MaxBurstLength=65536/g, 'MaxBurstLength=262144');
     assert.equal(parseLibiscsiLoginReplies(`${log}\n${again}`).immediateData, true);
     assert.equal(parseLibiscsiLoginReplies(`${log}\n${again}`).maxBurstLength, 262_144);
