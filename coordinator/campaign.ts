@@ -6,9 +6,10 @@ import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetI
 import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
+import { formatIscsiValue, iscsiSessionParamsFromProto, iscsiSessionParamsToProto, setIscsiSessionParams, type IscsiSessionParamValues } from '../common/iscsi-params.js';
 import type { Logger } from '../common/log.js';
 import { account, benchmarkRole, bonnieWriteBytes, describeDrops, dropCaches, sampleHosts, type AccountingPaths } from './accounting.js';
-import { provisionMethod, runUndoSteps, type AgentSet, type BaselineName, type MethodName, type MethodTarget, type ProvisionedMethod, type UndoStep } from './methods.js';
+import { provisionMethod, runUndoSteps, type AgentSet, type BaselineName, type IscsiSessionFacts, type MethodName, type MethodTarget, type ProvisionedMethod, type UndoStep } from './methods.js';
 import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, RunSetup, RunState, StepState } from './model.js';
 import type { Plan } from './plan.js';
 import type { RunStore } from './store.js';
@@ -120,9 +121,18 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
   let setup: RunSetup | undefined;
   /** Table 2: a method's NFS client and options, as the first set-up of it reported them. */
   const recordDataPath = async (method: string, provisioned: ProvisionedMethod) => {
-    if (!setup || !provisioned.nfsClient || setup.nfsClients?.some((c) => c.method === method)) return;
-    setup.nfsClients = [...(setup.nfsClients ?? []), { method, ...provisioned.nfsClient }];
-    await store.saveSetup(run.runId, setup);
+    if (!setup) return;
+    let changed = false;
+    if (provisioned.nfsClient && !setup.nfsClients?.some((c) => c.method === method)) {
+      setup.nfsClients = [...(setup.nfsClients ?? []), { method, ...provisioned.nfsClient }];
+      changed = true;
+    }
+    const session = provisioned.iscsiSession;
+    if (session && !setup.iscsiSessions?.some((c) => c.method === method)) {
+      setup.iscsiSessions = [...(setup.iscsiSessions ?? []), { method, ...iscsiSessionRow(session) }];
+      changed = true;
+    }
+    if (changed) await store.saveSetup(run.runId, setup);
   };
   const count = async (ok: boolean) => {
     if (ok) run.stepsSucceeded++;
@@ -191,6 +201,7 @@ export async function executeCampaign(o: { run: RunRecord; plan: ResolvedPlan; s
       guestInitiatorIqn: plan.agents.guest.initiatorIqn,
       nfsClients: plan.nfsClients,
       nfsMountOptions: c.nfsMountOptions,
+      ...(c.iscsi ? { iscsiSessionParams: iscsiSessionParamsToProto(c.iscsi) } : {}),
       dom0ImageDir: plan.agents.dom0.imageDir,
       dom0MountDir: plan.agents.dom0.mountDir,
       guestMountDir: plan.agents.guest.mountDir,
@@ -436,7 +447,39 @@ async function describeSetup(plan: Plan, agents: AgentSet, infos: Partial<Record
   for (const [name, spec] of Object.entries(c.benchmarks)) {
     if (spec) benchmarks[name] = Object.entries(spec).map(([k, v]) => `${k}=${String(v)}`).join(' ');
   }
-  return { hosts, repetitions: c.repetitions, volumeSizeBytes: c.volumeSize, provisioning: c.sparse ? 'sparse' : 'zero-filled', benchmarks, linkRate: linkRateOf(infos) };
+  return {
+    hosts,
+    repetitions: c.repetitions,
+    volumeSizeBytes: c.volumeSize,
+    provisioning: c.sparse ? 'sparse' : 'zero-filled',
+    benchmarks,
+    linkRate: linkRateOf(infos),
+    iscsiParams: iscsiParamsText(c.iscsi ?? {}),
+    iscsiSessions: [],
+    nfsClients: [],
+  };
+}
+
+/** Session parameters as Table 2 spells them: RFC 7143 keys, "Yes"/"No" and bytes. */
+function iscsiParamsText(values: IscsiSessionParamValues): Record<string, string> {
+  return Object.fromEntries(setIscsiSessionParams(values).map(({ key, value }) => [key.rfcKey, formatIscsiValue(value)]));
+}
+
+/**
+ * A session's row of Table 2: what it negotiated where its initiator can tell
+ * (open-iscsi), else what the target offered — for InitialR2T (OR), ImmediateData (AND)
+ * and the lengths (minimum) the most the session can have (RFC 7143 6.2) — said so.
+ */
+export function iscsiSessionRow(session: IscsiSessionFacts): { initiator: string; target: string; params: Record<string, string>; basis: string } {
+  const negotiated = iscsiParamsText(iscsiSessionParamsFromProto(session.negotiated));
+  if (Object.keys(negotiated).length > 0) return { initiator: session.initiator, target: session.target, params: negotiated, basis: 'negotiated, as the initiator reports it' };
+  const offered = iscsiParamsText(iscsiSessionParamsFromProto(session.offered));
+  return {
+    initiator: session.initiator,
+    target: session.target,
+    params: offered,
+    basis: `the target's offer, read back from it: the session's bound under RFC 7143 (${session.detail || 'the initiator reports no negotiated values'})`,
+  };
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Dom0AgentClient } from '../common/generated/vcstor/v1/Dom0Agent.js
 import type { CreateImageResponse__Output } from '../common/generated/vcstor/v1/CreateImageResponse.js';
 import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { ImageLocation } from '../common/generated/vcstor/v1/ImageLocation.js';
+import type { IscsiSessionParams, IscsiSessionParams__Output } from '../common/generated/vcstor/v1/IscsiSessionParams.js';
 import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
 import type { VbdSpec } from '../common/generated/vcstor/v1/VbdSpec.js';
 
@@ -45,8 +46,23 @@ export interface MethodTarget {
   sizeBytes: number;
   sparse: boolean;
   chap: { username: string; password: string };
+  /** Table 2: what every export offers and every login proposes (absent: the drivers' defaults). */
+  iscsiSessionParams?: IscsiSessionParams;
   /** Every remote call's deadline. */
   timeoutMs: number;
+}
+
+/** A method's iSCSI session as Table 2 reports it. */
+export interface IscsiSessionFacts {
+  /** "dom0 (qsd)", "guest (open-iscsi)". */
+  initiator: string;
+  target: string;
+  /** What the target offers, read back from it after the export (defaults included). */
+  offered: IscsiSessionParams__Output | undefined;
+  /** What the session negotiated, where the initiator can read it (open-iscsi). */
+  negotiated: IscsiSessionParams__Output | undefined;
+  /** Why the initiator applied or reports less than asked, in its words. */
+  detail: string;
 }
 
 export interface StepTiming {
@@ -63,8 +79,8 @@ export interface ProvisionedMethod {
   /** Who runs the benchmarks (the guest for a method, dom0 for a baseline), and where. */
   runsOn: 'guest' | 'dom0';
   benchmarkDirectory: string;
-  /** How its data travels, for Table 2: the iSCSI target it logs in to, the NFS client and its options. */
-  iscsiTarget?: string;
+  /** How its data travels, for Table 2: its iSCSI session, the NFS client and its options. */
+  iscsiSession?: IscsiSessionFacts;
   nfsClient?: { client: string; options: string };
   /** The storage volume behind it, if any (for verification and cleanup). */
   volume?: string;
@@ -152,12 +168,14 @@ export async function provisionMethod(
     await willUndo({ step: 'delete volume', agent: 'storage', rpc: 'DeleteVolume', request: { name, force: true }, data: true });
     await timed('create volume', () => unary(t.storage, t.storage.CreateVolume, { name, sizeBytes: t.sizeBytes, provisioning }, opts));
   };
-  let iscsiTarget: string | undefined;
+  let iscsiSession: IscsiSessionFacts | undefined;
+  let offered: IscsiSessionParams__Output | undefined;
   let nfsClient: { client: string; options: string } | undefined;
+  const sessionParams = t.iscsiSessionParams ? { sessionParams: t.iscsiSessionParams } : {};
   const exportIscsi = async (initiator: string) => {
     await willUndo({ step: 'unexport iscsi', agent: 'storage', rpc: 'UnexportIscsi', request: { volume: name, force: true } });
-    const { target } = await timed('export iscsi', () => unary(t.storage, t.storage.ExportIscsi, { volume: name, allowedInitiators: [initiator], chap }, opts));
-    iscsiTarget = target!.iqn;
+    const { target } = await timed('export iscsi', () => unary(t.storage, t.storage.ExportIscsi, { volume: name, allowedInitiators: [initiator], chap, ...sessionParams }, opts));
+    offered = target!.sessionParams ?? undefined;
     return target!.iqn;
   };
   /** A kernel NFS mount on the guest or dom0, with the plan's options; records what the kernel reports. */
@@ -171,8 +189,16 @@ export async function provisionMethod(
     const client = t[who];
     const ref = { portal: `${t.storageHost}:3260`, iqn, lun: 0 };
     await willUndo({ step: `${who} iscsi logout`, agent: who, rpc: 'IscsiLogout', request: { target: ref, initiatorIqn } });
-    const { session } = await timed(`${who} iscsi login`, () => unary(client, client.IscsiLogin, { target: ref, initiatorIqn, chap }, opts));
-    return session!.devicePath;
+    const response = await timed(`${who} iscsi login`, () => unary(client, client.IscsiLogin, { target: ref, initiatorIqn, chap, ...sessionParams }, opts));
+    const session = response.session!;
+    iscsiSession = {
+      initiator: `${who} (${session.driver || 'initiator'})`,
+      target: iqn,
+      offered,
+      negotiated: session.negotiated ?? undefined,
+      detail: [response.sessionParamsDetail, session.negotiatedDetail].filter(Boolean).join('; '),
+    };
+    return session.devicePath;
   };
   /** An image inside another filesystem must leave it room: 3/4 of the volume. */
   const nestedImageBytes = Math.floor((t.sizeBytes * 3) / 4 / (1024 * 1024)) * 1024 * 1024;
@@ -311,7 +337,7 @@ export async function provisionMethod(
       guestMountpoint: mountpoint,
       runsOn: bench.runsOn,
       benchmarkDirectory: bench.directory,
-      ...(iscsiTarget ? { iscsiTarget } : {}),
+      ...(iscsiSession ? { iscsiSession } : {}),
       ...(nfsClient ? { nfsClient } : {}),
       ...(usesVolume ? { volume: name } : {}),
       ...(image ? { image } : {}),

@@ -87,8 +87,11 @@ export interface RunSetup {
   linkRate?: string;
   /** Table 2: the iSCSI session parameters the plan asked for (absent: the drivers' defaults). */
   iscsiParams?: Record<string, string>;
-  /** Table 2: what each iSCSI session negotiated, as the target reports it. */
-  iscsiSessions?: Array<{ method: string; initiator: string; target: string; params: Record<string, string> }>;
+  /**
+   * Table 2: each method's iSCSI session — what it negotiated where its initiator can
+   * say, else what the target offered; `basis` says which.
+   */
+  iscsiSessions?: Array<{ method: string; initiator: string; target: string; params: Record<string, string>; basis?: string }>;
   /** Table 2: how each NFS client reached its export (mount options, or libnfs's URL options). */
   nfsClients?: Array<{ method: string; client: string; options: string }>;
   repetitions: number;

@@ -125,6 +125,23 @@ const planSchema = z
          * Options of the kernel NFS mounts (nfs, dom0-nfs), each on the agents' allow-list:
          * the paper's Table 2 is rsize=32768, wsize=32768. The agents add vers and proto=tcp.
          */
+        /**
+         * Table 2's iSCSI session parameters: offered by every target the campaign
+         * exports and proposed by every initiator that can set them (open-iscsi; the qsd
+         * initiator's libiscsi cannot, and says so). Left out: each driver's default.
+         */
+        iscsi: z
+          .object({
+            initialR2T: z.boolean().optional(),
+            immediateData: z.boolean().optional(),
+            maxRecvDataSegmentLength: size(512, 16_777_215).optional(),
+            maxBurstLength: size(512, 16_777_215).optional(),
+            firstBurstLength: size(512, 16_777_215).optional(),
+            maxOutstandingR2T: z.number().int().min(1).max(65_535).optional(),
+          })
+          .strict()
+          .refine((p) => p.firstBurstLength === undefined || p.maxBurstLength === undefined || p.firstBurstLength <= p.maxBurstLength, { message: 'firstBurstLength is more than maxBurstLength (RFC 7143 13.14)', path: ['firstBurstLength'] })
+          .optional(),
         nfsMountOptions: z.array(z.string().superRefine(check((v) => validateOptions('option', [v], NFS_MOUNT_OPTIONS)))).default([]),
         repetitions: z.number().int().min(1).max(100).default(5),
         volumeSize: size(16 * MIB, 16 * 1024 * GIB).default(2 * GIB),

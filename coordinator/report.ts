@@ -1631,7 +1631,7 @@ function setupText(setup: RunSetup): string[] {
   ];
   if (setup.iscsiSessions === undefined) lines.push(`  iSCSI negotiated: ${NOT_RECORDED}`);
   else if (setup.iscsiSessions.length === 0) lines.push('  iSCSI negotiated: no session');
-  else for (const s of setup.iscsiSessions) lines.push(`  iSCSI negotiated, ${s.method} (${s.initiator} → ${s.target}): ${paramsText(s.params)}`);
+  else for (const s of setup.iscsiSessions) lines.push(`  iSCSI session, ${s.method} (${s.initiator} → ${s.target}): ${paramsText(s.params)}${s.basis ? ` [${s.basis}]` : ''}`);
   if (setup.nfsClients === undefined) lines.push(`  NFS clients: ${NOT_RECORDED}`);
   else if (setup.nfsClients.length === 0) lines.push('  NFS clients: none');
   else for (const c of setup.nfsClients) lines.push(`  NFS client, ${c.method} (${c.client}): ${c.options}`);
@@ -1678,6 +1678,9 @@ function renderTable2(setup: RunSetup): string {
       return `<tr><th scope="row">${esc(name)}</th><td${requested === NOT_RECORDED ? ' class="not-recorded"' : ''} data-param="${esc(name)}">${esc(requested)}</td>${negotiated.join('')}</tr>`;
     });
     parts.push('<table class="iscsi-params" data-table2="iscsi">', `<thead>${header}</thead>`, `<tbody>${rows.join('\n')}</tbody>`, '</table>');
+    // Whether a column is what the session negotiated or what the target offered.
+    const bases = sessions.filter((s) => s.basis);
+    if (bases.length > 0) parts.push(`<ul class="basis" data-table2="basis">${bases.map((s) => `<li data-method="${esc(s.method)}">${esc(s.method)}: ${esc(s.basis!)}</li>`).join('')}</ul>`);
   }
   if (setup.nfsClients === undefined) {
     parts.push(`<p class="not-recorded" data-table2="nfs">NFS client options: ${NOT_RECORDED}.</p>`);

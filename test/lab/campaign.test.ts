@@ -25,6 +25,9 @@ const SMALL = {
   methods: ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'],
   // dom0's own figures (Fig. 3, 5): bonnie++ and PostMark, not the image tests.
   baselines: ['dom0-local', 'dom0-nfs', 'dom0-iscsi'],
+  // Table 2: not tgt's defaults (ImmediateData Yes, 8 KiB segments), so the record shows they were applied.
+  iscsi: { immediateData: false, maxRecvDataSegmentLength: '64KiB' },
+  nfsMountOptions: ['rsize=32768', 'wsize=32768'],
   repetitions: 2,
   volumeSize: '96MiB',
   sparse: true,
@@ -120,6 +123,23 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     // The set-up as each agent told it: every host's memory is its memory cgroup's limit.
     const setup = await coordinator.store.setup(run.runId);
     assert.deepEqual(setup?.hosts.map((h) => [h.role, h.memoryBytes, h.memoryScope]), record.hosts.map((h) => [h.role, TEST_LAB.memoryBytes, `memory cgroup ${h.memoryCgroup}`]));
+    // Table 1 as the agents told it: kernel, CPUs, the tools' package versions.
+    for (const h of setup!.hosts) {
+      assert.match(h.kernel ?? '', /^\d+\.\d+/, `${h.role}'s kernel`);
+      assert.ok((h.cpus ?? 0) >= 1, `${h.role}'s CPUs`);
+    }
+    assert.match(setup!.hosts.find((h) => h.role === 'guest')!.tools?.['bonnie++'] ?? '', /^bonnie\+\+ \d/, "the guest's bonnie++ version");
+    assert.match(setup!.hosts.find((h) => h.role === 'storage')!.tools?.tgt ?? '', /^tgt \S+/, "the storage server's tgt version");
+    assert.ok(setup!.linkRate, 'the link rate');
+    // Table 2: what was asked, and what each iSCSI method's target offered (the qsd initiator reports no negotiation).
+    assert.deepEqual(setup!.iscsiParams, { ImmediateData: 'No', MaxRecvDataSegmentLength: '65536' });
+    assert.deepEqual(setup!.iscsiSessions!.map((r) => r.method).sort(), ['dom0-iscsi', 'file-iscsi', 'iscsi', 'phy-iscsi']);
+    for (const row of setup!.iscsiSessions!) {
+      assert.equal(row.params.ImmediateData, 'No', `${row.method}: ${JSON.stringify(row)}`);
+      assert.equal(row.params.MaxRecvDataSegmentLength, '65536', `${row.method}`);
+      assert.match(row.basis ?? '', /target's offer/);
+    }
+    assert.deepEqual(setup!.nfsClients!.map((c) => c.method), ['file-nfs'], 'the nfs methods with a kernel client were skipped here');
 
     const stored = await coordinator.store.events(run.runId);
     assert.deepEqual(stored.map((e) => e.seq), stored.map((_, i) => i + 1), 'stored events are numbered 1..N');

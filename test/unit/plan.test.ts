@@ -75,6 +75,10 @@ campaign:
     const plan = await parsePlan(good().replace('  repetitions: 1', '  repetitions: 1\n  baselines: [dom0-local, dom0-iscsi]\n  nfsMountOptions: [rsize=32768, wsize=32768]'), 'p.yaml');
     assert.deepEqual(plan.campaign.baselines, ['dom0-local', 'dom0-iscsi']);
     assert.deepEqual(plan.campaign.nfsMountOptions, ['rsize=32768', 'wsize=32768']);
+    const withIscsi = await parsePlan(good().replace('  repetitions: 1', '  repetitions: 1\n  iscsi: { initialR2T: true, immediateData: false, maxBurstLength: 64KiB, firstBurstLength: 64KiB }'), 'p.yaml');
+    assert.deepEqual(withIscsi.campaign.iscsi, { initialR2T: true, immediateData: false, maxBurstLength: 65536, firstBurstLength: 65536 });
+    await refused(good().replace('  repetitions: 1', '  repetitions: 1\n  iscsi: { maxBurstLength: 64KiB, firstBurstLength: 128KiB }'), /campaign\.iscsi\.firstBurstLength: firstBurstLength is more than maxBurstLength/);
+    await refused(good().replace('  repetitions: 1', '  repetitions: 1\n  iscsi: { maxOutstandingR2T: 0 }'), /campaign\.iscsi\.maxOutstandingR2T/);
     const plain = await parsePlan(good(), 'p.yaml');
     assert.deepEqual([plain.campaign.baselines, plain.campaign.nfsMountOptions], [[], []], 'none unless asked');
   });

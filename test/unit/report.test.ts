@@ -781,7 +781,7 @@ describe("the paper's figures, dom0's baselines and Tables 1-2", () => {
     assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('dom0 '))!).slice(0, 7), ['dom0', 'host0', '6.1.0-18-amd64', '2', '128 MiB', 'memory cgroup /vcstor.vcs/host0', '1gbit']);
     assert.ok(text.includes('  tools on guest0: bonnie++ 2.00a, fio 3.33-3'));
     assert.ok(text.includes('  iSCSI requested: MaxRecvDataSegmentLength=262144 ImmediateData=Yes'));
-    assert.ok(text.includes('  iSCSI negotiated, iscsi (iqn.2024-05.org.vcstor:guest0 → iqn.2024-05.org.vcstor:r1-iscsi): MaxRecvDataSegmentLength=65536 ImmediateData=No'));
+    assert.ok(text.includes('  iSCSI session, iscsi (iqn.2024-05.org.vcstor:guest0 → iqn.2024-05.org.vcstor:r1-iscsi): MaxRecvDataSegmentLength=65536 ImmediateData=No'));
     assert.ok(text.includes(`  NFS client, file-nfs (libnfs): ${FULL_SETUP.nfsClients![0]!.options}`));
     assertWellFormed(html);
 
