@@ -978,7 +978,7 @@ svg .slot { fill: none; stroke: #888; stroke-width: 0.8; stroke-dasharray: 3 2; 
 svg .na { font-size: 9px; fill: #666; }
 svg .unit { font-size: 11px; }
 table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
-th, td { border: 1px solid #bbb; padding: 0.25rem 0.5rem; }
+th, td { border: 1px solid #bbb; padding: 0.25rem 0.5rem; overflow-wrap: anywhere; }
 th { background: #f2f2f2; text-align: left; }
 td.ratio { text-align: right; font-variant-numeric: tabular-nums; }
 td.ratio .mean { display: block; font-size: 0.75rem; color: #555; }
@@ -1595,11 +1595,11 @@ type SetupHost = RunSetup['hosts'][number];
 
 /** Table 1's cells of a host: what the run recorded, "not recorded" for what it did not (older runs). */
 function hostFacts(h: SetupHost, setup: RunSetup): { kernel: string; cpus: string; tools: string; link: string } {
-  const tools = h.tools ? Object.entries(h.tools).map(([tool, version]) => `${tool} ${version}`) : undefined;
+  const tools = h.tools ? Object.entries(h.tools).map(([tool, version]) => `${tool}: ${version}`) : undefined;
   return {
     kernel: h.kernel || NOT_RECORDED,
     cpus: h.cpus !== undefined && h.cpus > 0 ? String(h.cpus) : NOT_RECORDED,
-    tools: tools === undefined ? NOT_RECORDED : tools.length === 0 ? 'none' : tools.join(', '),
+    tools: tools === undefined ? NOT_RECORDED : tools.length === 0 ? 'none' : tools.join('; '),
     link: setup.linkRate || NOT_RECORDED,
   };
 }
@@ -1679,8 +1679,10 @@ function renderTable2(setup: RunSetup): string {
     });
     parts.push('<table class="iscsi-params" data-table2="iscsi">', `<thead>${header}</thead>`, `<tbody>${rows.join('\n')}</tbody>`, '</table>');
     // Whether a column is what the session negotiated or what the target offered.
-    const bases = sessions.filter((s) => s.basis);
-    if (bases.length > 0) parts.push(`<ul class="basis" data-table2="basis">${bases.map((s) => `<li data-method="${esc(s.method)}">${esc(s.method)}: ${esc(s.basis!)}</li>`).join('')}</ul>`);
+    // Sessions of one basis share a line: the same initiator says the same thing for each.
+    const byBasis = new Map<string, string[]>();
+    for (const session of sessions) if (session.basis) byBasis.set(session.basis, [...(byBasis.get(session.basis) ?? []), session.method]);
+    if (byBasis.size > 0) parts.push(`<ul class="basis" data-table2="basis">${[...byBasis].map(([basis, methods]) => `<li data-methods="${esc(methods.join(' '))}">${esc(methods.join(', '))}: ${esc(basis)}</li>`).join('')}</ul>`);
   }
   if (setup.nfsClients === undefined) {
     parts.push(`<p class="not-recorded" data-table2="nfs">NFS client options: ${NOT_RECORDED}.</p>`);

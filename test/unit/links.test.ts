@@ -18,19 +18,31 @@ describe("a host's links (Table 1's link rate)", () => {
     assert.equal(shapedBitsPerSecond('not json'), 0);
   });
 
-  it('lists every link but loopback with its speed and shaping', async () => {
+  it("lists the agent's own namespace's links that are up, with a speed only where sysfs shows the same link", async () => {
     const sys = await mkdtemp(path.join(tmpdir(), 'vcstor-links-'));
     try {
-      for (const [name, speed] of [['lo', ''], ['eth0', '10000\n'], ['wlan0', '-1\n']] as const) {
+      // Captured with `ip netns exec NS ip -j link show` (a veth pair in a fresh namespace, lo down).
+      const ipLinks = await readFile(path.join(FIXTURES, 'ip-link-show.json'), 'utf8');
+      // sysfs as a process that entered the namespace sees it: the root namespace's. Its
+      // eth0 is another link (index 4); eth1 happens to be this one.
+      const sysfs: Record<string, Record<string, string>> = {
+        eth0: { ifindex: '4\n', address: 'aa:bb:cc:dd:ee:ff\n', speed: '1000\n' },
+        eth1: { ifindex: '2\n', address: '12:13:93:94:da:53\n', speed: '10000\n' },
+      };
+      for (const [name, files] of Object.entries(sysfs)) {
         await mkdir(path.join(sys, name));
-        if (speed) await writeFile(path.join(sys, name, 'speed'), speed);
+        for (const [file, content] of Object.entries(files)) await writeFile(path.join(sys, name, file), content);
       }
       const tbf = await readFile(path.join(FIXTURES, 'tc-qdisc-tbf.json'), 'utf8');
-      const runner = new RecordingCommandRunner().on('tc', ['-j', 'qdisc', 'show', 'dev', 'eth0'], { stdout: tbf }).on('tc', ['-j', 'qdisc', 'show', 'dev', 'wlan0'], { stdout: '[]' });
+      const runner = new RecordingCommandRunner()
+        .on('ip', ['-j', 'link', 'show'], { stdout: ipLinks })
+        .on('tc', ['-j', 'qdisc', 'show', 'dev', 'eth0'], { stdout: tbf })
+        .on('tc', ['-j', 'qdisc', 'show', 'dev', 'eth1'], { stdout: '[]' });
       assert.deepEqual(await describeLinks(runner, sys), [
-        { name: 'eth0', speedMbps: 10000, shapedBitsPerSecond: 1_000_000_000 },
-        { name: 'wlan0', speedMbps: 0, shapedBitsPerSecond: 0 },
+        { name: 'eth1', speedMbps: 10000, shapedBitsPerSecond: 0 },
+        { name: 'eth0', speedMbps: 0, shapedBitsPerSecond: 1_000_000_000 },
       ]);
+      assert.ok(!runner.lines.some((l) => l.includes(' lo')), 'loopback is not asked about');
     } finally {
       await rm(sys, { recursive: true, force: true });
     }

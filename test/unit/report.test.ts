@@ -766,7 +766,7 @@ describe("the paper's figures, dom0's baselines and Tables 1-2", () => {
       const row = html.match(new RegExp(`<tr data-role="${h.role}">[\\s\\S]*?</tr>`))![0];
       const cells = [...row.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) => m[1]);
       assert.deepEqual(cells.slice(0, 5), [h.role, h.name, h.hostname, h.kernel, String(h.cpus)]);
-      assert.equal(cells[7], esc(Object.entries(h.tools!).map(([t, v]) => `${t} ${v}`).join(', ')));
+      assert.equal(cells[7], esc(Object.entries(h.tools!).map(([t, v]) => `${t}: ${v}`).join('; ')));
       assert.equal(cells[8], FULL_SETUP.linkRate);
     }
     const iscsi = html.match(/<table class="iscsi-params"[\s\S]*?<\/table>/)![0];
@@ -779,7 +779,7 @@ describe("the paper's figures, dom0's baselines and Tables 1-2", () => {
     assert.ok(nfs.includes(`<tr data-method="file-nfs"><td>file-nfs</td><td>libnfs</td><td>${FULL_SETUP.nfsClients![0]!.options}</td></tr>`));
     const text = resultsTable(RUN, withDom0(), FULL_SETUP);
     assert.deepEqual(columns(text.split('\n').find((l) => l.startsWith('dom0 '))!).slice(0, 7), ['dom0', 'host0', '6.1.0-18-amd64', '2', '128 MiB', 'memory cgroup /vcstor.vcs/host0', '1gbit']);
-    assert.ok(text.includes('  tools on guest0: bonnie++ 2.00a, fio 3.33-3'));
+    assert.ok(text.includes('  tools on guest0: bonnie++: 2.00a; fio: 3.33-3'));
     assert.ok(text.includes('  iSCSI requested: MaxRecvDataSegmentLength=262144 ImmediateData=Yes'));
     assert.ok(text.includes('  iSCSI session, iscsi (iqn.2024-05.org.vcstor:guest0 → iqn.2024-05.org.vcstor:r1-iscsi): MaxRecvDataSegmentLength=65536 ImmediateData=No'));
     assert.ok(text.includes(`  NFS client, file-nfs (libnfs): ${FULL_SETUP.nfsClients![0]!.options}`));
