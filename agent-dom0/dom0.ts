@@ -6,7 +6,7 @@ import type { DomainConfig__Output } from '../common/generated/vcstor/v1/DomainC
 import type { Vbd } from '../common/generated/vcstor/v1/Vbd.js';
 import type { VbdSpec__Output } from '../common/generated/vcstor/v1/VbdSpec.js';
 import { nfsImageKey, type NfsImageFiles } from './nfs-images.js';
-import type { DomainDisk, DomainSpec, HypervisorDriver } from '../common/host/types.js';
+import type { DomainDisk, DomainSpec, HypervisorDriver } from './hypervisor.js';
 import { OperationLocks } from '../common/locks.js';
 import type { LoopDevices } from '../common/loop-devices.js';
 import type { Logger } from '../common/log.js';

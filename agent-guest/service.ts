@@ -2,21 +2,21 @@ import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentDefinition } from '../common/agent.js';
 import { stateDirOf, type GuestAgentConfig } from '../common/config.js';
-import { HostBenchmarks } from '../common/benchmarks/run.js';
-import { validateRunBenchmarkRequest } from '../common/benchmarks/requests.js';
+import { HostBenchmarks } from '../host-storage/benchmarks/run.js';
+import { validateRunBenchmarkRequest } from '../host-storage/benchmarks/requests.js';
 import { Filesystems } from '../common/filesystems.js';
 import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
 import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
 import { makeHandlers, type Operations } from '../common/handlers.js';
-import { iscsiInitiatorDriver, kernelNfsClient } from '../common/host/drivers.js';
+import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
-import { HostStorage } from '../common/host/host-storage.js';
+import { HostStorage } from '../host-storage/host-storage.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
-import { hostStorageOperations } from '../common/host/operations.js';
-import { loadSessionOperations } from '../common/host/load-operations.js';
-import { LoadSessions } from '../common/host/load-sessions.js';
+import { hostStorageOperations } from '../host-storage/operations.js';
+import { loadSessionOperations } from '../host-storage/load-operations.js';
+import { LoadSessions } from '../host-storage/load-sessions.js';
 import { validatePathUnder } from '../common/validate.js';
-import { GUEST_DRIVERS } from './drivers.js';
+import { GUEST_DRIVERS } from './requirements.js';
 
 /**
  * The guest's agent: reaches storage itself (iscsi method), or uses the disks dom0

@@ -11,7 +11,7 @@ import { LvmVolumes } from './drivers/lvm.js';
 import { GaneshaNfsServer } from './drivers/ganesha.js';
 import { TgtIscsiTarget } from './drivers/tgt.js';
 import type { IscsiTargetDriver, NfsServerDriver, VolumeDriver } from './drivers/types.js';
-import { STORAGE_DRIVERS } from './drivers.js';
+import { STORAGE_DRIVERS } from './requirements.js';
 import {
   validateCreateVolumeRequest,
   validateDeleteVolumeRequest,

@@ -19,8 +19,8 @@ import { pino } from 'pino';
 import type { BenchmarkResult__Output } from '../common/generated/vcstor/v1/BenchmarkResult.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import { ExecaCommandRunner } from '../common/runner.js';
-import { parseBonnieCsv } from '../common/benchmarks/parsers.js';
-import { DEFAULT_LAB, Lab } from '../coordinator/lab/lab.js';
+import { parseBonnieCsv } from '../host-storage/benchmarks/parsers.js';
+import { DEFAULT_LAB, Lab } from '../lab/lab.js';
 import { provisionMethod } from '../coordinator/methods.js';
 import { labMethodTarget } from '../test/support/methods.js';
 

@@ -20,7 +20,7 @@ import { createLogger } from '../common/log.js';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { accountingRows, pathText } from '../coordinator/accounting-report.js';
 import { Coordinator } from '../coordinator/coordinator.js';
-import { DEFAULT_LAB, Lab } from '../coordinator/lab/lab.js';
+import { DEFAULT_LAB, Lab } from '../lab/lab.js';
 import { REPORT_FIGURES } from '../coordinator/model.js';
 import { parseSize } from '../coordinator/plan.js';
 

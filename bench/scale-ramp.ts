@@ -20,11 +20,11 @@ import { pino } from 'pino';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { RunEventBus } from '../coordinator/events.js';
-import { DEFAULT_LAB, Lab, labClientTls } from '../coordinator/lab/lab.js';
+import { DEFAULT_LAB, Lab, labClientTls } from '../lab/lab.js';
 import { describeEvent } from '../coordinator/run-commands.js';
 import { renderReport } from '../coordinator/report.js';
 import { scaleResultsTable } from '../coordinator/scale-report.js';
-import { scaleLabPlan } from '../coordinator/scale-plan.js';
+import { scaleLabPlan } from '../lab/plan.js';
 
 const { values } = parseArgs({
   options: {

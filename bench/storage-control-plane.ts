@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { makeClient, unary } from '../common/clients.js';
 import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
 import { ExecaCommandRunner } from '../common/runner.js';
-import { DEFAULT_LAB, Lab, labCredentials } from '../coordinator/lab/lab.js';
+import { DEFAULT_LAB, Lab, labCredentials } from '../lab/lab.js';
 
 const { values } = parseArgs({
   options: {

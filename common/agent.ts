@@ -1,6 +1,6 @@
 import { availableParallelism, hostname, release } from 'node:os';
 import type { AgentConfig, AgentRole } from './config.js';
-import { describeDrivers, type DriverRequirements } from './drivers.js';
+import { describeDrivers, type DriverRequirements } from './requirements.js';
 import { describeLinks } from './links.js';
 import type { GetInfoRequest__Output } from './generated/vcstor/v1/GetInfoRequest.js';
 import type { GetInfoResponse } from './generated/vcstor/v1/GetInfoResponse.js';

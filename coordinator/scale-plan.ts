@@ -1,10 +1,8 @@
-import path from 'node:path';
 import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
-import { MAX_LOAD_SESSIONS } from '../common/host/load-requests.js';
+import { MAX_LOAD_SESSIONS } from '../host-storage/load-requests.js';
 import { readStructured, validateValue } from '../common/structured.js';
 import { validateAddressOrCidr, validateHost, validateIqn, validateName } from '../common/validate.js';
-import type { LabFile } from './lab/lab.js';
 import { absolute, address, check, readPlanSecrets, size } from './plan.js';
 
 /**
@@ -107,26 +105,4 @@ export async function parseScalePlan(text: string, source: string): Promise<Scal
   if (s.fio.size > s.volumeSize) throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: scale.fio.size: ${s.fio.size} bytes is more than the volume (scale.volumeSize ${s.volumeSize})`);
   const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
   return { ...plan, counts, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
-}
-
-/**
- * A scale plan for a lab (`vcstor lab up`): its storage agent's target, every dom0 and
- * guest agent as initiators (IQN prefix `iqn.2026-11.org.vcstor.lab:<host>-load`), the
- * lab's CHAP secret and NATS, with `scale` as given. Tests and the bench build theirs with it.
- */
-export function scaleLabPlan(lab: LabFile, name: string, scale: Record<string, unknown>): Record<string, unknown> {
-  const storage = lab.hosts.find((h) => h.role === 'storage')!;
-  return {
-    name,
-    agents: {
-      storage: { address: storage.agentAddress, host: storage.address },
-      initiators: lab.hosts
-        .filter((h) => h.role === 'guest' || h.role === 'dom0')
-        .map((h) => ({ name: h.name, role: h.role, address: h.agentAddress, iqnPrefix: `iqn.2026-11.org.vcstor.lab:${h.name}-load` })),
-    },
-    tls: { insecure: true },
-    chap: { username: 'vcstor', passwordFile: path.join(lab.dir, 'secrets', 'chap') },
-    nats: { url: lab.natsUrl },
-    scale: { allowedAddresses: lab.subnet, ...scale },
-  };
 }

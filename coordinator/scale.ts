@@ -12,7 +12,7 @@ import type { RunLoadResponse__Output } from '../common/generated/vcstor/v1/RunL
 import type { RunLoadResult__Output } from '../common/generated/vcstor/v1/RunLoadResult.js';
 import type { StartLoadSessionsResponse__Output } from '../common/generated/vcstor/v1/StartLoadSessionsResponse.js';
 import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
-import { histogramPercentile, mergeHistogram, type Histogram } from '../common/host/load-fio.js';
+import { histogramPercentile, mergeHistogram, type Histogram } from '../host-storage/load-fio.js';
 import type { Logger } from '../common/log.js';
 import type { RunEvents } from './campaign.js';
 import type { MeasurementRecord, ProgressInfo, RunEventRecord, RunRecord, StepState } from './model.js';

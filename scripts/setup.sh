@@ -45,4 +45,4 @@ fi
 
 rm -rf dist
 npm run --silent build
-chmod +x dist/coordinator/cli.js
+chmod +x dist/cli/cli.js

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-vcstor() { node dist/coordinator/cli.js "$@"; }
+vcstor() { node dist/cli/cli.js "$@"; }
 trap 'vcstor lab down >/dev/null' EXIT
 # Links as the paper's (1 Gbit/s) unless the caller gives --rate: unshaped veth pairs
 # run at memory speed, faster than any disk behind them.

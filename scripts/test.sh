@@ -7,8 +7,8 @@ bash scripts/setup.sh
 
 # A lab a killed test run left behind is removed before and after the run.
 test_lab_down() {
-  node dist/coordinator/cli.js lab down --name vct --dir /var/lib/vcstor/test-lab >/dev/null 2>&1 || true
-  node dist/coordinator/cli.js lab down --name vmt --dir /var/lib/vcstor/vm-lab-test >/dev/null 2>&1 || true
+  node dist/cli/cli.js lab down --name vct --dir /var/lib/vcstor/test-lab >/dev/null 2>&1 || true
+  node dist/cli/cli.js lab down --name vmt --dir /var/lib/vcstor/vm-lab-test >/dev/null 2>&1 || true
 }
 if [ "$(id -u)" -eq 0 ]; then test_lab_down; trap test_lab_down EXIT; fi
 

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
-import type { AttachedDisk, DomainDisk, DomainSpec, DomainStatus, HypervisorDriver } from '../../common/host/types.js';
-import { QsdDevices } from '../../common/host/qsd.js';
+import type { AttachedDisk, DomainDisk, DomainSpec, DomainStatus, HypervisorDriver } from '../hypervisor.js';
+import { QsdDevices } from '../../host-storage/qsd.js';
 import { LoopDevices } from '../../common/loop-devices.js';
 import type { CommandRunner } from '../../common/runner.js';
 

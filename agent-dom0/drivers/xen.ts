@@ -10,7 +10,7 @@ import type {
   DomainStatus,
   HypervisorDriver,
   VbdBackendKind,
-} from '../../common/host/types.js';
+} from '../hypervisor.js';
 import { CommandError, type CommandResult, type CommandRunner } from '../../common/runner.js';
 import { validateName } from '../../common/validate.js';
 

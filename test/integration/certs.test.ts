@@ -13,7 +13,7 @@ import { VcstorError } from '../../common/errors.js';
 import { startTestAgent } from '../support/agents.js';
 import { makeTestPki, type TestPki } from '../support/certs.js';
 
-const CLI = fileURLToPath(new URL('../../coordinator/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../cli/cli.js', import.meta.url));
 
 /** `vcstor certs ...` as an operator runs it: a separate process. */
 async function vcstor(...args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {

@@ -10,7 +10,7 @@ import { makeClient } from '../../common/clients.js';
 import type { AgentRole } from '../../common/config.js';
 import { makeHandlers } from '../../common/handlers.js';
 import { loadVcstorProto, SERVICE_NAMES } from '../../common/proto.js';
-import { RecordingCommandRunner, type RecordedCall } from '../../common/runner-recording.js';
+import { RecordingCommandRunner, type RecordedCall } from '../support/runner-recording.js';
 import { CommandError } from '../../common/runner.js';
 import { startGrpcServer, type RunningServer } from '../../common/server.js';
 import { isWithin } from '../../common/validate.js';

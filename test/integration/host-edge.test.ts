@@ -6,7 +6,7 @@ import { makeClient, unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
 import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import type { VbdSpec } from '../../common/generated/vcstor/v1/VbdSpec.js';
 import { startTestAgent } from '../support/agents.js';
 

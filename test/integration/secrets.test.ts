@@ -9,7 +9,7 @@ import { stateDirOf } from '../../common/config.js';
 import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
 import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { capturingLogger, startTestAgent } from '../support/agents.js';
 
 /**

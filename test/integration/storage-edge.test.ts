@@ -10,7 +10,7 @@ import { makeClient, unary } from '../../common/clients.js';
 import { storageConfigSchema } from '../../common/config.js';
 import { VcstorError } from '../../common/errors.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { storageAgent } from '../../agent-storage/service.js';
 
 describe('agent-storage edge: bad input is refused before any command runs', () => {

@@ -8,7 +8,7 @@ import type { CreateImageResponse__Output } from '../../common/generated/vcstor/
 import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
 import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import type { LabFile } from '../../lab/lab.js';
 import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const MIB = 1024 * 1024;

@@ -8,18 +8,18 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { makeClient, unary } from '../../common/clients.js';
-import { findProgram } from '../../common/drivers.js';
+import { findProgram } from '../../common/requirements.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { RunEventBus } from '../../coordinator/events.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
-import { labPlan } from '../../coordinator/lab/plan.js';
+import type { LabFile } from '../../lab/lab.js';
+import { labPlan } from '../../lab/plan.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
 import { renderReport } from '../../coordinator/report.js';
 import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
-const CLI = fileURLToPath(new URL('../../coordinator/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../cli/cli.js', import.meta.url));
 const ARTIFACTS = '/var/lib/vcstor/test-artifacts';
 const SMALL = {
   methods: ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'],

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { unary } from '../../common/clients.js';
 import { isRunning } from '../../common/processes.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import type { LabFile } from '../../lab/lab.js';
 import { provisionMethod, type MethodTarget } from '../../coordinator/methods.js';
 import { FaultTally, settledLeftovers } from '../support/faults.js';
 import { eventually, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';

@@ -8,19 +8,19 @@ import { pino } from 'pino';
 import { checkHealth, getAgentInfo } from '../../common/clients.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
-import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
+import { Lab, labFilePath, tgtControlPort, type LabFile, type LabOptions } from '../../lab/lab.js';
 import { VcstorError } from '../../common/errors.js';
 import { isRunning, processStartTicks, startInNamespace } from '../../common/processes.js';
 import { labAddress, labClientCredentials, TEST_LAB } from '../support/lab.js';
 import { makeClient, unary } from '../../common/clients.js';
-import { BLKIO_CONTROLLER, MEMORY_CONTROLLER } from '../../coordinator/lab/cgroups.js';
+import { BLKIO_CONTROLLER, MEMORY_CONTROLLER } from '../../lab/cgroups.js';
 
 function makeLabGuestClient(lab: LabFile) {
   return makeClient('guest', lab.hosts.find((h) => h.role === 'guest')!.agentAddress, labClientCredentials(lab));
 }
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const CLI = path.join(ROOT, 'dist/coordinator/cli.js');
+const CLI = path.join(ROOT, 'dist/cli/cli.js');
 const PROBE = path.join(ROOT, 'test/tools/grpc_probe.py');
 const runner = new ExecaCommandRunner();
 const insecure = grpc.credentials.createInsecure();

@@ -8,7 +8,7 @@ import { unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import type { LabFile } from '../../lab/lab.js';
 import { provisionMethod, type MethodName, type MethodTarget, type StepTiming } from '../../coordinator/methods.js';
 import { inHost, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 import { labMethodTarget } from '../support/methods.js';

@@ -8,11 +8,11 @@ import { pino } from 'pino';
 import { makeClient, unary } from '../../common/clients.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { RunEventBus } from '../../coordinator/events.js';
-import { labClientTls, type LabFile } from '../../coordinator/lab/lab.js';
+import { labClientTls, type LabFile } from '../../lab/lab.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
 import { renderReport, resultsTable } from '../../coordinator/report.js';
 import type { Knee, ScaleStepResult } from '../../coordinator/scale.js';
-import { scaleLabPlan } from '../../coordinator/scale-plan.js';
+import { scaleLabPlan } from '../../lab/plan.js';
 import { labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const COUNTS = [1, 2, 4, 8];

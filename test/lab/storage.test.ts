@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeClient, unary } from '../../common/clients.js';
 import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import type { LabFile } from '../../lab/lab.js';
 import { isRunning, stopProcess } from '../../common/processes.js';
 import { eventually, inHost, labClientCredentials, needsRoot, TEST_LAB, testLab } from '../support/lab.js';
 

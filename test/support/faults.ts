@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { makeClient, unary } from '../../common/clients.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
-import type { LabFile } from '../../coordinator/lab/lab.js';
+import type { LabFile } from '../../lab/lab.js';
 import { labClientCredentials, runner } from './lab.js';
 
 /**

@@ -2,9 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { cidrOverlap } from '../../coordinator/lab/network.js';
+import { cidrOverlap } from '../../lab/network.js';
 import { ExecaCommandRunner, type CommandResult, type RunOptions } from '../../common/runner.js';
-import { Lab, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
+import { Lab, type LabFile, type LabOptions } from '../../lab/lab.js';
 
 /**
  * A subnet for the test lab that this machine does not use: a slice of the benchmarking

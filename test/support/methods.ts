@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { makeClient } from '../../common/clients.js';
-import type { LabFile, LabOptions } from '../../coordinator/lab/lab.js';
+import type { LabFile, LabOptions } from '../../lab/lab.js';
 import type { MethodTarget } from '../../coordinator/methods.js';
 import { labClientCredentials } from './lab.js';
 

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BonnieFigure__Output } from '../../common/generated/vcstor/v1/BonnieFigure.js';
 import { VcstorError } from '../../common/errors.js';
-import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from '../../common/benchmarks/parsers.js';
+import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from '../../host-storage/benchmarks/parsers.js';
 
 /**
  * Outputs captured from the real tools in the lab (bonnie++ 2.00a, postmark "v1.51" of

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeDrivers, packageVersion } from '../../common/drivers.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { describeDrivers, packageVersion } from '../../common/requirements.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 // dpkg-query's answers as this machine's gave them (Debian 12).
 const NOT_FOUND = (pattern: string) => ({ exitCode: 1, stderr: `dpkg-query: no path found matching pattern ${pattern}\n` });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Filesystems, mkfsArgs } from '../../common/filesystems.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 describe('mkfs never punches holes in a zero-filled image: no discard, no lazy inode table init', () => {
   it('ext4: -E nodiscard, merged into the caller\'s -E', () => {

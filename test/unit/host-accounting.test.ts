@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { HostAccounting, parseBlockStat, parseKeyValues, parseNetDev, parseProcessIo, parseProcessStat } from '../../common/host-accounting.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 /**
  * HostAccounting against a copy of the kernel's files: /proc, /sys and a memory cgroup

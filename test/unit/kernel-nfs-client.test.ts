@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VcstorError } from '../../common/errors.js';
-import { KernelNfsClient, nfsMountOptions, parseNfsSource } from '../../common/host/kernel-nfs-client.js';
-import type { NfsMountSpec } from '../../common/host/types.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { KernelNfsClient, nfsMountOptions, parseNfsSource } from '../../host-storage/kernel-nfs-client.js';
+import type { NfsMountSpec } from '../../host-storage/types.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 /**
  * /proc/self/mountinfo of a small VM, in the kernel's layout (proc(5)): root, proc, sys,

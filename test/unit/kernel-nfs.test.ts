@@ -7,7 +7,7 @@ import { DEFAULT_KERNEL_EXPORTS_FILE, KernelNfsServer, parseExportfsVerbose, quo
 import type { NfsExportSpec } from '../../agent-storage/drivers/types.js';
 import { VcstorError } from '../../common/errors.js';
 import { CommandError, type CommandResult, type CommandRunner, type RunOptions } from '../../common/runner.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 const HEADER =
   '# vcstor: this file is owned and rewritten by the vcstor storage agent.\n' +

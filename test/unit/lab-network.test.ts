@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
-import { planHosts, tgtControlPort, validateLabOptions, DEFAULT_LAB } from '../../coordinator/lab/lab.js';
-import { cidrOverlap, LabNetwork } from '../../coordinator/lab/network.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
+import { planHosts, tgtControlPort, validateLabOptions, DEFAULT_LAB } from '../../lab/lab.js';
+import { cidrOverlap, LabNetwork } from '../../lab/network.js';
 
 describe('lab network', () => {
   it('detects overlapping IPv4 ranges', () => {

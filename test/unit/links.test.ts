@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { describeLinks, shapedBitsPerSecond } from '../../common/links.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/host/', import.meta.url));
 

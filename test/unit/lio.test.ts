@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VcstorError } from '../../common/errors.js';
 import { CommandError } from '../../common/runner.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { LioTarget, lioBackstoreName, parseLioDynamicSessions, parseLioSessionInfo, type BackingKind } from '../../agent-storage/drivers/lio.js';
 import type { IscsiExportSpec } from '../../agent-storage/drivers/types.js';
 

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { computeLoopMapping, LvmVolumes, parseLvmTime } from '../../agent-storage/drivers/lvm.js';
 import { VcstorError } from '../../common/errors.js';
 import { CommandError } from '../../common/runner.js';
-import { RecordingCommandRunner, type ScriptedOutput } from '../../common/runner-recording.js';
+import { RecordingCommandRunner, type ScriptedOutput } from '../support/runner-recording.js';
 
 // Outputs captured from the real tools on a lab machine (lvm2 2.03.16, util-linux 2.38.1,
 // Debian 12, no device-mapper): a 256 MiB file on /dev/loop0, a private lvm.conf with

@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { NfsClientDriver, NfsMountSpec } from '../../common/host/types.js';
+import type { NfsClientDriver, NfsMountSpec } from '../../host-storage/types.js';
 import { LoopDevices } from '../../common/loop-devices.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { Images } from '../../agent-dom0/images.js';
 import { KernelNfsImageFiles, nfsImageKey } from '../../agent-dom0/nfs-images.js';
 

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VcstorError } from '../../common/errors.js';
-import { OpenIscsiInitiator, byPathName, ifaceNameFor, lunOf, parseIscsiSessionTree } from '../../common/host/open-iscsi.js';
-import type { IscsiLoginSpec } from '../../common/host/types.js';
-import { RecordingCommandRunner, type ScriptedOutput } from '../../common/runner-recording.js';
+import { OpenIscsiInitiator, byPathName, ifaceNameFor, lunOf, parseIscsiSessionTree } from '../../host-storage/open-iscsi.js';
+import type { IscsiLoginSpec } from '../../host-storage/types.js';
+import { RecordingCommandRunner, type ScriptedOutput } from '../support/runner-recording.js';
 
 // ---------------------------------------------------------------------------------------
 // Captured `iscsiadm -m session -P 3` outputs, pasted as they were published.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_LAB, labTlsFiles, planHosts } from '../../coordinator/lab/lab.js';
+import { DEFAULT_LAB, labTlsFiles, planHosts } from '../../lab/lab.js';
 import { parsePlan } from '../../coordinator/plan.js';
 import { isScalePlanText, parseScalePlan } from '../../coordinator/scale-plan.js';
 

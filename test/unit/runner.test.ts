@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CommandError, ExecaCommandRunner, formatCommandLine } from '../../common/runner.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 const runner = new ExecaCommandRunner();
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CommandError } from '../../common/runner.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { parseTgtAccounts, parseTgtShow, parseTgtTargetParams, TGT_DEFAULT_SESSION_PARAMS, TGT_NEGOTIATED_DETAIL, TgtIscsiTarget } from '../../agent-storage/drivers/tgt.js';
 
 /** `tgtadm --mode target --op show` captured from tgtd here, with one initiator logged in. */

@@ -17,9 +17,9 @@ import {
   vbdDeviceNumber,
 } from '../../agent-dom0/drivers/xen.js';
 import { VcstorError } from '../../common/errors.js';
-import type { DomainDisk, DomainSpec } from '../../common/host/types.js';
+import type { DomainDisk, DomainSpec } from '../../agent-dom0/hypervisor.js';
 import { CommandError, ExecaCommandRunner, type CommandResult, type CommandRunner, type RunOptions } from '../../common/runner.js';
-import { RecordingCommandRunner } from '../../common/runner-recording.js';
+import { RecordingCommandRunner } from '../support/runner-recording.js';
 
 const signal = new AbortController().signal;
 

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { buildVmImage } from '../../coordinator/lab/vm-image.js';
+import { buildVmImage } from '../../lab/vm-image.js';
 
 /**
  * Build (or find cached) the VM tier's image by hand and print its timings:

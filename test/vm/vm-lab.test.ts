@@ -5,9 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { checkHealth, unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { Lab, type LabFile, type LabOptions } from '../../coordinator/lab/lab.js';
-import { vmConsole } from '../../coordinator/lab/vm-lab.js';
-import type { RunningVm } from '../../coordinator/lab/vm.js';
+import { Lab, type LabFile, type LabOptions } from '../../lab/lab.js';
+import { vmConsole } from '../../lab/vm-lab.js';
+import type { RunningVm } from '../../lab/vm.js';
 import { METHODS, provisionMethod, type MethodTarget } from '../../coordinator/methods.js';
 import { labMethodTarget } from '../support/methods.js';
 

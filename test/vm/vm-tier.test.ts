@@ -4,8 +4,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { buildVmImage, type VmImageResult } from '../../coordinator/lab/vm-image.js';
-import { bootVm, type RunningVm } from '../../coordinator/lab/vm.js';
+import { buildVmImage, type VmImageResult } from '../../lab/vm-image.js';
+import { bootVm, type RunningVm } from '../../lab/vm.js';
 
 /**
  * The VM tier's first slice: the cached Debian image, one guest booted from it under

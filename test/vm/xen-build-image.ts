@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { buildVmImage } from '../../coordinator/lab/vm-image.js';
-import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from '../../coordinator/lab/xen-image.js';
+import { buildVmImage } from '../../lab/vm-image.js';
+import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from './xen-image.js';
 
 /**
  * Build (or find cached) the Xen experiment's image variant and print its timings:

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import type { DomainSpec } from '../../common/host/types.js';
+import type { DomainSpec } from '../../agent-dom0/hypervisor.js';
 import { XenHypervisor } from '../../agent-dom0/drivers/xen.js';
 
 /**

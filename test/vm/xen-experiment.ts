@@ -3,10 +3,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { buildVmImage } from '../../coordinator/lab/vm-image.js';
-import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from '../../coordinator/lab/xen-image.js';
-import { bootXenVm, buildXenAppDisk } from '../../coordinator/lab/xen-vm.js';
-import type { RunningVm } from '../../coordinator/lab/vm.js';
+import { buildVmImage } from '../../lab/vm-image.js';
+import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from './xen-image.js';
+import { bootXenVm, buildXenAppDisk } from './xen-vm.js';
+import type { RunningVm } from '../../lab/vm.js';
 
 /**
  * Xen under qemu TCG, step by step, timings printed: build (or find) the Xen image

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { ExecaCommandRunner } from '../../common/runner.js';
-import { buildVmImage, vmImageKey, type VmImageResult } from '../../coordinator/lab/vm-image.js';
-import type { RunningVm } from '../../coordinator/lab/vm.js';
-import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from '../../coordinator/lab/xen-image.js';
-import { bootXenVm, buildXenAppDisk } from '../../coordinator/lab/xen-vm.js';
+import { buildVmImage, vmImageKey, type VmImageResult } from '../../lab/vm-image.js';
+import type { RunningVm } from '../../lab/vm.js';
+import { XEN_IMAGE_VARIANT, XEN_VM_CACHE_DIR } from './xen-image.js';
+import { bootXenVm, buildXenAppDisk } from './xen-vm.js';
 
 /**
  * Xen itself under qemu TCG (issue 7's stretch goal): Debian's Xen 4.17 booted by qemu's

@@ -1,0 +1,16 @@
+import type { DriverRequirements } from '../common/requirements.js';
+import { BENCHMARK_DRIVERS, FILESYSTEM_DRIVERS, INITIATOR_DRIVERS } from '../host-storage/requirements.js';
+
+/** Every driver the guest agent has, and what each needs from its host. */
+export const GUEST_DRIVERS: readonly DriverRequirements[] = [
+  ...INITIATOR_DRIVERS,
+  {
+    concern: 'nfs-client',
+    driver: 'kernel',
+    programs: ['mount.nfs'],
+    kernelFilesystems: ['nfs'],
+    note: 'directory mounts need a kernel NFS client; namespace guests of the lab share a kernel without one (use the VM tier)',
+  },
+  ...FILESYSTEM_DRIVERS,
+  ...BENCHMARK_DRIVERS,
+];

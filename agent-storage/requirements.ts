@@ -1,0 +1,11 @@
+import type { DriverRequirements } from '../common/requirements.js';
+
+/** Every driver the storage agent has, and what each needs from its host. */
+export const STORAGE_DRIVERS: readonly DriverRequirements[] = [
+  { concern: 'volumes', driver: 'filepool', programs: ['losetup', 'fallocate'], note: 'image files in a directory, exposed through loop devices' },
+  { concern: 'volumes', driver: 'lvm', programs: ['lvcreate', 'lvremove', 'lvs', 'vgs'] },
+  { concern: 'iscsi-target', driver: 'tgt', programs: ['tgtadm', 'tgtd'] },
+  { concern: 'iscsi-target', driver: 'lio', programs: ['targetcli'] },
+  { concern: 'nfs-server', driver: 'ganesha', programs: ['ganesha.nfsd'] },
+  { concern: 'nfs-server', driver: 'kernel', programs: ['exportfs'], kernelFilesystems: ['nfsd'] },
+];

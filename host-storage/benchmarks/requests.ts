@@ -1,0 +1,72 @@
+import { invalidArgument } from '../../common/errors.js';
+import type { RunBenchmarkRequest__Output } from '../../common/generated/vcstor/v1/RunBenchmarkRequest.js';
+import { validateFsType } from '../../common/requests.js';
+import { validatePathUnder, validateSize, validateText } from '../../common/validate.js';
+
+/** Validation of RunBenchmark requests (guest and dom0 agents): a whole request, before anything runs. */
+
+const FIO_RW = ['read', 'write', 'randread', 'randwrite', 'rw', 'randrw', 'readwrite'];
+const FIO_ENGINES = ['', 'psync', 'sync', 'libaio', 'io_uring', 'posixaio'];
+
+/** A size field where 0 means "the default". */
+function optionalSize(field: string, value: number, limits: { min?: number; max?: number } = {}): void {
+  if (value !== 0) validateSize(field, value, limits);
+}
+
+/** `roots`: where the agent runs benchmarks (its mount root, and dom0's local roots). */
+export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output, roots: readonly string[]): void {
+  validatePathUnder('directory', request.directory, [...roots]);
+  validateText('label', request.label);
+  switch (request.spec) {
+    case 'bonnie': {
+      const spec = request.bonnie!;
+      optionalSize('bonnie.file_size_bytes', spec.fileSizeBytes, { min: 1024 * 1024 });
+      optionalSize('bonnie.chunk_size_bytes', spec.chunkSizeBytes, { min: 256, max: 1024 * 1024 });
+      optionalSize('bonnie.ram_bytes', spec.ramBytes, { min: 1024 * 1024 });
+      if (spec.fileCountK > 1024) throw invalidArgument('bonnie.file_count_k', 'is more than 1024 (a million files)');
+      return;
+    }
+    case 'postmark': {
+      const spec = request.postmark!;
+      if (spec.transactions > 100_000_000) throw invalidArgument('postmark.transactions', 'is more than 100 million');
+      if (spec.files > 10_000_000) throw invalidArgument('postmark.files', 'is more than 10 million');
+      if (spec.subdirectories > 100_000) throw invalidArgument('postmark.subdirectories', 'is more than 100,000');
+      optionalSize('postmark.min_file_size_bytes', spec.minFileSizeBytes);
+      optionalSize('postmark.max_file_size_bytes', spec.maxFileSizeBytes);
+      if (spec.maxFileSizeBytes !== 0 && spec.maxFileSizeBytes < spec.minFileSizeBytes) {
+        throw invalidArgument('postmark.max_file_size_bytes', 'is smaller than min_file_size_bytes');
+      }
+      optionalSize('postmark.read_block_bytes', spec.readBlockBytes, { max: 64 * 1024 * 1024 });
+      optionalSize('postmark.write_block_bytes', spec.writeBlockBytes, { max: 64 * 1024 * 1024 });
+      if (spec.readBias > 10 || spec.createBias > 10) throw invalidArgument('postmark.read_bias', 'biases are 0-10');
+      return;
+    }
+    case 'fio': {
+      const spec = request.fio!;
+      if (!FIO_RW.includes(spec.rw)) throw invalidArgument('fio.rw', `${JSON.stringify(spec.rw)} is not one of ${FIO_RW.join(', ')}`);
+      if (!FIO_ENGINES.includes(spec.ioengine)) throw invalidArgument('fio.ioengine', `${JSON.stringify(spec.ioengine)} is not one of ${FIO_ENGINES.filter(Boolean).join(', ')}`);
+      optionalSize('fio.block_size_bytes', spec.blockSizeBytes, { min: 512, max: 64 * 1024 * 1024 });
+      optionalSize('fio.size_bytes', spec.sizeBytes, { min: 4096 });
+      if (spec.iodepth > 4096) throw invalidArgument('fio.iodepth', 'is more than 4096');
+      if (spec.numjobs > 1024) throw invalidArgument('fio.numjobs', 'is more than 1024');
+      if (spec.rwmixRead > 100) throw invalidArgument('fio.rwmix_read', 'is a percentage (0-100)');
+      if (spec.runtimeS > 24 * 3600) throw invalidArgument('fio.runtime_s', 'is more than a day');
+      // A time-based write phase uses all of the runtime: fio never starts the verify
+      // reads and reports success having checked nothing.
+      if (spec.verify && spec.runtimeS > 0) throw invalidArgument('fio.verify', 'cannot be combined with runtime_s (fio would spend the runtime writing and verify nothing); size the run with size_bytes instead');
+      return;
+    }
+    case 'sparseImage': {
+      const spec = request.sparseImage!;
+      optionalSize('sparse_image.image_size_bytes', spec.imageSizeBytes, { min: 64 * 1024 * 1024 });
+      optionalSize('sparse_image.file_size_bytes', spec.fileSizeBytes, { min: 4096 });
+      optionalSize('sparse_image.block_size_bytes', spec.blockSizeBytes, { min: 512, max: 64 * 1024 * 1024 });
+      if (spec.passes > 1000) throw invalidArgument('sparse_image.passes', 'is more than 1000');
+      if (spec.fsType !== '') validateFsType('sparse_image.fs_type', spec.fsType);
+      if (spec.device !== '') validatePathUnder('sparse_image.device', spec.device, ['/dev']);
+      return;
+    }
+    default:
+      throw invalidArgument('spec', 'name a benchmark: bonnie, postmark, fio or sparse_image');
+  }
+}

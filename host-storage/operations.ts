@@ -1,0 +1,72 @@
+import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
+import type { Operations } from '../common/handlers.js';
+import {
+  validateIscsiLoginRequest,
+  validateIscsiLogoutRequest,
+  validateMakeFilesystemRequest,
+  validateMountFilesystemRequest,
+  validateNfsMountRequest,
+} from '../common/requests.js';
+import { resolveConfinedPath, validatePathUnder } from '../common/validate.js';
+import type { HostStorage } from './host-storage.js';
+
+/** The operations dom0 and guest agents serve alike (their messages are common.proto's). */
+export type HostStorageOperations = Required<
+  Pick<
+    Operations<GuestAgentHandlers>,
+    | 'IscsiLogin'
+    | 'IscsiLogout'
+    | 'ListIscsiSessions'
+    | 'MountNfs'
+    | 'UnmountNfs'
+    | 'ListNfsMounts'
+    | 'MakeFilesystem'
+    | 'MountFilesystem'
+    | 'UnmountFilesystem'
+    | 'ListFilesystems'
+  >
+>;
+
+/**
+ * The host-storage operations, validated at the edge: mounts only under `mountRoots`,
+ * devices only under `deviceRoots`.
+ */
+export function hostStorageOperations(host: HostStorage, mountRoots: readonly string[], deviceRoots: readonly string[] = ['/dev']): HostStorageOperations {
+  return {
+    IscsiLogin: async (request, { signal }) => {
+      validateIscsiLoginRequest(request);
+      return host.iscsiLogin(request, signal);
+    },
+    IscsiLogout: async (request, { signal }) => {
+      validateIscsiLogoutRequest(request);
+      return { wasLoggedIn: await host.iscsiLogout(request, signal) };
+    },
+    ListIscsiSessions: async (_request, { signal }) => ({ sessions: await host.listSessions(signal) }),
+    MountNfs: async (request, { signal }) => {
+      validateNfsMountRequest(request, mountRoots);
+      return host.mountNfs({ ...request, mountpoint: await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots) }, signal);
+    },
+    UnmountNfs: async (request, { signal }) => {
+      validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+      return { wasMounted: await host.unmountNfs(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
+    },
+    ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
+    MakeFilesystem: async (request, { signal }) => {
+      validateMakeFilesystemRequest(request, deviceRoots);
+      // A link among the devices (a sandbox VBD) must lead to a device, not to a file elsewhere.
+      await resolveConfinedPath('device', request.device, deviceRoots);
+      return host.makeFilesystem(request, signal);
+    },
+    MountFilesystem: async (request, { signal }) => {
+      validateMountFilesystemRequest(request, mountRoots, deviceRoots);
+      await resolveConfinedPath('device', request.device, deviceRoots);
+      // mount(8) follows links: a link under the mount root must not mount over /etc.
+      return host.mountFilesystem({ ...request, mountpoint: await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots) }, signal);
+    },
+    UnmountFilesystem: async (request, { signal }) => {
+      validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+      return { wasMounted: await host.unmountFilesystem(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
+    },
+    ListFilesystems: async () => ({ mounts: await host.listFilesystems() }),
+  };
+}

@@ -1,0 +1,23 @@
+import type { DriverRequirements } from '../common/requirements.js';
+
+/** Drivers that dom0 hosts and guests both have: the iSCSI initiators and filesystems. */
+export const INITIATOR_DRIVERS: readonly DriverRequirements[] = [
+  {
+    concern: 'iscsi-initiator',
+    driver: 'qsd',
+    programs: ['qemu-storage-daemon', 'losetup'],
+    note: 'user-space: libiscsi in qemu-storage-daemon, exported over FUSE, attached as a loop device',
+  },
+  { concern: 'iscsi-initiator', driver: 'open-iscsi', programs: ['iscsiadm'] },
+];
+
+export const FILESYSTEM_DRIVERS: readonly DriverRequirements[] = [
+  { concern: 'filesystem', driver: 'ext4', programs: ['mkfs.ext4', 'blkid', 'mount', 'umount'], kernelFilesystems: ['ext4'] },
+];
+
+/** The benchmarks both run: the guest for the methods, dom0 for the baselines (Fig. 3, 5). */
+export const BENCHMARK_DRIVERS: readonly DriverRequirements[] = [
+  { concern: 'benchmark', driver: 'bonnie++', programs: ['bonnie++'] },
+  { concern: 'benchmark', driver: 'postmark', programs: ['postmark'] },
+  { concern: 'benchmark', driver: 'fio', programs: ['fio'] },
+];
