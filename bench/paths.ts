@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { createLogger } from '../common/log.js';
 import { ExecaCommandRunner } from '../common/runner.js';
-import { accountingRows, pathText } from '../coordinator/accounting-report.js';
+import { accountingRows, pathText } from '../coordinator/report/index.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { DEFAULT_LAB, Lab } from '../lab/lab.js';
 import { REPORT_FIGURES } from '../coordinator/model.js';

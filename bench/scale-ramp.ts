@@ -22,8 +22,7 @@ import { Coordinator } from '../coordinator/coordinator.js';
 import { RunEventBus } from '../coordinator/events.js';
 import { DEFAULT_LAB, Lab, labClientTls } from '../lab/lab.js';
 import { describeEvent } from '../coordinator/run-commands.js';
-import { renderReport } from '../coordinator/report.js';
-import { scaleResultsTable } from '../coordinator/scale-report.js';
+import { renderReport, scaleResultsTable } from '../coordinator/report/index.js';
 import { scaleLabPlan } from '../lab/plan.js';
 
 const { values } = parseArgs({

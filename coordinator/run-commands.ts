@@ -8,7 +8,7 @@ import { natsOptionsFromSettings, RunEventBus } from './events.js';
 import type { RunEventRecord } from './model.js';
 import { parsePlan } from './plan.js';
 import { isScalePlanText, parseScalePlan } from './scale-plan.js';
-import { renderReport, resultsCsv, resultsTable } from './report.js';
+import { renderReport, resultsCsv, resultsTable } from './report/index.js';
 
 /** Where runs are kept when no --runs-dir is given. */
 export const DEFAULT_RUNS_DIR = '/var/lib/vcstor/runs';

@@ -16,7 +16,7 @@ import { RunEventBus } from '../../coordinator/events.js';
 import type { LabFile } from '../../lab/lab.js';
 import { labPlan } from '../../lab/plan.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
-import { renderReport } from '../../coordinator/report.js';
+import { renderReport } from '../../coordinator/report/index.js';
 import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
 const CLI = fileURLToPath(new URL('../../cli/cli.js', import.meta.url));

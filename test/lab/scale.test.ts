@@ -10,7 +10,7 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { RunEventBus } from '../../coordinator/events.js';
 import { labClientTls, type LabFile } from '../../lab/lab.js';
 import type { RunEventRecord } from '../../coordinator/model.js';
-import { renderReport, resultsTable } from '../../coordinator/report.js';
+import { renderReport, resultsTable } from '../../coordinator/report/index.js';
 import type { Knee, ScaleStepResult } from '../../coordinator/scale.js';
 import { scaleLabPlan } from '../../lab/plan.js';
 import { labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';

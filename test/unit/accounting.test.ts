@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { account, bonnieWriteBytes, layerOf, type HostSample } from '../../coordinator/accounting.js';
-import { accountingHtml, accountingRows, accountingText } from '../../coordinator/accounting-report.js';
+import { accountingHtml, accountingRows, accountingText } from '../../coordinator/report/index.js';
 import type { MeasurementRecord } from '../../coordinator/model.js';
 import type { IoCounter__Output } from '../../common/generated/vcstor/v1/IoCounter.js';
 

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { dataPaths, ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report.js';
+import { dataPaths, ratiosVsPhyLocal, renderReport, resultsCsv, resultsTable, sparseComparison } from '../../coordinator/report/index.js';
 import type { MeasurementRecord, RunSetup, RunRecord } from '../../coordinator/model.js';
 
 const RUN_ID = 'run-0042';

@@ -11,7 +11,7 @@ import { histogramBins, histogramPercentile, loadFioArgs, mergeHistogram, parseF
 import { validateLoadFioSpec, validateStartLoadSessionsRequest } from '../../host-storage/load-requests.js';
 import { findKnee, samplePercentile, slope, stageHistogram } from '../../coordinator/scale.js';
 import { isScalePlanText, parseScalePlan, rampCounts } from '../../coordinator/scale-plan.js';
-import { scaleResultsTable } from '../../coordinator/scale-report.js';
+import { scaleResultsTable } from '../../coordinator/report/index.js';
 
 /** Beside the compiled tests in dist/, or from the repository root (a private build dir). */
 function fixture(name: string): string {

@@ -1,5 +1,6 @@
-import type { MeasurementRecord, RunRecord } from './model.js';
-import type { Knee, ScaleStepResult, StageHistogram } from './scale.js';
+import type { MeasurementRecord, RunRecord } from '../model.js';
+import type { Knee, ScaleStepResult, StageHistogram } from '../scale.js';
+import { alignColumns, escapeMarkup } from './format.js';
 
 /**
  * Results of a scale run: a text table per step (what `vcstor results` prints) and an HTML
@@ -56,9 +57,7 @@ export function scaleResultsTable(run: RunRecord, measurements: readonly Measure
     (s.initiatorRssBytes / 1e6).toFixed(0),
     String(s.initiatorFds),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  lines.push(line(header), ...rows.map(line));
+  lines.push(...alignColumns(header, rows, header.map((_, i) => i > 0)));
   const k = knee(measurements);
   if (k) lines.push('', `knee: ${k.count} initiators${k.reached ? '' : ' (not reached)'} — ${k.reason}`);
   const cp = controlPlane(measurements);
@@ -72,8 +71,6 @@ export function scaleResultsTable(run: RunRecord, measurements: readonly Measure
   return `${lines.join('\n')}\n`;
 }
 
-const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-
 /** A line chart of `values` against the counts (evenly spaced: the ramp is geometric). */
 function lineChart(o: { id: string; title: string; unit: string; counts: number[]; values: number[]; kneeCount?: number; threshold?: number }): string {
   const W = 560;
@@ -85,20 +82,20 @@ function lineChart(o: { id: string; title: string; unit: string; counts: number[
   const max = Math.max(...o.values, o.threshold ?? 0, 1e-9) * 1.1;
   const x = (i: number) => left + (o.counts.length === 1 ? (W - left - right) / 2 : (i * (W - left - right)) / (o.counts.length - 1));
   const y = (v: number) => top + (H - top - bottom) * (1 - v / max);
-  const parts: string[] = [`<svg id="${o.id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escape(o.title)}">`];
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-weight="bold">${escape(o.title)}</text>`);
+  const parts: string[] = [`<svg id="${o.id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeMarkup(o.title)}">`];
+  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-weight="bold">${escapeMarkup(o.title)}</text>`);
   parts.push(`<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="#000"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="#000"/>`);
   for (let t = 0; t <= 4; t++) {
     const v = (max * t) / 4;
     parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v >= 100 ? v.toFixed(0) : v.toFixed(2)}</text><line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#ddd"/>`);
   }
   o.counts.forEach((c, i) => parts.push(`<text x="${x(i)}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${c}</text>`));
-  parts.push(`<text x="${W / 2}" y="${H - 6}" text-anchor="middle" font-size="12">initiators</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle" font-size="12">${escape(o.unit)}</text>`);
-  if (o.threshold !== undefined) parts.push(`<line class="threshold" x1="${left}" y1="${y(o.threshold)}" x2="${W - right}" y2="${y(o.threshold)}" stroke="#c00" stroke-dasharray="4 3"><title>threshold ${o.threshold} ${escape(o.unit)}</title></line>`);
+  parts.push(`<text x="${W / 2}" y="${H - 6}" text-anchor="middle" font-size="12">initiators</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle" font-size="12">${escapeMarkup(o.unit)}</text>`);
+  if (o.threshold !== undefined) parts.push(`<line class="threshold" x1="${left}" y1="${y(o.threshold)}" x2="${W - right}" y2="${y(o.threshold)}" stroke="#c00" stroke-dasharray="4 3"><title>threshold ${o.threshold} ${escapeMarkup(o.unit)}</title></line>`);
   const kneeIndex = o.kneeCount === undefined ? -1 : o.counts.indexOf(o.kneeCount);
   if (kneeIndex >= 0) parts.push(`<line class="knee" x1="${x(kneeIndex)}" y1="${top}" x2="${x(kneeIndex)}" y2="${H - bottom}" stroke="#e80" stroke-dasharray="6 3"><title>knee: ${o.kneeCount} initiators</title></line>`);
   parts.push(`<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${o.values.map((v, i) => `${x(i)},${y(v)}`).join(' ')}"/>`);
-  o.values.forEach((v, i) => parts.push(`<circle class="point" cx="${x(i)}" cy="${y(v)}" r="4" fill="#1f77b4" data-count="${o.counts[i]}" data-value="${v}"><title>${o.counts[i]} initiators: ${v.toFixed(2)} ${escape(o.unit)}</title></circle>`));
+  o.values.forEach((v, i) => parts.push(`<circle class="point" cx="${x(i)}" cy="${y(v)}" r="4" fill="#1f77b4" data-count="${o.counts[i]}" data-value="${v}"><title>${o.counts[i]} initiators: ${v.toFixed(2)} ${escapeMarkup(o.unit)}</title></circle>`));
   parts.push('</svg>');
   return parts.join('\n');
 }
@@ -116,15 +113,15 @@ export function renderScaleReport(run: RunRecord, measurements: readonly Measure
       ]
     : ['<p>no steps were measured</p>'];
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>vcstor scale report: ${escape(run.planName)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>vcstor scale report: ${escapeMarkup(run.planName)}</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}pre{background:#f6f6f6;padding:1em}</style></head>
 <body>
-<h1>How many initiators can one target serve? (${escape(run.planName)})</h1>
-<p>run ${escape(run.runId)} — ${escape(run.state)}${run.error ? ` — ${escape(run.error)}` : ''}</p>
-<p id="knee">${k ? `Knee: <b>${k.count}</b> initiators${k.reached ? '' : ' (not reached)'} — ${escape(k.reason)}` : 'no knee computed'}</p>
+<h1>How many initiators can one target serve? (${escapeMarkup(run.planName)})</h1>
+<p>run ${escapeMarkup(run.runId)} — ${escapeMarkup(run.state)}${run.error ? ` — ${escapeMarkup(run.error)}` : ''}</p>
+<p id="knee">${k ? `Knee: <b>${k.count}</b> initiators${k.reached ? '' : ' (not reached)'} — ${escapeMarkup(k.reason)}` : 'no knee computed'}</p>
 ${charts.join('\n')}
 <h2>Steps</h2>
-<pre>${escape(scaleResultsTable(run, measurements))}</pre>
+<pre>${escapeMarkup(scaleResultsTable(run, measurements))}</pre>
 </body></html>
 `;
 }

@@ -3,9 +3,10 @@
  * text table for the terminal and an HTML table for the report. Pure functions.
  */
 
-import type { IoAccounting, LayerIo } from './accounting.js';
-import { DOM0_BASELINES, METHODS } from './methods.js';
-import type { MeasurementRecord } from './model.js';
+import type { IoAccounting, LayerIo } from '../accounting.js';
+import { DOM0_BASELINES, METHODS } from '../methods.js';
+import type { MeasurementRecord } from '../model.js';
+import { alignColumns, escapeMarkup } from './format.js';
 
 /** One method x benchmark: the accounting of every repetition that has one. */
 export interface AccountingRow {
@@ -104,16 +105,10 @@ export function accountingText(measurements: readonly MeasurementRecord[]): stri
   const lines = ['', 'where the bytes went (MiB, mean over repetitions; kernel counters before/after each run, caches dropped first)'];
   const header = ['method', 'benchmark', 'written', 'reached disk', 'reached', 'absorbed', 'held by'];
   const body = rows.map((r) => [r.method, r.benchmark, mib(r.writtenBytes), mib(r.backingBytes), percentRange(r), mib(r.absorbedBytes), r.heldBy || '-']);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const format = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  lines.push(format(header), ...body.map(format));
+  lines.push(...alignColumns(header, body, header.map((_, i) => i >= 2 && i <= 5)));
   lines.push('', 'path of the bytes written (MiB written at each layer; processes: bytes through their write calls)');
   for (const r of rows.filter((x) => x.benchmark === 'bonnie' || rows.every((y) => y.benchmark !== 'bonnie'))) lines.push(`  ${r.method.padEnd(10)} ${pathText(r)}`);
   return lines;
-}
-
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
 /** The report's section (empty when nothing was accounted). */
@@ -122,9 +117,9 @@ export function accountingHtml(measurements: readonly MeasurementRecord[]): stri
   if (rows.length === 0) return '';
   const body = rows.map(
     (r) =>
-      `<tr data-method="${esc(r.method)}" data-benchmark="${esc(r.benchmark)}" data-reached="${r.reachedMinPercent}"><td>${esc(r.method)}</td><td>${esc(r.benchmark)}</td>` +
+      `<tr data-method="${escapeMarkup(r.method)}" data-benchmark="${escapeMarkup(r.benchmark)}" data-reached="${r.reachedMinPercent}"><td>${escapeMarkup(r.method)}</td><td>${escapeMarkup(r.benchmark)}</td>` +
       `<td class="num">${mib(r.writtenBytes)}</td><td class="num">${mib(r.backingBytes)}</td><td class="num${r.reachedMinPercent < 90 || r.writtenBytes < 2 ** 20 ? ' warn' : ''}">${percentRange(r)}</td>` +
-      `<td class="num">${mib(r.absorbedBytes)}</td><td>${esc(r.heldBy || '-')}</td><td class="path">${esc(pathText(r))}</td></tr>`,
+      `<td class="num">${mib(r.absorbedBytes)}</td><td>${escapeMarkup(r.heldBy || '-')}</td><td class="path">${escapeMarkup(pathText(r))}</td></tr>`,
   );
   const scopes = [...new Set(rows.flatMap((r) => r.dropScopes))];
   return [
@@ -135,7 +130,7 @@ export function accountingHtml(measurements: readonly MeasurementRecord[]): stri
     '<thead><tr><th>method</th><th>benchmark</th><th>written MiB</th><th>reached disk MiB</th><th>reached</th><th>absorbed MiB</th><th>held by</th><th>path (MiB written at each layer)</th></tr></thead>',
     `<tbody>${body.join('\n')}</tbody>`,
     '</table>',
-    `<p class="note">Caches dropped before each run: ${esc(scopes.join('; '))}.</p>`,
+    `<p class="note">Caches dropped before each run: ${escapeMarkup(scopes.join('; '))}.</p>`,
     '</section>',
   ].join('\n');
 }
