@@ -4,8 +4,8 @@
  */
 
 import type { IoAccounting, LayerIo } from '../accounting.js';
-import { DOM0_BASELINES, METHODS } from '../methods.js';
 import type { MeasurementRecord } from '../model.js';
+import { KNOWN_ROWS } from './analysis.js';
 import { alignColumns, escapeMarkup } from './format.js';
 
 /** One method x benchmark: the accounting of every repetition that has one. */
@@ -35,7 +35,6 @@ export function accountingRows(measurements: readonly MeasurementRecord[]): Acco
     const key = JSON.stringify([m.method, m.benchmark]);
     groups.set(key, [...(groups.get(key) ?? []), m as MeasurementRecord & { accounting: IoAccounting }]);
   }
-  const order: readonly string[] = [...DOM0_BASELINES, ...METHODS];
   const rows = [...groups.values()].map((ms) => {
     const accounts = ms.map((m) => m.accounting);
     const mean = (f: (a: IoAccounting) => number) => accounts.reduce((sum, a) => sum + f(a), 0) / accounts.length;
@@ -63,7 +62,7 @@ export function accountingRows(measurements: readonly MeasurementRecord[]): Acco
       dropScopes: [...new Set(accounts.flatMap((a) => a.drops.map((d) => `${d.host}: ${d.scope}`)))],
     };
   });
-  const rank = (m: string) => (order.includes(m) ? order.indexOf(m) : order.length);
+  const rank = (m: string) => (KNOWN_ROWS.includes(m) ? KNOWN_ROWS.indexOf(m) : KNOWN_ROWS.length);
   return rows.sort((a, b) => rank(a.method) - rank(b.method) || a.method.localeCompare(b.method) || a.benchmark.localeCompare(b.benchmark));
 }
 
@@ -84,11 +83,11 @@ function percentRange(row: AccountingRow): string {
   return lo === hi ? `${lo}%` : `${lo}-${hi}%`;
 }
 
-/** The layers a path's bytes passed, as one line: "guest device 1024 > dom0 backend 1024 > ...". */
 /** The order data flows through the layers, guest to disk. */
 const FLOW = ['guest benchmark (agent)', 'guest device', 'dom0 benchmark (agent)', 'dom0 device', 'guest initiator', 'guest link', 'dom0 link', 'dom0 agent', 'dom0 backend', 'dom0 image device', 'dom0 loop device', 'storage link', 'storage daemon', 'storage agent', 'storage volume device', 'backing disk'];
 const flowIndex = (layer: string) => (FLOW.includes(layer) ? FLOW.indexOf(layer) : FLOW.length);
 
+/** The layers a path's bytes passed, guest to disk, as one line: "guest device 1024 > dom0 backend 1024 > ...". */
 export function pathText(row: AccountingRow): string {
   return [...row.path]
     .sort((a, b) => flowIndex(a.layer) - flowIndex(b.layer))

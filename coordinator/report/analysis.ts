@@ -20,6 +20,7 @@ export type Cell =
   /** No measurement was recorded at all. */
   | { kind: 'absent' };
 
+/** One scope's measurements indexed: its rows in the paper's order, its repetitions, and every cell and statistic of a figure. */
 export interface Analysis {
   methods: string[];
   repetitions: number[];
@@ -52,22 +53,26 @@ export function runOutcome(state: RunState): string {
   return state === 'succeeded' ? 'ok' : state;
 }
 
+/** Whether a measurement produced a result (no error): the only kind whose figures are read. */
 export function succeeded(m: MeasurementRecord): m is MeasurementRecord & { result: Record<string, unknown> } {
   return m.error === '' && m.result !== undefined;
 }
 
+/** Why a measurement has no result: its error, or that none was recorded. */
 export function failureText(m: MeasurementRecord): string {
   return m.error !== '' ? m.error : 'no result recorded';
 }
 
+/** The rows every table and chart lists first, in this order: dom0's baselines (Fig. 3), then the paper's methods (section 3). */
+export const KNOWN_ROWS: readonly string[] = [...DOM0_BASELINES, ...METHODS];
+
 /** dom0's baselines (Fig. 3), then the paper's order (section 3), then any other method by name. */
 export function orderMethods(names: Iterable<string>): string[] {
   const present = new Set(names);
-  const known: readonly string[] = [...DOM0_BASELINES, ...METHODS];
-  return [...known.filter((m) => present.has(m)), ...[...present].filter((m) => !known.includes(m)).sort()];
+  return [...KNOWN_ROWS.filter((m) => present.has(m)), ...[...present].filter((m) => !KNOWN_ROWS.includes(m)).sort()];
 }
 
-export function analyse(measurements: MeasurementRecord[]): Analysis {
+function analyse(measurements: MeasurementRecord[]): Analysis {
   // One record per (method, benchmark, repetition). A step retried after a failure may
   // record twice: a success is kept over a failure, otherwise the later record wins.
   const byKey = new Map<string, MeasurementRecord>();
@@ -123,13 +128,15 @@ export function analyse(measurements: MeasurementRecord[]): Analysis {
 // ---------------------------------------------------------------------------------------
 // dom0's baselines and the guest's methods
 
+/** dom0's baselines, in the paper's order (Figs. 3 and 5). */
 export const BASELINES: readonly string[] = DOM0_BASELINES;
 
 /** A dom0 baseline row (Figs. 3 and 5), not a method of giving a guest a disk. */
-export function isDom0(method: string): boolean {
+function isDom0(method: string): boolean {
   return BASELINES.includes(method);
 }
 
+/** Whose rows a figure shows: dom0's baselines or the guest's methods. */
 export type Scope = 'dom0' | 'guest';
 
 /** The measurements analysed apart: dom0's baselines, and the guest's methods (every other row). */
@@ -138,6 +145,7 @@ export interface Scopes {
   guest: Analysis;
 }
 
+/** {@link Scopes} of a run's measurements. */
 export function analyseScopes(measurements: MeasurementRecord[]): Scopes {
   return { dom0: analyse(measurements.filter((m) => isDom0(m.method))), guest: analyse(measurements.filter((m) => !isDom0(m.method))) };
 }
@@ -158,6 +166,7 @@ export function rowMethods(analysis: Analysis, spec: FigureSpec): string[] {
   return analysis.methods.filter((method) => analysis.repetitions.some((r) => analysis.cell(method, spec, r).kind !== 'absent'));
 }
 
+/** The skipped and failed measurements, by method (paper order), benchmark and repetition. */
 export function orderedFailures(measurements: MeasurementRecord[]): MeasurementRecord[] {
   const methodOrder = orderMethods(measurements.map((m) => m.method));
   return measurements

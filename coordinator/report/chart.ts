@@ -12,6 +12,7 @@ export type Slot =
   | { kind: 'bar'; value: number; tooltip: string; attributes: Array<[string, string]>; points: number[] }
   | { kind: 'missing'; reason: string; attributes: Array<[string, string]> };
 
+/** One chart panel: what it is, how to read it, and a group of slots per method. */
 export interface ChartSpec {
   /** data-figure of the <svg>. */
   key: string;
@@ -37,6 +38,7 @@ const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00
 
 // Chart geometry, in SVG user units (the chart scales to the page width).
 const CHART_WIDTH = 800;
+/** A figure's height with one panel, and with several (shorter, so that a figure fits a page). */
 export const CHART_HEIGHT = 360;
 export const PANEL_HEIGHT = 280;
 const MARGIN_LEFT = 78;

@@ -176,6 +176,7 @@ export function dataPaths(measurements: MeasurementRecord[], setup?: RunSetup): 
   });
 }
 
+/** The page's "Data paths" section: {@link dataPaths} as a list; empty without rows. */
 export function renderDataPaths(measurements: MeasurementRecord[], setup?: RunSetup): string {
   const paths = dataPaths(measurements, setup);
   if (paths.length === 0) return '';

@@ -7,10 +7,10 @@
 import type { RunSetup } from '../model.js';
 import { failureText, succeeded, type Analysis, type Cell } from './analysis.js';
 import { CHART_HEIGHT, PANEL_HEIGHT, renderChart, type ChartSpec, type Slot } from './chart.js';
-import { BENCHMARK_TITLES, figureKey, sparsePasses, SPARSE_BENCHMARK, SPARSE_MEAN_FIGURE } from './figures.js';
+import { BENCHMARK_TITLES, figureKey, SPARSE_BENCHMARK, SPARSE_MEAN_FIGURE } from './figures.js';
 import { cpuText, esc, formatGrouped, meanOf } from './format.js';
 import { planBenchmark, type ShownFigure } from './paper-figures.js';
-import { sparseRatioChart } from './sparse.js';
+import { recordedPasses, sparseRatioChart } from './sparse.js';
 
 /**
  * One figure: its title, a panel per figure it shows ((a) block write, (b) block read,
@@ -99,6 +99,7 @@ function figureCharts(shown: ShownFigure): ChartSpec[] {
   }));
 }
 
+/** Why a cell has no value, for its tooltip: the outcome and error, what "+++++" means, or that nothing was recorded. */
 export function missingReason(cell: Exclude<Cell, { kind: 'value' }>, benchmark: string): string {
   switch (cell.kind) {
     case 'failed':
@@ -119,10 +120,7 @@ export function missingReason(cell: Exclude<Cell, { kind: 'value' }>, benchmark:
  * thin to read); each repetition's value is a dot on it, so the spread stays visible.
  */
 function sparseChart(analysis: Analysis): ChartSpec {
-  const passesOf = (method: string, repetition: number): Array<{ pass: number; mbPerSecond: number }> => {
-    const m = analysis.measurement(method, SPARSE_BENCHMARK, repetition);
-    return m && succeeded(m) ? sparsePasses(m.result) : [];
-  };
+  const passesOf = (method: string, repetition: number) => recordedPasses(analysis, method, SPARSE_BENCHMARK, repetition);
   const passNumbers = [...new Set(analysis.methods.flatMap((method) => analysis.repetitions.flatMap((r) => passesOf(method, r).map((p) => p.pass))))].sort((a, b) => a - b);
   // Every group keeps at least one slot, so a method that only failed still shows "n/a".
   const slotsPasses = passNumbers.length > 0 ? passNumbers : [1];

@@ -18,6 +18,7 @@ export interface FigureSpec {
   cpu?: (result: Record<string, unknown>) => number | undefined;
 }
 
+/** The sparse-image test (section 4.3) run by the agent on a file it writes itself. */
 export const SPARSE_BENCHMARK = 'sparse-image';
 
 /** The sparse-image passes of a result, in MB/s, in pass order. */
@@ -48,13 +49,14 @@ export const SPARSE_MEAN_FIGURE: FigureSpec = {
 
 /** The section 4.3 test's measurements: the same passes over each provisioning of the guest's image. */
 export const SPARSE_DISK = { 'zero-filled': 'sparse-disk:zero-filled', sparse: 'sparse-disk:sparse' } as const;
+/** The mean pass throughput of each section 4.3 provisioning (guest disk over a zero-filled or a sparse image). */
 export const SPARSE_DISK_FIGURES: FigureSpec[] = Object.values(SPARSE_DISK).map((benchmark) => ({ ...SPARSE_MEAN_FIGURE, benchmark }));
 
 /** bonnie++'s result field behind each figure of REPORT_FIGURES, for the CPU % it reports beside it. */
-export const BONNIE_FIELDS: Record<string, string> = { 'block write': 'writeBlock', 'block read': 'readBlock', rewrite: 'rewrite' };
+const BONNIE_FIELDS: Record<string, string> = { 'block write': 'writeBlock', 'block read': 'readBlock', rewrite: 'rewrite' };
 
 /** bonnie++'s CPU % of a figure it measured ("+++" when it did not: undefined). */
-export function bonnieCpu(field: string): (result: Record<string, unknown>) => number | undefined {
+function bonnieCpu(field: string): (result: Record<string, unknown>) => number | undefined {
   return (result) => {
     const f = (result.bonnie as Record<string, unknown> | undefined)?.[field];
     if (!isRecord(f) || f.measured !== true) return undefined;
@@ -66,7 +68,7 @@ export function bonnieCpu(field: string): (result: Record<string, unknown>) => n
  * REPORT_FIGURES as the report shows them: bonnie++'s in the paper's order (block write,
  * block read, rewrite: Figs. 3-4), each with its CPU %; then the others as listed.
  */
-export const READ_FIGURES: FigureSpec[] = (() => {
+const READ_FIGURES: FigureSpec[] = (() => {
   const order = Object.keys(BONNIE_FIELDS);
   const rank = (spec: FigureSpec) => (spec.benchmark === 'bonnie' && order.includes(spec.figure) ? order.indexOf(spec.figure) : order.length);
   const bonnie = REPORT_FIGURES.filter((spec) => spec.benchmark === 'bonnie').sort((a, b) => rank(a) - rank(b));
@@ -79,6 +81,7 @@ export const READ_FIGURES: FigureSpec[] = (() => {
 /** Every figure of the table, the CSV and the ratios, in the order they are shown. */
 export const TABLE_FIGURES: FigureSpec[] = [...READ_FIGURES, SPARSE_MEAN_FIGURE, ...SPARSE_DISK_FIGURES];
 
+/** Each benchmark's name in titles and headings. */
 export const BENCHMARK_TITLES: Record<string, string> = {
   bonnie: 'Bonnie++',
   postmark: 'PostMark',
@@ -88,6 +91,7 @@ export const BENCHMARK_TITLES: Record<string, string> = {
   [SPARSE_DISK.sparse]: 'Guest disk over a sparse image',
 };
 
+/** "<benchmark> <figure>", e.g. "bonnie block write": how tables, the CSV and the ratios name a figure. */
 export function figureLabel(spec: FigureSpec): string {
   return `${spec.benchmark} ${spec.figure}`;
 }

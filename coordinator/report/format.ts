@@ -98,3 +98,17 @@ export function fixedWidth(header: string[], rows: string[][], alignRight: reado
 function columnWidths(header: string[], rows: string[][]): number[] {
   return header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
 }
+
+/** A page section holding one table of ratios: its heading, what the numbers are (HTML), the header row and the body rows (<tr> elements). */
+export function ratioTableSection(section: { className: string; heading: string; intro: string; headerRow: string; rows: string[] }): string {
+  return [
+    `<section class="${section.className}">`,
+    `<h2>${section.heading}</h2>`,
+    `<p>${section.intro}</p>`,
+    '<table class="ratios">',
+    `<thead>${section.headerRow}</thead>`,
+    `<tbody>${section.rows.join('\n')}</tbody>`,
+    '</table>',
+    '</section>',
+  ].join('\n');
+}

@@ -10,7 +10,7 @@ import type { Analysis, Scope, Scopes } from './analysis.js';
 import { BENCHMARK_TITLES, SPARSE_BENCHMARK, SPARSE_DISK, type FigureSpec } from './figures.js';
 
 /** One figure of the paper (or an extra): which rows and benchmarks it shows. */
-export interface FigureGroup {
+interface FigureGroup {
   /** The paper's figure number; undefined for an extra. */
   number?: number;
   title: string;
@@ -24,7 +24,7 @@ export interface FigureGroup {
 }
 
 /** The paper's figures 3-7, in order. */
-export const PAPER_FIGURES: FigureGroup[] = [
+const PAPER_FIGURES: FigureGroup[] = [
   {
     number: 3,
     title: 'dom0 sequential I/O (bonnie++ block write, block read, rewrite): local disk, NFS, iSCSI',
@@ -126,7 +126,7 @@ export function shownFigures(scopes: Scopes, setup?: RunSetup): ShownFigure[] {
   return shown;
 }
 
-export function whyNotMeasured(group: FigureGroup, analysis: Analysis, setup?: RunSetup): string {
+function whyNotMeasured(group: FigureGroup, analysis: Analysis, setup?: RunSetup): string {
   if (analysis.methods.length === 0) {
     return group.scope === 'dom0' ? `no dom0 rows: the plan ran none of the dom0 baselines (${DOM0_BASELINES.join(', ')})` : 'no guest method was measured';
   }

@@ -51,6 +51,7 @@ export function ratioFigures(analysis: Analysis): FigureSpec[] {
   return analysis.figures.filter((spec) => !SPARSE_DISK_FIGURES.includes(spec));
 }
 
+/** {@link ratiosVsPhyLocal} of scopes already analysed. */
 export function ratiosOf(scopes: Scopes): PhyLocalRatio[] {
   const analysis = scopes.guest;
   return ratioFigures(analysis).flatMap((spec) => {

@@ -39,6 +39,7 @@ function iscsiParamNames(setup: RunSetup): string[] {
   return names;
 }
 
+/** Tables 1 and 2 as terminal lines: the hosts as a fixed-width table, then the tools, the iSCSI sessions and the NFS clients. */
 export function setupText(setup: RunSetup): string[] {
   const rows = setup.hosts.map((h) => {
     const f = hostFacts(h, setup);
@@ -61,6 +62,7 @@ export function setupText(setup: RunSetup): string[] {
   return lines;
 }
 
+/** Tables 1 and 2 as the page's set-up section: the hosts, the benchmarks' parameters, then Table 2. */
 export function renderSetup(setup: RunSetup): string {
   const rows = setup.hosts.map((h) => {
     const f = hostFacts(h, setup);

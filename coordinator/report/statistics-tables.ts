@@ -8,7 +8,7 @@ import { NOISY_CV } from '../statistics.js';
 import { rowMethods, DOM0_BASELINE_OF, type Scopes } from './analysis.js';
 import { missingReason } from './figure-charts.js';
 import { figureKey, figureLabel, type FigureSpec } from './figures.js';
-import { cpuText, esc, formatGrouped, percent } from './format.js';
+import { cpuText, esc, formatGrouped, percent, ratioTableSection } from './format.js';
 import type { ShownFigure } from './paper-figures.js';
 import { BASELINE_METHOD, dom0PairsText, dom0RatioFigures, ratioEntry, ratioFigures, ratiosOf, type PhyLocalRatio } from './ratios.js';
 
@@ -87,16 +87,13 @@ function ratioSection(table: {
     const cells = table.methods.map((method) => table.cell(spec, method, ratioEntry(table.ratios, spec, method)));
     return `<tr><th scope="row">${esc(figureLabel(spec))} (${esc(spec.unit)})</th>${cells.join('')}</tr>`;
   });
-  return [
-    `<section class="${table.className}">`,
-    `<h2>${table.heading}</h2>`,
-    `<p>${table.intro}</p>`,
-    '<table class="ratios">',
-    `<thead><tr><th>figure</th>${table.methods.map((m) => `<th scope="col">${esc(m)}</th>`).join('')}</tr></thead>`,
-    `<tbody>${rows.join('\n')}</tbody>`,
-    '</table>',
-    '</section>',
-  ].join('\n');
+  return ratioTableSection({
+    className: table.className,
+    heading: table.heading,
+    intro: table.intro,
+    headerRow: `<tr><th>figure</th>${table.methods.map((m) => `<th scope="col">${esc(m)}</th>`).join('')}</tr>`,
+    rows,
+  });
 }
 
 /**

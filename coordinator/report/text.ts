@@ -17,7 +17,7 @@ import { setupText } from './setup-tables.js';
 import { sparseComparisonText } from './sparse.js';
 
 /** A cell in the report's words: the value, "skipped", "failed", "n/a" (ran, not measured) or "-" (nothing recorded). */
-export function cellText(c: Cell): string {
+function cellText(c: Cell): string {
   return c.kind === 'value' ? formatNumber(c.value) : c.kind === 'failed' ? c.outcome : c.kind === 'unmeasured' ? 'n/a' : '-';
 }
 
@@ -114,8 +114,6 @@ export function resultsTable(run: RunRecord, measurements: MeasurementRecord[], 
   return `${lines.join('\n')}\n`;
 }
 
-
-
 /**
  * One row per measurement × figure of its benchmark, in the order recorded:
  * run_id,method,benchmark,repetition,figure,unit,value,error,outcome,cpu_percent. The
@@ -146,6 +144,6 @@ export function resultsCsv(measurements: MeasurementRecord[]): string {
   return rows.map((row) => row.map(csvField).join(',')).join('\r\n') + '\r\n';
 }
 
-export function csvField(text: string): string {
+function csvField(text: string): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
