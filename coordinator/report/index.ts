@@ -5,11 +5,12 @@
  * one self-contained HTML report that reads like the paper. Pure functions: nothing here
  * reads a clock or touches a file.
  *
- * The modules beside this one, in dependency order: format (numbers, text, columns);
- * figures (what is read from a result); analysis (the measurements indexed, outcomes);
- * paper-figures (Figs. 3-7 and the extras); ratios; sparse (section 4.3); data-paths;
- * setup-tables (Tables 1-2); accounting; scale; chart (SVG); figure-charts; text (table,
- * CSV); statistics-tables (HTML); page (the HTML page).
+ * The modules beside this one, each importing only those before it: format (numbers,
+ * text, columns); figures (what is read from a result); analysis (the measurements
+ * indexed, outcomes, row order); paper-figures (Figs. 3-7 and the extras); ratios;
+ * data-paths; setup-tables (Tables 1-2); accounting; scale (a scale run's own report);
+ * chart (SVG); sparse (section 4.3); figure-charts; statistics-tables (HTML); text (table,
+ * CSV); page (the HTML page).
  */
 
 export { accountingHtml, accountingRows, accountingText, pathText, type AccountingRow } from './accounting.js';
