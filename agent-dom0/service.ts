@@ -1,19 +1,17 @@
 import { mkdir } from 'node:fs/promises';
 import type { AgentDefinition } from '../common/agent.js';
-import { validateRunBenchmarkRequest } from '../host-storage/benchmarks/requests.js';
+import { benchmarkOperations } from '../host-storage/benchmarks/operations.js';
 import { HostBenchmarks } from '../host-storage/benchmarks/run.js';
 import { stateDirOf, type Dom0AgentConfig } from '../common/config.js';
 import { VcstorError } from '../common/errors.js';
 import type { CreateImageResponse } from '../common/generated/vcstor/v1/CreateImageResponse.js';
-import type { Dom0AgentHandlers } from '../common/generated/vcstor/v1/Dom0Agent.js';
-import { makeHandlers, type Operations } from '../common/handlers.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { HostStorage } from '../host-storage/host-storage.js';
 import { QsdDevices } from '../host-storage/qsd.js';
 import { LoopDevices } from '../common/loop-devices.js';
 import type { DomainSpec, HypervisorDriver } from './hypervisor.js';
-import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
+import { servedService } from '../common/server.js';
 import { hostStorageOperations } from '../host-storage/operations.js';
 import { loadSessionOperations } from '../host-storage/load-operations.js';
 import { LoadSessions } from '../host-storage/load-sessions.js';
@@ -39,7 +37,7 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
     hypervisor: config.dom0.hypervisor.driver,
     filesystem: 'ext4',
   }),
-  async createService(runtime, getInfo) {
+  async createServices(runtime, getInfo) {
     const { dom0 } = runtime.config;
     const stateDir = stateDirOf(runtime.config);
     const mountRoots = [dom0.mountRoot, ...dom0.imageRoots];
@@ -88,11 +86,8 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
       pathRoots: imageRoots,
     });
 
-    const operations: Operations<Dom0AgentHandlers> = {
+    const dom0Service = servedService('Dom0Agent', {
       GetInfo: getInfo,
-      ...hostAccountingOperations(accounting),
-      ...hostStorageOperations(host, mountRoots),
-      ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir })),
       CreateImage: async (request, { signal }, send) => {
         validateCreateImageRequest(request, imageRoots);
         const location = request.location!;
@@ -158,12 +153,13 @@ export const dom0Agent: AgentDefinition<Dom0AgentConfig> = {
         return { wasRunning: await domains.stop(request.name, request.force, request.timeoutMs, signal) };
       },
       ListDomains: async (_request, { signal }) => ({ domains: await domains.list(signal) }),
-      RunBenchmark: async (request, ctx, send) => {
-        validateRunBenchmarkRequest(request, [dom0.mountRoot, ...dom0.imageRoots]);
-        await benchmarks.run(request, ctx, send);
-      },
-    };
-    const definition = loadVcstorProto().grpcObject.vcstor.v1.Dom0Agent.service;
-    return { name: SERVICE_NAMES.dom0, definition, implementation: makeHandlers(definition, operations, runtime) };
+    }, runtime);
+    return [
+      dom0Service,
+      servedService('HostStorage', hostStorageOperations(host, mountRoots), runtime),
+      servedService('LoadSessions', loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir })), runtime),
+      servedService('Benchmarks', benchmarkOperations(benchmarks, [dom0.mountRoot, ...dom0.imageRoots]), runtime),
+      servedService('HostAccounting', hostAccountingOperations(accounting), runtime),
+    ];
   },
 };

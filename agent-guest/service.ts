@@ -3,15 +3,13 @@ import path from 'node:path';
 import type { AgentDefinition } from '../common/agent.js';
 import { stateDirOf, type GuestAgentConfig } from '../common/config.js';
 import { HostBenchmarks } from '../host-storage/benchmarks/run.js';
-import { validateRunBenchmarkRequest } from '../host-storage/benchmarks/requests.js';
+import { benchmarkOperations } from '../host-storage/benchmarks/operations.js';
 import { Filesystems } from '../common/filesystems.js';
 import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
-import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
-import { makeHandlers, type Operations } from '../common/handlers.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { HostStorage } from '../host-storage/host-storage.js';
-import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
+import { servedService } from '../common/server.js';
 import { hostStorageOperations } from '../host-storage/operations.js';
 import { loadSessionOperations } from '../host-storage/load-operations.js';
 import { LoadSessions } from '../host-storage/load-sessions.js';
@@ -30,7 +28,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     'nfs-client': config.guest.nfsClient.driver,
     filesystem: 'ext4',
   }),
-  async createService(runtime, getInfo) {
+  async createServices(runtime, getInfo) {
     const { guest } = runtime.config;
     const mountRoots = [guest.mountRoot];
     const deviceRoots = ['/dev', ...(guest.vbdDirectory ? [guest.vbdDirectory] : [])];
@@ -87,22 +85,20 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       pathRoots: [...mountRoots, ...deviceRoots],
     });
 
-    const operations: Operations<GuestAgentHandlers> = {
+    const guestService = servedService('GuestAgent', {
       GetInfo: getInfo,
-      ...hostAccountingOperations(accounting),
-      ...hostStorageOperations(host, mountRoots, deviceRoots),
-      ...loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir: stateDirOf(runtime.config) })),
       ListBlockDevices: async (_request, { signal }) => ({ devices: await blockDevices(signal) }),
       GetFilesystemUsage: async (request) => {
         validatePathUnder('mountpoint', request.mountpoint, mountRoots);
         return { usage: await host.usage(request.mountpoint) };
       },
-      RunBenchmark: async (request, ctx, send) => {
-        validateRunBenchmarkRequest(request, [guest.mountRoot]);
-        await benchmarks.run(request, ctx, send);
-      },
-    };
-    const definition = loadVcstorProto().grpcObject.vcstor.v1.GuestAgent.service;
-    return { name: SERVICE_NAMES.guest, definition, implementation: makeHandlers(definition, operations, runtime) };
+    }, runtime);
+    return [
+      guestService,
+      servedService('HostStorage', hostStorageOperations(host, mountRoots, deviceRoots), runtime),
+      servedService('LoadSessions', loadSessionOperations(new LoadSessions({ runner: runtime.runner, log: runtime.log, stateDir: stateDirOf(runtime.config) })), runtime),
+      servedService('Benchmarks', benchmarkOperations(benchmarks, [guest.mountRoot]), runtime),
+      servedService('HostAccounting', hostAccountingOperations(accounting), runtime),
+    ];
   },
 };

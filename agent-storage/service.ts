@@ -1,9 +1,7 @@
 import type { AgentDefinition, AgentRuntime } from '../common/agent.js';
 import { stateDirOf, type StorageAgentConfig } from '../common/config.js';
 import { VcstorError } from '../common/errors.js';
-import type { StorageAgentHandlers } from '../common/generated/vcstor/v1/StorageAgent.js';
-import { makeHandlers, type Operations } from '../common/handlers.js';
-import { loadVcstorProto, SERVICE_NAMES } from '../common/proto.js';
+import { servedService } from '../common/server.js';
 import { FilePoolVolumes } from './drivers/filepool.js';
 import { KernelNfsServer } from './drivers/kernel-nfs.js';
 import { LioTarget } from './drivers/lio.js';
@@ -74,7 +72,7 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
     'iscsi-target': config.storage.iscsiTarget.driver,
     'nfs-server': config.storage.nfsServer.driver,
   }),
-  async createService(runtime, getInfo) {
+  async createServices(runtime, getInfo) {
     const { storage } = runtime.config;
     const drivers = storageDrivers(runtime);
     const server = new StorageServer({
@@ -104,9 +102,8 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
       pathRoots: [storage.volumes.poolDir, storage.nfsServer.exportRoot],
     });
 
-    const operations: Operations<StorageAgentHandlers> = {
+    const storageService = servedService('StorageAgent', {
       GetInfo: getInfo,
-      ...hostAccountingOperations(accounting),
       CreateVolume: async (request, { signal }) => {
         validateCreateVolumeRequest(request);
         return server.createVolume(request, signal);
@@ -151,8 +148,7 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
         return { removed: await server.unexportNfs(request, signal) };
       },
       ListNfsExports: async () => ({ exports: await server.listNfsExports() }),
-    };
-    const definition = loadVcstorProto().grpcObject.vcstor.v1.StorageAgent.service;
-    return { name: SERVICE_NAMES.storage, definition, implementation: makeHandlers(definition, operations, runtime) };
+    }, runtime);
+    return [storageService, servedService('HostAccounting', hostAccountingOperations(accounting), runtime)];
   },
 };

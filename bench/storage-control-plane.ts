@@ -9,8 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { makeClient, unary } from '../common/clients.js';
-import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
+import { makeClient, unary, type StorageClient } from '../common/clients.js';
 import { ExecaCommandRunner } from '../common/runner.js';
 import { DEFAULT_LAB, Lab, labCredentials } from '../lab/lab.js';
 
@@ -39,12 +38,12 @@ function summary(label: string, samples: number[]): string {
   return `${label.padEnd(24)} n=${String(sorted.length).padStart(4)}  p50 ${percentile(sorted, 50).toFixed(1).padStart(7)} ms  p99 ${percentile(sorted, 99).toFixed(1).padStart(7)} ms  mean ${mean.toFixed(1).padStart(7)} ms`;
 }
 
-async function provision(client: StorageAgentClient, name: string): Promise<void> {
+async function provision(client: StorageClient, name: string): Promise<void> {
   await unary(client, client.CreateVolume, { name, sizeBytes, provisioning }, T);
   await unary(client, client.ExportIscsi, { volume: name, allowedInitiators: [`${IQN_PREFIX}:guest0`], chap: { username: 'bench', password: 'benchsecret12' } }, T);
 }
 
-async function release(client: StorageAgentClient, name: string): Promise<void> {
+async function release(client: StorageClient, name: string): Promise<void> {
   await unary(client, client.UnexportIscsi, { volume: name }, T);
   await unary(client, client.DeleteVolume, { name }, T);
 }

@@ -7,7 +7,7 @@ import type { GetInfoResponse } from './generated/vcstor/v1/GetInfoResponse.js';
 import type { Role } from './generated/vcstor/v1/Role.js';
 import type { HandlerSettings, UnaryOperation } from './handlers.js';
 import { createLogger, type Logger } from './log.js';
-import { API_VERSION } from './proto.js';
+import { API_VERSION, roleServiceNames } from './proto.js';
 import { ExecaCommandRunner, type CommandRunner } from './runner.js';
 import { startGrpcServer, type RunningServer, type ServedService } from './server.js';
 import { VCSTOR_VERSION } from './version.js';
@@ -21,14 +21,17 @@ export interface AgentRuntime<C extends AgentConfig = AgentConfig> extends Handl
   shutdownSignal: AbortSignal;
 }
 
-/** An agent role: its drivers, which of them the config selects, and its service. */
+/** An agent role: its drivers, which of them the config selects, and its services. */
 export interface AgentDefinition<C extends AgentConfig> {
   role: AgentRole;
   drivers: readonly DriverRequirements[];
   /** The driver chosen for each concern, e.g. { "iscsi-target": "tgt" }. */
   selectedDrivers(config: C): Record<string, string>;
-  /** The role's gRPC service; `getInfo` is the shared GetInfo operation. */
-  createService(runtime: AgentRuntime<C>, getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse>): ServedService | Promise<ServedService>;
+  /**
+   * The role's gRPC services, exactly those ROLE_SERVICES names for the role (its own
+   * service, with `getInfo` as its GetInfo, and the shared ones it serves).
+   */
+  createServices(runtime: AgentRuntime<C>, getInfo: UnaryOperation<GetInfoRequest__Output, GetInfoResponse>): readonly ServedService[] | Promise<readonly ServedService[]>;
 }
 
 /** A started agent. */
@@ -42,8 +45,9 @@ export interface RunningAgent {
 const ROLE_ENUM: Record<AgentRole, Role> = { storage: 'ROLE_STORAGE', dom0: 'ROLE_DOM0', guest: 'ROLE_GUEST' };
 
 /**
- * Start an agent: build its runtime and service, serve it with health and reflection.
+ * Start an agent: build its runtime and services, serve them with health and reflection.
  * @param overrides a runner or logger to use instead of the real ones (tests).
+ * @throws Error when the definition's services are not the role's (ROLE_SERVICES).
  */
 export async function startAgent<C extends AgentConfig>(
   config: C,
@@ -73,8 +77,14 @@ export async function startAgent<C extends AgentConfig>(
     links: await describeLinks(runtime.runner),
   });
   // Agents may converge with their record (re-apply exports, ...) before they serve.
-  const service = await definition.createService(runtime, getInfo);
-  const server = await startGrpcServer({ listen: config.listen, tls: config.tls, services: [service], log: runtime.log });
+  const services = await definition.createServices(runtime, getInfo);
+  const served = services.map((s) => s.name);
+  const expected = roleServiceNames(config.role);
+  if (served.length !== expected.length || served.some((name, i) => name !== expected[i])) {
+    shutdown.abort(); // loops the definition started (the storage agent's reconcile) end with it
+    throw new Error(`the ${config.role} agent must serve ${expected.join(', ')}; its definition serves ${served.join(', ')}`);
+  }
+  const server = await startGrpcServer({ listen: config.listen, tls: config.tls, services, log: runtime.log });
   let stopping: Promise<void> | undefined;
   return {
     server,

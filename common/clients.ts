@@ -2,12 +2,16 @@ import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { readFile } from 'node:fs/promises';
 import { fromGrpcError, VcstorError } from './errors.js';
+import type { BenchmarksClient } from './generated/vcstor/v1/Benchmarks.js';
 import type { CoordinatorClient } from './generated/vcstor/v1/Coordinator.js';
 import type { Dom0AgentClient } from './generated/vcstor/v1/Dom0Agent.js';
 import type { GetInfoResponse__Output } from './generated/vcstor/v1/GetInfoResponse.js';
 import type { GuestAgentClient } from './generated/vcstor/v1/GuestAgent.js';
+import type { HostAccountingClient } from './generated/vcstor/v1/HostAccounting.js';
+import type { HostStorageClient } from './generated/vcstor/v1/HostStorage.js';
+import type { LoadSessionsClient } from './generated/vcstor/v1/LoadSessions.js';
 import type { StorageAgentClient } from './generated/vcstor/v1/StorageAgent.js';
-import { loadVcstorProto } from './proto.js';
+import { loadVcstorProto, ROLE_SERVICES, type ServerRole } from './proto.js';
 
 /** How a client reaches a server: plaintext (explicitly) or mTLS with PEM files. */
 export type ClientTls = { insecure: true } | { insecure?: false; ca: string; cert: string; key: string };
@@ -23,24 +27,56 @@ export async function channelCredentials(tls: ClientTls): Promise<grpc.ChannelCr
   }
 }
 
-/** The typed clients of every vcstor service. */
+/** A storage agent: StorageAgent and HostAccounting, on one channel. */
+export type StorageClient = StorageAgentClient & HostAccountingClient;
+/** A dom0 agent: Dom0Agent, HostStorage, LoadSessions, Benchmarks and HostAccounting, on one channel. */
+export type Dom0Client = Dom0AgentClient & HostStorageClient & LoadSessionsClient & BenchmarksClient & HostAccountingClient;
+/** A guest agent: GuestAgent, HostStorage, LoadSessions, Benchmarks and HostAccounting, on one channel. */
+export type GuestClient = GuestAgentClient & HostStorageClient & LoadSessionsClient & BenchmarksClient & HostAccountingClient;
+
+/** The client of each role: every method of every service it serves (ROLE_SERVICES). */
 export interface AgentClients {
-  storage: StorageAgentClient;
-  dom0: Dom0AgentClient;
-  guest: GuestAgentClient;
+  storage: StorageClient;
+  dom0: Dom0Client;
+  guest: GuestClient;
   coordinator: CoordinatorClient;
 }
 
-/** A typed client for one service at `address` (host:port). Close it when done. */
+const roleConstructors = new Map<ServerRole, grpc.ServiceClientConstructor>();
+
+/**
+ * One client class for all the services of `role`: their methods side by side (each
+ * keeps its own path, /vcstor.v1.<Service>/<Method>), so one grpc.Client, one channel.
+ * @throws Error when two services of the role share a method name (the proto must not).
+ */
+function roleClientConstructor(role: ServerRole): grpc.ServiceClientConstructor {
+  let constructor = roleConstructors.get(role);
+  if (!constructor) {
+    const v1 = loadVcstorProto().grpcObject.vcstor.v1;
+    const methods: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const taken = new Set<string>();
+    for (const service of ROLE_SERVICES[role]) {
+      for (const [name, method] of Object.entries(v1[service].service)) {
+        for (const alias of new Set([name, method.originalName ?? name])) {
+          if (taken.has(alias) || alias in grpc.Client.prototype) throw new Error(`${role} client: method ${alias} of ${service} is already taken`);
+          taken.add(alias);
+        }
+        methods[name] = method;
+      }
+    }
+    constructor = grpc.makeGenericClientConstructor(methods, `vcstor ${role}`);
+    roleConstructors.set(role, constructor);
+  }
+  return constructor;
+}
+
+/**
+ * A typed client for the `kind` process at `address` (host:port): the methods of every
+ * service that role serves, on one channel. Close it once when done.
+ */
 export function makeClient<K extends keyof AgentClients>(kind: K, address: string, credentials: grpc.ChannelCredentials): AgentClients[K] {
-  const v1 = loadVcstorProto().grpcObject.vcstor.v1;
-  const constructors = {
-    storage: v1.StorageAgent,
-    dom0: v1.Dom0Agent,
-    guest: v1.GuestAgent,
-    coordinator: v1.Coordinator,
-  };
-  return new constructors[kind](address, credentials) as AgentClients[K];
+  const Constructor = roleClientConstructor(kind);
+  return new Constructor(address, credentials) as unknown as AgentClients[K];
 }
 
 /** Options of one remote call: every call has a deadline; a signal cancels it. */
@@ -65,6 +101,30 @@ type FullUnaryMethod<Req, Res> = (request: Req, metadata: grpc.Metadata, options
  * @throws VcstorError carrying the server's status code and message.
  */
 export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+  const full = method as unknown as FullUnaryMethod<Req, Res>;
+  return promiseCall(client, (metadata, callOptions, callback) => full.call(client, request, metadata, callOptions, callback), options);
+}
+
+/**
+ * Call the unary method named `rpc` of a `kind` client, for calls kept as data (the
+ * coordinator's journaled undo steps): the method is looked up among the services that
+ * role serves, so it is reached on its own service's path.
+ * @throws VcstorError INTERNAL when the role has no unary method of that name; else as unary.
+ */
+export function unaryByName(kind: keyof AgentClients, client: grpc.Client, rpc: string, request: unknown, options: CallOptions): Promise<unknown> {
+  const definition = Object.hasOwn(roleClientConstructor(kind).service, rpc) ? roleClientConstructor(kind).service[rpc] : undefined;
+  if (!definition || definition.requestStream || definition.responseStream) return Promise.reject(new VcstorError('INTERNAL', `no unary ${rpc} on the ${kind} agent`));
+  return promiseCall(client, (metadata, callOptions, callback) =>
+    client.makeUnaryRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, metadata, callOptions, callback),
+  options);
+}
+
+/** Start a unary call with the options' deadline, parent and signal; settle with its outcome. */
+function promiseCall<Res>(
+  client: grpc.Client,
+  start: (metadata: grpc.Metadata, callOptions: grpc.CallOptions, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall,
+  options: CallOptions,
+): Promise<Res> {
   const callOptions: grpc.CallOptions = { deadline: Date.now() + options.timeoutMs };
   if (options.parent) callOptions.parent = options.parent;
   return new Promise<Res>((resolve, reject) => {
@@ -72,8 +132,7 @@ export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Re
       reject(new VcstorError('CANCELLED', 'the call was cancelled before it started'));
       return;
     }
-    const full = method as unknown as FullUnaryMethod<Req, Res>;
-    const call = full.call(client, request, new grpc.Metadata(), callOptions, (err, response) => {
+    const call = start(new grpc.Metadata(), callOptions, (err, response) => {
       options.signal?.removeEventListener('abort', onAbort);
       if (err) reject(fromGrpcError(err, `${client.getChannel().getTarget()}`));
       else resolve(response as Res);
@@ -105,8 +164,9 @@ export async function checkHealth(address: string, credentials: grpc.ChannelCred
 }
 
 /**
- * GetInfo from whichever agent role serves at `address` (each serves only its own
- * role's service, so the others answer UNIMPLEMENTED).
+ * GetInfo from whichever agent role serves at `address` (GetInfo is in each role's own
+ * service, StorageAgent, Dom0Agent, GuestAgent or Coordinator; the others answer
+ * UNIMPLEMENTED).
  */
 export async function getAgentInfo(address: string, credentials: grpc.ChannelCredentials, timeoutMs = 5000): Promise<GetInfoResponse__Output> {
   let lastError: unknown;

@@ -4,9 +4,8 @@ import { VcstorError } from './errors.js';
 import type { DropCachesResponse } from './generated/vcstor/v1/DropCachesResponse.js';
 import type { IoCounter } from './generated/vcstor/v1/IoCounter.js';
 import type { SampleIoResponse } from './generated/vcstor/v1/SampleIoResponse.js';
-import type { DropCachesRequest__Output } from './generated/vcstor/v1/DropCachesRequest.js';
-import type { SampleIoRequest__Output } from './generated/vcstor/v1/SampleIoRequest.js';
-import type { UnaryOperation } from './handlers.js';
+import type { HostAccountingHandlers } from './generated/vcstor/v1/HostAccounting.js';
+import type { Operations } from './handlers.js';
 import type { CommandRunner } from './runner.js';
 import { isWithin, resolveConfinedPath } from './validate.js';
 
@@ -314,11 +313,11 @@ export class HostAccounting {
   }
 }
 
+/** The HostAccounting service's operations, all of them (every agent serves it). */
+export type HostAccountingOperations = Required<Operations<HostAccountingHandlers>>;
+
 /** DropCaches and SampleIo, the same on every agent. */
-export function hostAccountingOperations(accounting: HostAccounting): {
-  DropCaches: UnaryOperation<DropCachesRequest__Output, DropCachesResponse>;
-  SampleIo: UnaryOperation<SampleIoRequest__Output, SampleIoResponse>;
-} {
+export function hostAccountingOperations(accounting: HostAccounting): HostAccountingOperations {
   return {
     DropCaches: async (_request, { signal }) => accounting.dropCaches(signal),
     SampleIo: async (request) => accounting.sample(request.paths),

@@ -5,14 +5,24 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import { readFile } from 'node:fs/promises';
 import type { TlsConfig } from './config.js';
 import { VcstorError } from './errors.js';
+import { makeHandlers, type HandlerSettings, type Operations } from './handlers.js';
 import type { Logger } from './log.js';
-import { LOADER_OPTIONS, PROTO_FILES } from './proto.js';
+import { loadVcstorProto, LOADER_OPTIONS, PROTO_FILES, qualifiedServiceName, type ServiceHandlers, type ServiceName } from './proto.js';
 
 /** One service a server offers: its full name, definition and handlers. */
 export interface ServedService {
   name: string;
   definition: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
+}
+
+/**
+ * A vcstor.v1 service with its operations, ready to serve: methods without an operation
+ * answer UNIMPLEMENTED (see makeHandlers).
+ */
+export function servedService<S extends ServiceName>(service: S, operations: Operations<ServiceHandlers[S]>, settings: HandlerSettings): ServedService {
+  const definition = loadVcstorProto().grpcObject.vcstor.v1[service].service;
+  return { name: qualifiedServiceName(service), definition, implementation: makeHandlers(definition, operations, settings) };
 }
 
 /** A started gRPC server. */

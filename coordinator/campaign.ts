@@ -1,9 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
-import { channelCredentials, getAgentInfo, makeClient, unary } from '../common/clients.js';
+import { channelCredentials, getAgentInfo, makeClient, unary, type Dom0Client, type GuestClient } from '../common/clients.js';
 import { fromGrpcError, VcstorError } from '../common/errors.js';
-import type { Dom0AgentClient } from '../common/generated/vcstor/v1/Dom0Agent.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
-import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { RunBenchmarkRequest } from '../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import { formatIscsiValue, iscsiSessionParamsFromProto, iscsiSessionParamsToProto, setIscsiSessionParams, type IscsiSessionParamValues } from '../common/iscsi-params.js';
@@ -355,7 +353,7 @@ export function unavailableMethods(infos: Partial<Record<'storage' | 'dom0' | 'g
 }
 
 /** An agent that runs benchmarks: the guest (methods) or dom0 (baselines). */
-type BenchmarkRunner = { role: 'guest'; client: GuestAgentClient } | { role: 'dom0'; client: Dom0AgentClient };
+type BenchmarkRunner = { role: 'guest'; client: GuestClient } | { role: 'dom0'; client: Dom0Client };
 
 /** Run one benchmark to its result, passing progress on at most once a second. */
 function runBenchmark(runner: BenchmarkRunner, request: RunBenchmarkRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<Record<string, unknown>> {

@@ -1,13 +1,10 @@
 import type * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
-import { unary } from '../common/clients.js';
+import { unary, unaryByName, type Dom0Client, type GuestClient, type StorageClient } from '../common/clients.js';
 import { fromGrpcError, VcstorError } from '../common/errors.js';
-import type { Dom0AgentClient } from '../common/generated/vcstor/v1/Dom0Agent.js';
 import type { CreateImageResponse__Output } from '../common/generated/vcstor/v1/CreateImageResponse.js';
-import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { ImageLocation } from '../common/generated/vcstor/v1/ImageLocation.js';
 import type { IscsiSessionParams, IscsiSessionParams__Output } from '../common/generated/vcstor/v1/IscsiSessionParams.js';
-import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
 import type { VbdSpec } from '../common/generated/vcstor/v1/VbdSpec.js';
 
 /** The paper's seven ways of giving a guest a disk (section 3). */
@@ -24,9 +21,9 @@ export type BaselineName = (typeof DOM0_BASELINES)[number];
 
 /** Where a method is set up: the three agents and what they need to know of each other. */
 export interface MethodTarget {
-  storage: StorageAgentClient;
-  dom0: Dom0AgentClient;
-  guest: GuestAgentClient;
+  storage: StorageClient;
+  dom0: Dom0Client;
+  guest: GuestClient;
   /** The storage server's address as dom0 and the guest reach it (portal, NFS server). */
   storageHost: string;
   dom0InitiatorIqn: string;
@@ -111,19 +108,14 @@ export interface UndoStep {
 }
 
 export interface AgentSet {
-  storage: StorageAgentClient;
-  dom0: Dom0AgentClient;
-  guest: GuestAgentClient;
+  storage: StorageClient;
+  dom0: Dom0Client;
+  guest: GuestClient;
 }
-
-type UnaryCall = (request: Record<string, unknown>, callback: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
 
 /** Carry out one undo step. */
 export function runUndoStep(step: UndoStep, agents: AgentSet, timeoutMs: number): Promise<unknown> {
-  const client = agents[step.agent] as unknown as grpc.Client & Record<string, UnaryCall>;
-  const method = client[step.rpc];
-  if (typeof method !== 'function') throw new VcstorError('INTERNAL', `no ${step.rpc} on the ${step.agent} agent`);
-  return unary(client, method, step.request, { timeoutMs });
+  return unaryByName(step.agent, agents[step.agent], step.rpc, step.request, { timeoutMs });
 }
 
 /**
@@ -390,7 +382,7 @@ export async function runUndoSteps(
 }
 
 /** CreateImage is a stream: read progress to the end, fail on an error status. */
-function streamImage(dom0: Dom0AgentClient, location: ImageLocation, sizeBytes: number, provisioning: 'PROVISIONING_SPARSE' | 'PROVISIONING_PREALLOCATED', timeoutMs: number, signal?: AbortSignal): Promise<void> {
+function streamImage(dom0: Dom0Client, location: ImageLocation, sizeBytes: number, provisioning: 'PROVISIONING_SPARSE' | 'PROVISIONING_PREALLOCATED', timeoutMs: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const call = dom0.CreateImage({ location, sizeBytes, provisioning }, { deadline: Date.now() + timeoutMs });
     let result = false;

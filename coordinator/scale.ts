@@ -2,16 +2,13 @@ import type * as grpc from '@grpc/grpc-js';
 import { setMaxListeners } from 'node:events';
 import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { channelCredentials, getAgentInfo, makeClient, unary } from '../common/clients.js';
+import { channelCredentials, getAgentInfo, makeClient, unary, type Dom0Client, type GuestClient, type StorageClient } from '../common/clients.js';
 import { fromGrpcError, VcstorError } from '../common/errors.js';
-import type { Dom0AgentClient } from '../common/generated/vcstor/v1/Dom0Agent.js';
-import type { GuestAgentClient } from '../common/generated/vcstor/v1/GuestAgent.js';
 import type { LoadSessionSpec } from '../common/generated/vcstor/v1/LoadSessionSpec.js';
 import type { RunLoadRequest } from '../common/generated/vcstor/v1/RunLoadRequest.js';
 import type { RunLoadResponse__Output } from '../common/generated/vcstor/v1/RunLoadResponse.js';
 import type { RunLoadResult__Output } from '../common/generated/vcstor/v1/RunLoadResult.js';
 import type { StartLoadSessionsResponse__Output } from '../common/generated/vcstor/v1/StartLoadSessionsResponse.js';
-import type { StorageAgentClient } from '../common/generated/vcstor/v1/StorageAgent.js';
 import { histogramPercentile, mergeHistogram, type Histogram } from '../host-storage/load-fio.js';
 import type { Logger } from '../common/log.js';
 import type { RunEvents } from './campaign.js';
@@ -30,7 +27,7 @@ import type { RunStore } from './store.js';
  * N volumes, exports and logins at once, with a latency histogram per stage.
  */
 
-type InitiatorClient = GuestAgentClient | Dom0AgentClient;
+type InitiatorClient = GuestClient | Dom0Client;
 
 /** What one step of the ramp measured. Kept as the `result` of a `scale-step` measurement. */
 export interface ScaleStepResult {
@@ -211,7 +208,7 @@ class ScaleJournal {
 }
 
 interface ScaleAgents {
-  storage: StorageAgentClient;
+  storage: StorageClient;
   initiators: Array<{ name: string; iqnPrefix: string; client: InitiatorClient }>;
   credentials: grpc.ChannelCredentials;
   close(): void;
@@ -224,15 +221,10 @@ async function scaleAgents(plan: ScalePlan): Promise<ScaleAgents> {
   return { storage, initiators, credentials, close: () => [storage, ...initiators.map((i) => i.client)].forEach((c) => c.close()) };
 }
 
-/** The guest and dom0 clients share the load-session methods (load.proto); one type for both. */
-function loadClient(client: InitiatorClient): GuestAgentClient {
-  return client as GuestAgentClient;
-}
-
 /** RunLoad to its result, passing progress on. */
 function runLoad(client: InitiatorClient, request: RunLoadRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<RunLoadResult__Output> {
   return new Promise((resolve, reject) => {
-    const call = loadClient(client).RunLoad(request, { deadline: Date.now() + timeoutMs });
+    const call = client.RunLoad(request, { deadline: Date.now() + timeoutMs });
     const onAbort = () => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     let result: RunLoadResult__Output | undefined;
@@ -387,7 +379,7 @@ export async function executeScale(o: { run: RunRecord; plan: ScalePlan; store: 
       // The storm: every agent at once.
       const started = await Promise.allSettled(
         active.map((x) =>
-          unary(loadClient(x.a.client), loadClient(x.a.client).StartLoadSessions, { setId: x.setId, sessions: x.sessions, chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, T),
+          unary(x.a.client, x.a.client.StartLoadSessions, { setId: x.setId, sessions: x.sessions, chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, T),
         ),
       );
       for (const [k, r] of started.entries()) {
@@ -422,7 +414,7 @@ export async function executeScale(o: { run: RunRecord; plan: ScalePlan; store: 
       const t0 = performance.now();
       for (const x of active) {
         try {
-          await unary(loadClient(x.a.client), loadClient(x.a.client).StopLoadSessions, { setId: x.setId }, { timeoutMs: 120_000 });
+          await unary(x.a.client, x.a.client.StopLoadSessions, { setId: x.setId }, { timeoutMs: 120_000 });
           await journal.done({ kind: 'load-set', name: x.setId, agent: x.agent });
         } catch (err) {
           errors.push(`stop ${x.a.name}: ${errorText(err)}`);
@@ -537,7 +529,7 @@ export async function executeScale(o: { run: RunRecord; plan: ScalePlan; store: 
       for (const x of active) await journal.add({ kind: 'load-set', name: setId, agent: x.agent });
       const t = performance.now();
       const logins = await Promise.allSettled(
-        active.map((x) => unary(loadClient(x.a.client), loadClient(x.a.client).StartLoadSessions, { setId, sessions: x.sessions, chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, T)),
+        active.map((x) => unary(x.a.client, x.a.client.StartLoadSessions, { setId, sessions: x.sessions, chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, T)),
       );
       loginWallMs = performance.now() - t;
       for (const [k, r] of logins.entries()) {
@@ -554,7 +546,7 @@ export async function executeScale(o: { run: RunRecord; plan: ScalePlan; store: 
       targetSessions = listed.targets.flatMap((x) => x.sessions).filter((x) => iqns.has(x.initiatorIqn)).length;
       const totalWallMs = performance.now() - started;
       for (const x of active) {
-        await unary(loadClient(x.a.client), loadClient(x.a.client).StopLoadSessions, { setId }, { timeoutMs: 120_000 }).catch((err: unknown) => errors.push(`stop ${x.a.name}: ${errorText(err)}`));
+        await unary(x.a.client, x.a.client.StopLoadSessions, { setId }, { timeoutMs: 120_000 }).catch((err: unknown) => errors.push(`stop ${x.a.name}: ${errorText(err)}`));
         await journal.done({ kind: 'load-set', name: setId, agent: x.agent });
       }
       clearInterval(ticker);
@@ -607,7 +599,7 @@ async function undoAll(agents: ScaleAgents, journal: ScaleJournal, timeoutMs: nu
         if (kind === 'load-set') {
           const a = agents.initiators[e.agent ?? -1];
           if (!a) throw new VcstorError('INTERNAL', `no initiator agent ${e.agent}`);
-          await unary(loadClient(a.client), loadClient(a.client).StopLoadSessions, { setId: e.name }, { timeoutMs });
+          await unary(a.client, a.client.StopLoadSessions, { setId: e.name }, { timeoutMs });
         } else if (kind === 'export') {
           await unary(agents.storage, agents.storage.UnexportIscsi, { volume: e.name, force: true }, { timeoutMs });
         } else {

@@ -1,10 +1,10 @@
-import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
+import type { LoadSessionsHandlers } from '../common/generated/vcstor/v1/LoadSessions.js';
 import type { Operations } from '../common/handlers.js';
 import { validateRunLoadRequest, validateStartLoadSessionsRequest, validateStopLoadSessionsRequest } from './load-requests.js';
 import type { LoadSessions } from './load-sessions.js';
 
-/** The load-session operations dom0 and guest agents serve alike (load.proto). */
-export type LoadSessionOperations = Required<Pick<Operations<GuestAgentHandlers>, 'StartLoadSessions' | 'RunLoad' | 'StopLoadSessions'>>;
+/** The LoadSessions service's operations, all of them (dom0 and guest agents serve it alike). */
+export type LoadSessionOperations = Required<Operations<LoadSessionsHandlers>>;
 
 /** The load-session operations, each request validated in full before anything runs. */
 export function loadSessionOperations(load: LoadSessions): LoadSessionOperations {

@@ -1,4 +1,4 @@
-import type { GuestAgentHandlers } from '../common/generated/vcstor/v1/GuestAgent.js';
+import type { HostStorageHandlers } from '../common/generated/vcstor/v1/HostStorage.js';
 import type { Operations } from '../common/handlers.js';
 import {
   validateIscsiLoginRequest,
@@ -10,22 +10,8 @@ import {
 import { resolveConfinedPath, validatePathUnder } from '../common/validate.js';
 import type { HostStorage } from './host-storage.js';
 
-/** The operations dom0 and guest agents serve alike (their messages are common.proto's). */
-export type HostStorageOperations = Required<
-  Pick<
-    Operations<GuestAgentHandlers>,
-    | 'IscsiLogin'
-    | 'IscsiLogout'
-    | 'ListIscsiSessions'
-    | 'MountNfs'
-    | 'UnmountNfs'
-    | 'ListNfsMounts'
-    | 'MakeFilesystem'
-    | 'MountFilesystem'
-    | 'UnmountFilesystem'
-    | 'ListFilesystems'
-  >
->;
+/** The HostStorage service's operations, all of them (dom0 and guest agents serve it alike). */
+export type HostStorageOperations = Required<Operations<HostStorageHandlers>>;
 
 /**
  * The host-storage operations, validated at the edge: mounts only under `mountRoots`,

@@ -1,16 +1,29 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { expectCode } from '../support/errors.js';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
 import { checkHealth, getAgentInfo, makeClient, unary } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import type { RunBenchmarkResponse__Output } from '../../common/generated/vcstor/v1/RunBenchmarkResponse.js';
-import { SERVICE_NAMES } from '../../common/proto.js';
+import { loadVcstorProto, ROLE_SERVICES, roleServiceNames } from '../../common/proto.js';
 import { listServicesByReflection } from '../support/reflection.js';
 import { capturingLogger, startTestAgent } from '../support/agents.js';
 
 const insecure = grpc.credentials.createInsecure();
+
+/** What each role serves (besides grpc.health.v1.Health), written out: the contract the README states. */
+const EXPECTED_SERVICES = {
+  storage: ['vcstor.v1.HostAccounting', 'vcstor.v1.StorageAgent'],
+  dom0: ['vcstor.v1.Benchmarks', 'vcstor.v1.Dom0Agent', 'vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.LoadSessions'],
+  guest: ['vcstor.v1.Benchmarks', 'vcstor.v1.GuestAgent', 'vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.LoadSessions'],
+} as const;
+const ALL_SERVICES = [...new Set(Object.values(EXPECTED_SERVICES).flat()), 'vcstor.v1.Coordinator'];
 
 
 describe('agents serve health, info and reflection', () => {
@@ -20,12 +33,17 @@ describe('agents serve health, info and reflection', () => {
   });
 
   for (const role of ['storage', 'dom0', 'guest'] as const) {
-    it(`${role}: health SERVING, GetInfo, and reflection names only its own service`, async () => {
+    it(`${role}: health SERVING for each of its services, GetInfo, and reflection names exactly its services`, async () => {
       const agent = await startTestAgent(role);
       agents.push(agent);
       const address = agent.server.address;
       assert.equal(await checkHealth(address, insecure, ''), 'SERVING');
-      assert.equal(await checkHealth(address, insecure, SERVICE_NAMES[role]), 'SERVING');
+      assert.deepEqual(roleServiceNames(role).sort(), [...EXPECTED_SERVICES[role]]);
+      for (const service of EXPECTED_SERVICES[role]) assert.equal(await checkHealth(address, insecure, service), 'SERVING', service);
+      // Services of other roles are not registered with health at all.
+      for (const service of ALL_SERVICES.filter((s) => !(EXPECTED_SERVICES[role] as readonly string[]).includes(s))) {
+        await expectCode(checkHealth(address, insecure, service), 'NOT_FOUND', /NOT_FOUND|Health status unknown/i);
+      }
       await expectCode(checkHealth(address, insecure, 'vcstor.v1.NoSuchService'), 'NOT_FOUND', /NOT_FOUND|Health status unknown/i);
 
       const info = await getAgentInfo(address, insecure);
@@ -40,9 +58,44 @@ describe('agents serve health, info and reflection', () => {
         assert.equal(driver.available, driver.missingPrograms.length === 0 && !/this kernel has no/.test(driver.detail), `${driver.concern}/${driver.driver}`);
       }
 
-      assert.deepEqual(await listServicesByReflection(address, insecure), ['grpc.health.v1.Health', SERVICE_NAMES[role]].sort());
+      assert.deepEqual(await listServicesByReflection(address, insecure), ['grpc.health.v1.Health', ...EXPECTED_SERVICES[role]].sort());
     });
   }
+
+  it('one client per role: the methods of every service it serves, on one channel, closed once', async () => {
+    const agent = await startTestAgent('dom0');
+    agents.push(agent);
+    const client = makeClient('dom0', agent.server.address, insecure);
+    const channel = client.getChannel();
+    try {
+      const v1 = loadVcstorProto().grpcObject.vcstor.v1;
+      for (const service of ROLE_SERVICES.dom0) {
+        for (const [method, definition] of Object.entries(v1[service].service)) {
+          const fn: unknown = Reflect.get(client, method);
+          assert.equal(typeof fn, 'function', `${service}/${method}`);
+          // Each method keeps its own service's path: what the server routes by.
+          assert.equal((fn as { path?: string }).path, `/vcstor.v1.${service}/${method}`);
+          assert.equal(definition.path, `/vcstor.v1.${service}/${method}`);
+        }
+      }
+      // One call to each service, all answered (none UNIMPLEMENTED), all on one channel.
+      assert.equal((await unary(client, client.GetInfo, {}, { timeoutMs: 5000 })).role, 'ROLE_DOM0');
+      assert.deepEqual((await unary(client, client.ListNfsMounts, {}, { timeoutMs: 5000 })).mounts, []);
+      assert.equal((await unary(client, client.StopLoadSessions, { setId: 'never-started' }, { timeoutMs: 5000 })).wasStarted, false);
+      assert.equal((await unary(client, client.SampleIo, { paths: [] }, { timeoutMs: 5000 })).host, 'dom0-test');
+      const benchmark = client.RunBenchmark({ directory: '/etc', fio: { rw: 'write' } }, { deadline: Date.now() + 5000 });
+      const status = await new Promise<grpc.ServiceError>((resolve) => {
+        benchmark.on('data', () => undefined);
+        benchmark.on('error', resolve);
+      });
+      assert.equal(status.code, grpc.status.INVALID_ARGUMENT, status.details);
+      assert.equal(client.getChannel(), channel);
+      assert.equal(channel.getConnectivityState(false), grpc.connectivityState.READY);
+    } finally {
+      client.close();
+    }
+    assert.equal(channel.getConnectivityState(false), grpc.connectivityState.SHUTDOWN);
+  });
 
   it('stops cleanly: the port is closed afterwards', async () => {
     const agent = await startTestAgent('guest');
@@ -50,6 +103,37 @@ describe('agents serve health, info and reflection', () => {
     await agent.stop(100);
     await agent.stop(100); // idempotent
     await expectCode(checkHealth(address, insecure, '', 1000), 'UNAVAILABLE', /./);
+  });
+});
+
+const PROBE = path.join(fileURLToPath(new URL('../../../', import.meta.url)), 'test/tools/grpc_probe.py');
+const PYTHON = '/usr/bin/python3';
+/** Debian's python3-grpcio and python3-protobuf, which grpc_probe.py needs. */
+const probeSkip = !existsSync(PYTHON) ? `${PYTHON} is missing` : undefined;
+
+describe('an outside client (grpc_probe.py, no vcstor code) finds its way by reflection', { skip: probeSkip }, () => {
+  let guest: RunningAgent;
+  const probe = async (...args: string[]) => (await promisify(execFile)(PYTHON, [PROBE, guest.server.address, ...args], { timeout: 20_000 })).stdout;
+  before(async () => {
+    try {
+      await promisify(execFile)(PYTHON, ['-c', 'import grpc, google.protobuf']);
+    } catch {
+      return; // each test below skips itself
+    }
+    guest = await startTestAgent('guest', { guest: { mountRoot: '/mnt/vcstor' } });
+  });
+  after(async () => {
+    await guest?.stop(100);
+  });
+
+  it('lists exactly the guest\'s services and calls the shared ones by their own names', async (t) => {
+    if (!guest) return t.skip('python3-grpcio or python3-protobuf is not installed');
+    assert.deepEqual((await probe('list')).trim().split('\n'), ['grpc.health.v1.Health', ...EXPECTED_SERVICES.guest]);
+    assert.equal((await probe('health', 'vcstor.v1.LoadSessions')).trim(), 'SERVING');
+    assert.equal((JSON.parse(await probe('call', 'vcstor.v1.GuestAgent/GetInfo')) as { role: string }).role, 'ROLE_GUEST');
+    assert.equal((JSON.parse(await probe('call', 'vcstor.v1.HostAccounting/SampleIo', '{"paths":[]}')) as { host: string }).host, 'guest-test');
+    assert.deepEqual(JSON.parse(await probe('call', 'vcstor.v1.HostStorage/ListFilesystems')), {});
+    assert.equal((JSON.parse(await probe('call', 'vcstor.v1.LoadSessions/StopLoadSessions', '{"setId":"never-started"}')) as { wasStarted?: boolean }).wasStarted, undefined);
   });
 });
 
@@ -188,6 +272,10 @@ describe('the gRPC edge', () => {
     const client = makeClient('dom0', storage.server.address, insecure);
     try {
       await expectCode(unary(client, client.GetInfo, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
+      await expectCode(unary(client, client.ListNfsMounts, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
+      await expectCode(unary(client, client.StopLoadSessions, { setId: 'x' }, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
+      // HostAccounting is one service, the same on every agent: a dom0 client reaches the storage agent's.
+      assert.equal((await unary(client, client.SampleIo, { paths: [] }, { timeoutMs: 5000 })).host, 'storage-test');
     } finally {
       client.close();
     }

@@ -5,11 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
-import { makeClient, unary } from '../../common/clients.js';
+import { makeClient, unary, type StorageClient, type Dom0Client, type GuestClient } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
-import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
-import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
-import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { startTestAgent } from '../support/agents.js';
 
@@ -27,10 +24,10 @@ describe('authorization: every path, name and IQN stays inside what the agent wa
   let outside: string;
   const recorder = new RecordingCommandRunner();
   const agents: RunningAgent[] = [];
-  let storage: StorageAgentClient;
-  let lvmStorage: StorageAgentClient;
-  let dom0: Dom0AgentClient;
-  let guest: GuestAgentClient;
+  let storage: StorageClient;
+  let lvmStorage: StorageClient;
+  let dom0: Dom0Client;
+  let guest: GuestClient;
   let exportRoot: string;
   let imageRoot: string;
   let dom0Mount: string;

@@ -4,8 +4,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
-import { makeClient } from '../../common/clients.js';
-import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
+import { makeClient, type Dom0Client } from '../../common/clients.js';
 import type { RunBenchmarkRequest } from '../../common/generated/vcstor/v1/RunBenchmarkRequest.js';
 import type { RunBenchmarkResponse__Output } from '../../common/generated/vcstor/v1/RunBenchmarkResponse.js';
 import { startTestAgent } from '../support/agents.js';
@@ -13,7 +12,7 @@ import { startTestAgent } from '../support/agents.js';
 const insecure = grpc.credentials.createInsecure();
 
 /** Run a benchmark on dom0 to its end: its messages, or the status it failed with. */
-function runOnDom0(client: Dom0AgentClient, request: RunBenchmarkRequest): Promise<{ messages: RunBenchmarkResponse__Output[]; error?: grpc.ServiceError }> {
+function runOnDom0(client: Dom0Client, request: RunBenchmarkRequest): Promise<{ messages: RunBenchmarkResponse__Output[]; error?: grpc.ServiceError }> {
   return new Promise((resolve) => {
     const messages: RunBenchmarkResponse__Output[] = [];
     const call = client.RunBenchmark(request, { deadline: Date.now() + 120_000 });
@@ -25,7 +24,7 @@ function runOnDom0(client: Dom0AgentClient, request: RunBenchmarkRequest): Promi
 
 describe("dom0's baselines (Fig. 3, 5): dom0 runs the guest's benchmarks on its own local disk", () => {
   let dom0: RunningAgent;
-  let client: Dom0AgentClient;
+  let client: Dom0Client;
   let imageRoot: string;
   before(async () => {
     dom0 = await startTestAgent('dom0');

@@ -2,10 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
-import { makeClient, unary } from '../../common/clients.js';
+import { makeClient, unary, type Dom0Client, type GuestClient } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
-import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
-import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
 import type { VbdSpec } from '../../common/generated/vcstor/v1/VbdSpec.js';
 import { startTestAgent } from '../support/agents.js';
@@ -18,8 +16,8 @@ describe('dom0 and guest edges: bad input is refused before any command runs', (
   const recorder = new RecordingCommandRunner();
   let dom0Agent: RunningAgent;
   let guestAgent: RunningAgent;
-  let dom0: Dom0AgentClient;
-  let guest: GuestAgentClient;
+  let dom0: Dom0Client;
+  let guest: GuestClient;
   let imageRoot: string;
   let mountRoot: string;
 

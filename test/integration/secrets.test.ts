@@ -4,11 +4,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningAgent } from '../../common/agent.js';
-import { makeClient, unary } from '../../common/clients.js';
+import { makeClient, unary, type StorageClient, type Dom0Client, type GuestClient } from '../../common/clients.js';
 import { stateDirOf } from '../../common/config.js';
-import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
-import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
-import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { capturingLogger, startTestAgent } from '../support/agents.js';
 
@@ -45,9 +42,9 @@ describe('CHAP secrets: only where they must be', () => {
   const hostLog = capturingLogger();
   const recorder = new RecordingCommandRunner();
   const agents: RunningAgent[] = [];
-  let storage: StorageAgentClient;
-  let dom0: Dom0AgentClient;
-  let guest: GuestAgentClient;
+  let storage: StorageClient;
+  let dom0: Dom0Client;
+  let guest: GuestClient;
   const seen: string[] = [];
 
   before(async () => {

@@ -6,17 +6,16 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../common/agent.js';
-import { makeClient, unary } from '../../common/clients.js';
+import { makeClient, unary, type StorageClient } from '../../common/clients.js';
 import { storageConfigSchema } from '../../common/config.js';
 import { VcstorError } from '../../common/errors.js';
-import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
 import { storageAgent } from '../../agent-storage/service.js';
 
 describe('agent-storage edge: bad input is refused before any command runs', () => {
   let dir: string;
   let agent: RunningAgent;
-  let client: StorageAgentClient;
+  let client: StorageClient;
   const recorder = new RecordingCommandRunner();
   const T = { timeoutMs: 5000 };
 

@@ -3,11 +3,8 @@ import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeClient, unary } from '../../common/clients.js';
+import { makeClient, unary, type StorageClient, type Dom0Client, type GuestClient } from '../../common/clients.js';
 import type { CreateImageResponse__Output } from '../../common/generated/vcstor/v1/CreateImageResponse.js';
-import type { Dom0AgentClient } from '../../common/generated/vcstor/v1/Dom0Agent.js';
-import type { GuestAgentClient } from '../../common/generated/vcstor/v1/GuestAgent.js';
-import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
 import type { LabFile } from '../../lab/lab.js';
 import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab } from '../support/lab.js';
 
@@ -19,9 +16,9 @@ const CHAP = { username: 'alice', password: 'secretpass12' };
 describe('dom0 and guest agents: idempotent calls, truthful sessions, streamed images', { skip: needsRoot }, () => {
   const lab = testLab();
   let record: LabFile;
-  let storage: StorageAgentClient;
-  let dom0: Dom0AgentClient;
-  let guest: GuestAgentClient;
+  let storage: StorageClient;
+  let dom0: Dom0Client;
+  let guest: GuestClient;
   let images: string;
   let guestMnt: string;
   let target: { portal: string; iqn: string; lun: number };
@@ -166,7 +163,7 @@ describe('dom0 and guest agents: idempotent calls, truthful sessions, streamed i
 });
 
 /** Run CreateImage to its end; the result message. */
-function collect(dom0: Dom0AgentClient, location: { path: string }, sizeBytes: number, provisioning: 'PROVISIONING_SPARSE' | 'PROVISIONING_PREALLOCATED' = 'PROVISIONING_PREALLOCATED'): Promise<CreateImageResponse__Output> {
+function collect(dom0: Dom0Client, location: { path: string }, sizeBytes: number, provisioning: 'PROVISIONING_SPARSE' | 'PROVISIONING_PREALLOCATED' = 'PROVISIONING_PREALLOCATED'): Promise<CreateImageResponse__Output> {
   return new Promise((resolve, reject) => {
     let last: CreateImageResponse__Output | undefined;
     const call = dom0.CreateImage({ location, sizeBytes, provisioning }, { deadline: Date.now() + 60_000 });

@@ -4,8 +4,7 @@ import { expectCode } from '../support/errors.js';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeClient, unary } from '../../common/clients.js';
-import type { StorageAgentClient } from '../../common/generated/vcstor/v1/StorageAgent.js';
+import { makeClient, unary, type StorageClient } from '../../common/clients.js';
 import type { LabFile } from '../../lab/lab.js';
 import { isRunning, stopProcess } from '../../common/processes.js';
 import { eventually, inHost, labClientCredentials, needsRoot, TEST_LAB, testLab } from '../support/lab.js';
@@ -19,7 +18,7 @@ const CHAP = { username: 'alice', password: 'secretpass12' };
 describe('agent-storage in the lab: volumes, tgt, ganesha', { skip: needsRoot }, () => {
   const lab = testLab();
   let record: LabFile;
-  let storage: StorageAgentClient;
+  let storage: StorageClient;
   let storageIp: string;
   let exportRoot: string;
   const T = { timeoutMs: 30_000 };
