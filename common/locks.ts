@@ -40,3 +40,18 @@ export class OperationLocks {
     }
   }
 }
+
+/**
+ * Work run one piece at a time, in the order given: for a daemon or a file that takes
+ * one change at a time. A failed piece does not stop the pieces queued after it.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  /** Run `work` after everything queued before it has settled; its result or failure is returned. */
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(work, work);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}

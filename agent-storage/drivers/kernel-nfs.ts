@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError, invalidArgument, type ErrorCode } from '../../common/errors.js';
+import { SerialQueue } from '../../common/locks.js';
 import type { CommandRunner } from '../../common/runner.js';
 import type { NfsAccessMode, NfsClientSpec, NfsExportSpec, NfsServerDriver, NfsSquashMode } from './types.js';
 
@@ -110,7 +111,7 @@ export class KernelNfsServer implements NfsServerDriver {
   private readonly runner: CommandRunner;
   private readonly exportsFile: string;
   /** Applies run one after another: each writes the whole file, and the last must win. */
-  private applyQueue: Promise<unknown> = Promise.resolve();
+  private readonly applyQueue = new SerialQueue();
 
   /**
    * @param options.runner runs exportfs.
@@ -154,10 +155,8 @@ export class KernelNfsServer implements NfsServerDriver {
    *   directory does not exist), CANCELLED or DEADLINE_EXCEEDED.
    */
   apply(exports: readonly NfsExportSpec[], signal: AbortSignal): Promise<void> {
-    const run = this.applyQueue.then(() => this.applyNow(exports, signal));
-    // A failed apply must not block the ones queued after it.
-    this.applyQueue = run.catch(() => undefined);
-    return run;
+    // A failed apply does not block the ones queued after it.
+    return this.applyQueue.run(() => this.applyNow(exports, signal));
   }
 
   /**

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import { formatIscsiValue, iscsiSessionParamsFromPairs, ISCSI_SESSION_KEYS, parseKeyValueLines, type IscsiSessionParamValues } from '../../common/iscsi-params.js';
+import { SerialQueue } from '../../common/locks.js';
 import { CommandError, type CommandRunner } from '../../common/runner.js';
 import type { ChapCredentials, IscsiExportSpec, IscsiTargetDriver, IscsiTargetState } from './types.js';
 
@@ -152,9 +153,9 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
   readonly driver = 'tgt' as const;
   readonly defaultLun = 1;
   /** Target creation (tid choice + `target new`) and removal, one at a time. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   /** Changes to the global CHAP accounts, one at a time. */
-  private accountQueue: Promise<unknown> = Promise.resolve();
+  private readonly accountQueue = new SerialQueue();
   /** tgtd's targets by IQN as last read or changed by this driver; undefined = read them. */
   private known: Map<string, TgtShowTarget> | undefined;
   /** tgtd's CHAP accounts as last read or changed; undefined = read them. */
@@ -206,22 +207,13 @@ export class TgtIscsiTarget implements IscsiTargetDriver {
     this.knownAccounts = undefined;
   }
 
-  private static chain<T>(tail: Promise<unknown>, work: () => Promise<T>): { next: Promise<T>; tail: Promise<unknown> } {
-    const next = tail.then(work, work);
-    return { next, tail: next.catch(() => undefined) };
-  }
-
   /** Run target creations and removals one at a time (tid allocation reads, then writes). */
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const { next, tail } = TgtIscsiTarget.chain(this.queue, work);
-    this.queue = tail;
-    return next;
+    return this.queue.run(work);
   }
 
   private serialAccounts<T>(work: () => Promise<T>): Promise<T> {
-    const { next, tail } = TgtIscsiTarget.chain(this.accountQueue, work);
-    this.accountQueue = tail;
-    return next;
+    return this.accountQueue.run(work);
   }
 
   async show(signal: AbortSignal): Promise<TgtShowTarget[]> {
