@@ -73,21 +73,26 @@ export class UndoJournal {
   /**
    * Undo every group: its steps in reverse, each one leaving the journal when done; a
    * group stops at its first failure (the steps below it stay, see runUndoSteps). Groups
-   * go in `order` (default: as journaled), up to `concurrency` at once. Idempotent.
+   * go in `phases` (default: one, as journaled), a phase only once the one before it is
+   * over, up to `concurrency` groups at once. Idempotent.
    */
-  async replay(agents: UndoAgents, o: { timeoutMs: number; concurrency?: number; order?: (groups: string[]) => string[] }): Promise<CleanupReport> {
+  async replay(agents: UndoAgents, o: { timeoutMs: number; concurrency?: number; phases?: (groups: string[]) => string[][] }): Promise<CleanupReport> {
     const report: CleanupReport = { removed: [], leftBehind: [] };
-    const groups = (o.order ?? ((g) => g))(Object.keys(this.groups));
-    await pool(groups, o.concurrency ?? 1, async (group) => {
+    const phases = (o.phases ?? ((g) => [g]))(Object.keys(this.groups));
+    for (const groups of phases) await this.replayGroups(groups, agents, o.timeoutMs, o.concurrency ?? 1, report);
+    return report;
+  }
+
+  private async replayGroups(groups: string[], agents: UndoAgents, timeoutMs: number, concurrency: number, report: CleanupReport): Promise<void> {
+    await pool(groups, concurrency, async (group) => {
       const steps = [...(this.groups[group] ?? [])];
       try {
-        const timings = await runUndoSteps(steps, agents, o.timeoutMs, this.of(group));
+        const timings = await runUndoSteps(steps, agents, timeoutMs, this.of(group));
         report.removed.push(...timings.map((t) => `${group}: ${t.step}`));
       } catch (err) {
         report.leftBehind.push(`${group}: ${err instanceof Error ? err.message : String(err)}`);
       }
     });
-    return report;
   }
 
   private write(): Promise<void> {

@@ -145,10 +145,10 @@ async function record(k: ScaleRun, m: MeasurementRecord, stepId: string, ok: boo
   await k.step(stepId, ok ? 'succeeded' : k.signal.aborted ? 'cancelled' : 'failed', message, { measurement: m });
 }
 
-/** Undo every journaled group, 16 at once: load sets first (they rest on the exports), then exports and volumes. */
+/** Undo every journaled group, 16 at once: every load set first (they rest on the exports), then each volume's export and the volume. */
 function undoAll(agents: ScaleAgents, journal: UndoJournal): Promise<CleanupReport> {
-  const loadSetsFirst = (groups: string[]) => [...groups.filter((g) => g.startsWith('load-set ')), ...groups.filter((g) => !g.startsWith('load-set '))];
-  return journal.replay(agents.undoTarget, { timeoutMs: 120_000, concurrency: 16, order: loadSetsFirst });
+  const loadSetsFirst = (groups: string[]) => [groups.filter((g) => g.startsWith('load-set ')), groups.filter((g) => !g.startsWith('load-set '))];
+  return journal.replay(agents.undoTarget, { timeoutMs: 120_000, concurrency: 16, phases: loadSetsFirst });
 }
 
 /**
