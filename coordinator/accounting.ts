@@ -2,7 +2,7 @@ import { unary } from '../common/clients.js';
 import { VcstorError } from '../common/errors.js';
 import type { IoCounter__Output } from '../common/generated/vcstor/v1/IoCounter.js';
 import type { SampleIoResponse__Output } from '../common/generated/vcstor/v1/SampleIoResponse.js';
-import type { AgentSet, MethodName } from './methods.js';
+import { benchmarkRole, methodSpec, type AgentSet, type MethodName } from './methods.js';
 
 /**
  * Per-layer I/O accounting of a benchmark: caches dropped on every host first, then the
@@ -57,12 +57,9 @@ export interface HostSample {
   sample: SampleIoResponse__Output;
 }
 
-/** Where the method keeps the guest's data: the backing disk is on this host. */
-const LOCAL_METHODS: readonly string[] = ['file-local', 'phy-local', 'dom0-local'];
-
-/** Who ran the benchmark: dom0 for its baselines (dom0-local, dom0-nfs, dom0-iscsi), else the guest. */
-export function benchmarkRole(method: string): 'guest' | 'dom0' {
-  return method.startsWith('dom0-') ? 'dom0' : 'guest';
+/** The host whose own disk holds the method's data (registry.ts): dom0 for local methods, else the storage server. */
+function backingRole(method: string): HostRole {
+  return methodSpec(method)?.backing ?? 'storage';
 }
 
 /** The paths of a provisioned method whose devices each host should report. */
@@ -122,8 +119,7 @@ export function layerOf(role: HostRole, counter: IoCounter__Output, method: stri
     case 'IO_COUNTER_KIND_BLOCK_DEVICE':
       if (isDisk) {
         // The machine's disk is the backing disk of the host that holds the data.
-        const backingRole: HostRole = LOCAL_METHODS.includes(method) ? 'dom0' : 'storage';
-        return role === backingRole ? 'backing disk' : undefined;
+        return role === backingRole(method) ? 'backing disk' : undefined;
       }
       if (counter.forPath) return role === benchmarkRole(method) ? `${role} device` : `${role} image device`;
       return role === 'storage' ? 'storage volume device' : `${role} loop device`;

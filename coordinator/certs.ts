@@ -1,10 +1,11 @@
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { VcstorError, invalidArgument } from '../common/errors.js';
 import type { CommandRunner } from '../common/runner.js';
 import { validateHost, validateName } from '../common/validate.js';
+import { writeFileAtomic } from './files.js';
 
 /**
  * The files of a vcstor deployment's PKI: one CA, a server certificate per agent (its
@@ -73,16 +74,7 @@ const exists = (file: string) => stat(file).then(() => true, () => false);
 /** A fresh EC P-256 private key, PKCS#8 PEM, written with mode 0600 (atomically). */
 async function writePrivateKey(file: string): Promise<void> {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(pem);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
+  await writeFileAtomic(file, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o600);
 }
 
 /** A random positive 127-bit serial number (RFC 5280: unique per CA, at most 20 octets). */

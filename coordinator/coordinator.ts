@@ -3,11 +3,11 @@ import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { VcstorError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { cleanupRun, executeCampaign, RunEvents, type EventPublisher } from './campaign.js';
+import { UndoJournal, type CleanupReport } from './journal.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord, RunSetup } from './model.js';
-import { parsePlan } from './plan.js';
-import { executeScale, cleanupScaleRun } from './scale.js';
-import { isScalePlanText, parseScalePlan } from './scale-plan.js';
+import { RunEvents, type EventPublisher } from './run-events.js';
+import type { ParsedPlan } from './run-kind.js';
+import { parsePlanText } from './run-kinds.js';
 import { RunStore } from './store.js';
 
 /**
@@ -26,32 +26,33 @@ export class Coordinator {
   }
 
   /**
-   * Validate a plan and start it. With a request id, a second submit returns the first
-   * run (created=false). Nothing is provisioned unless the whole plan is valid.
+   * Validate a plan and start it: its text, or a plan already parsed (parsePlanText; the
+   * CLI reads it first to connect to its NATS). With a request id, a second submit
+   * returns the first run (created=false). Nothing is provisioned unless the whole plan
+   * is valid.
    * @throws VcstorError INVALID_ARGUMENT naming the field and line at fault.
    */
-  async submit(planText: string, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean }> {
-    // A plan with a `scale` section is a scale test (scale.ts); any other is a campaign.
-    const scale = isScalePlanText(planText, options.source);
-    const plan = scale ? await parseScalePlan(planText, options.source ?? 'plan') : await parsePlan(planText, options.source ?? 'plan');
+  async submit(planText: string | ParsedPlan, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean }> {
+    const plan = typeof planText === 'string' ? await parsePlanText(planText, options.source ?? 'plan') : planText;
     const runId = options.requestId
       ? `q-${createHash('sha256').update(options.requestId).digest('hex').slice(0, 16)}`
       : `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     const existing = await this.store.run(runId).catch(() => undefined);
     if (existing) return { run: existing, created: false };
-    const run: RunRecord = { runId, planName: plan.name, kind: scale ? 'scale' : 'campaign', state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    const run: RunRecord = { runId, planName: plan.header.name, kind: plan.kind, state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
     if (options.dryRun) return { run, created: false };
     await mkdir(this.o.runsDir, { recursive: true });
-    await this.store.create(run, planText);
+    await this.store.create(run, plan.text);
     const abort = new AbortController();
     // Every remote call of the run listens on this signal; a campaign has a dozen in
     // flight at once (set-up steps, a benchmark stream, three hosts sampled): not a leak.
     setMaxListeners(256, abort.signal);
     const events = new RunEvents(runId, this.store, this.o.publisher);
-    const context = { run, store: this.store, events, log: this.o.log.child({ runId }), signal: abort.signal };
-    const done = ('scale' in plan ? executeScale({ ...context, plan }) : executeCampaign({ ...context, plan }))
+    const log = this.o.log.child({ runId });
+    const done = UndoJournal.open(this.store, runId)
+      .then((journal) => plan.execute({ run, store: this.store, events, journal, log, signal: abort.signal }))
       .catch((err: unknown) => {
-        this.o.log.error({ err, runId }, 'campaign crashed');
+        this.o.log.error({ err, runId }, 'run crashed');
         return { ...run, state: 'failed' as const, error: String(err) };
       })
       .finally(() => this.active.delete(runId));
@@ -129,12 +130,10 @@ export class Coordinator {
   }
 
   /** Tear down what a run left (after a crash). A run still running here is refused. */
-  async cleanup(runId: string): Promise<{ removed: string[]; leftBehind: string[] }> {
+  async cleanup(runId: string): Promise<CleanupReport> {
     if (this.active.has(runId)) throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is still running; cancel it first`);
-    const text = await this.store.planText(runId);
-    if (isScalePlanText(text)) return cleanupScaleRun(runId, await parseScalePlan(text, `plan of ${runId}`), this.store);
-    const plan = await parsePlan(text, `plan of ${runId}`);
-    return cleanupRun(runId, plan, this.store);
+    const plan = await parsePlanText(await this.store.planText(runId), `plan of ${runId}`);
+    return plan.cleanup(await UndoJournal.open(this.store, runId));
   }
 
   /** Cancel every running run (shutdown). */

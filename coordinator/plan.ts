@@ -1,57 +1,19 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
-import { readStructured, validateValue } from '../common/structured.js';
+import { readStructured, validateValue, type StructuredText } from '../common/structured.js';
 import { NFS_MOUNT_OPTIONS } from '../common/requests.js';
-import { validateAddressOrCidr, validateChapSecret, validateHost, validateHostPort, validateIqn, validateName, validateOptions } from '../common/validate.js';
-import { natsSettingsSchema } from './events.js';
-import { DOM0_BASELINES, METHODS } from './methods.js';
+import { validateAddressOrCidr, validateIqn, validateName, validateOptions } from '../common/validate.js';
+import { DOM0_BASELINES, METHODS } from './methods/registry.js';
+import { absolute, address, check, planHeader, size, storageAgent, withSecrets, type WithSecrets } from './plan-header.js';
 
 /**
  * A plan: which agents, and what to run on them. YAML or JSON, validated in full before
  * anything is provisioned; errors name the file, line and field.
  */
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1e6, mib: 1024 ** 2, g: 1024 ** 3, gb: 1e9, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+export { parseSize, readPlanSecrets } from './plan-header.js';
 
-/** "64MiB", "1GiB", "8k", 4096 → bytes. */
-export function parseSize(value: string | number): number {
-  if (typeof value === 'number') return value;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
-  const unit = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`${JSON.stringify(value)} is not a size (e.g. 64MiB, 1GiB, 8k)`);
-  return Math.round(Number(m[1]) * unit);
-}
-
-/** A validator of validate.ts as a zod refinement, keeping its message (plans of every kind use these). */
-export const check = (validate: (v: string) => unknown) => (value: string, ctx: z.RefinementCtx) => {
-  try {
-    validate(value);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message.replace(/^[^:]*: /, '') : String(err) });
-  }
-};
-
-/** A size ("64MiB" or bytes) between `min` and `max` bytes, as a number of bytes. */
-export const size = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const bytes = parseSize(v);
-      if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) {
-        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is outside ${min}-${max} bytes` });
-        return z.NEVER;
-      }
-      return bytes;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
-
-export const address = z.string().superRefine(check((v) => validateHostPort('address', v)));
 const iqn = z.string().superRefine(check((v) => validateIqn('iqn', v)));
-export const absolute = z.string().refine((p) => path.isAbsolute(p) && path.normalize(p) === p, 'must be an absolute, normalised path');
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 
@@ -99,20 +61,19 @@ const benchmarksSchema = z
 
 const planSchema = z
   .object({
-    name: z.string().superRefine(check((v) => validateName('name', v))),
+    name: planHeader.name,
     agents: z
       .object({
-        storage: z.object({ address, host: z.string().superRefine(check((v) => validateHost('host', v))) }).strict(),
+        storage: storageAgent,
         dom0: z.object({ address, initiatorIqn: iqn, imageDir: absolute, mountDir: absolute }).strict(),
         guest: z.object({ address, initiatorIqn: iqn, mountDir: absolute, domain: z.string().superRefine(check((v) => validateName('domain', v))) }).strict(),
       })
       .strict(),
-    tls: z.union([z.object({ insecure: z.literal(true) }).strict(), z.object({ ca: absolute, cert: absolute, key: absolute }).strict()]),
+    tls: planHeader.tls,
     /** Who may mount NFS exports: dom0 (file-nfs) and the guest (nfs). */
     nfsClients: z.string().superRefine(check((v) => validateAddressOrCidr('nfsClients', v))),
-    chap: z.object({ username: z.string().regex(/^[A-Za-z0-9._@:-]{1,64}$/), passwordFile: absolute }).strict(),
-    /** NATS: URL, auth (user+passwordFile, tokenFile or nkeySeedFile) and TLS; see events.ts. */
-    nats: natsSettingsSchema.optional(),
+    chap: planHeader.chap,
+    nats: planHeader.nats,
     campaign: z
       .object({
         methods: z.array(z.enum(METHODS)).min(1).default([...METHODS]),
@@ -157,35 +118,22 @@ const planSchema = z
 export type Plan = z.output<typeof planSchema>;
 export type Campaign = Plan['campaign'];
 
-/**
- * A plan's secrets, read from the files it names: the CHAP password (checked as LIO and
- * tgt take it) and the NATS password when there is one. Plans of every kind use this.
- * @throws VcstorError INVALID_ARGUMENT naming the file and field.
- */
-export async function readPlanSecrets(plan: { chap: { passwordFile: string }; nats?: { passwordFile?: string | undefined } | undefined }, source: string): Promise<{ chapPassword: string; natsPassword?: string }> {
-  const secret = async (file: string, what: string) => {
-    try {
-      return (await readFile(file, 'utf8')).trim();
-    } catch (err) {
-      throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: ${what}: cannot read ${file}: ${(err as Error).message}`);
-    }
-  };
-  const chapPassword = await secret(plan.chap.passwordFile, 'chap.passwordFile');
-  try {
-    validateChapSecret('chap', chapPassword);
-  } catch (err) {
-    throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: chap.passwordFile: the secret ${(err as Error).message.replace(/^chap: /, '')}`);
-  }
-  const natsPassword = plan.nats?.passwordFile ? await secret(plan.nats.passwordFile, 'nats.passwordFile') : undefined;
-  return { chapPassword, ...(natsPassword ? { natsPassword } : {}) };
-}
+/** A campaign plan as parsed: validated, with its secrets. */
+export type CampaignPlan = WithSecrets<Plan>;
 
 /**
  * Parse and validate a plan's text; the CHAP password is read from its file.
  * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
  */
-export async function parsePlan(text: string, source: string): Promise<Plan & { chapPassword: string; natsPassword?: string }> {
-  const { value, doc, lineCounter } = readStructured(text, source);
+export async function parsePlan(text: string, source: string): Promise<CampaignPlan> {
+  return validateCampaignPlan(readStructured(text, source), source);
+}
+
+/**
+ * Validate a campaign plan already read from its text (the run kinds read a plan once).
+ * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
+ */
+export async function validateCampaignPlan({ value, doc, lineCounter }: StructuredText, source: string): Promise<CampaignPlan> {
   const plan = validateValue(planSchema, value, source, doc, lineCounter);
   const b = plan.campaign.benchmarks;
   const needs = Math.max(b.bonnie?.fileSize ?? 0, b.fio?.size ?? 0, b.sparseImage ? Math.min(b.sparseImage.imageSize, b.sparseImage.fileSize * b.sparseImage.passes) : 0, b.sparseDisk?.fileSize ?? 0);
@@ -195,6 +143,5 @@ export async function parsePlan(text: string, source: string): Promise<Plan & { 
   if (b.bonnie?.ram !== undefined && b.bonnie.fileSize < 2 * b.bonnie.ram) {
     throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: campaign.benchmarks.bonnie.fileSize: ${b.bonnie.fileSize} bytes is less than twice its ram (${b.bonnie.ram} bytes): bonnie++ refuses, as its figures would measure the cache`);
   }
-  const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
-  return { ...plan, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
+  return withSecrets(plan, source);
 }

@@ -2,13 +2,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
-import type { EventPublisher } from './campaign.js';
 import { Coordinator } from './coordinator.js';
 import { natsOptionsFromSettings, RunEventBus } from './events.js';
 import type { RunEventRecord } from './model.js';
-import { parsePlan } from './plan.js';
-import { isScalePlanText, parseScalePlan } from './scale-plan.js';
-import { renderReport, resultsCsv, resultsTable } from './report/index.js';
+import { resultsCsv } from './report/index.js';
+import type { EventPublisher } from './run-events.js';
+import { parsePlanText, reportOf } from './run-kinds.js';
 
 /** Where runs are kept when no --runs-dir is given. */
 export const DEFAULT_RUNS_DIR = '/var/lib/vcstor/runs';
@@ -32,12 +31,13 @@ export function describeEvent(e: RunEventRecord): string {
  * `vcstor run PLAN`: run a plan in this process, printing every step as it happens;
  * publishes on NATS too when the plan names a server. Exit code 0 only if it succeeded.
  */
-export async function runPlanCommand(planFile: string, runsDir: string, report: boolean): Promise<number> {
+export async function runPlanCommand(planFile: string, runsDir: string, withReport: boolean): Promise<number> {
   const text = await readFile(planFile, 'utf8').catch((err: unknown) => {
     throw new VcstorError('NOT_FOUND', `cannot read plan ${planFile}: ${(err as Error).message}`);
   });
-  const scale = isScalePlanText(text, planFile);
-  const plan = scale ? await parseScalePlan(text, planFile) : await parsePlan(text, planFile);
+  // Read once: the coordinator runs this very plan.
+  const parsed = await parsePlanText(text, planFile);
+  const plan = parsed.header;
   const log = createLogger({ name: 'coordinator', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
   let publisher: (EventPublisher & { close(): Promise<void> }) | undefined;
   if (plan.nats) {
@@ -45,9 +45,8 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
   }
   const coordinator = new Coordinator({ runsDir, log, ...(publisher ? { publisher } : {}) });
   const started = Date.now();
-  const { run } = await coordinator.submit(text, { source: planFile });
-  const what = 'campaign' in plan ? `${plan.campaign.methods.length} methods x ${plan.campaign.repetitions} repetitions` : `scale test, ${plan.counts.join(', ')} initiators`;
-  console.log(`run ${run.runId}: ${plan.name}, ${what}${plan.nats ? ` (events on ${plan.nats.url}, vcstor.run.${run.runId}.>)` : ''}`);
+  const { run } = await coordinator.submit(parsed);
+  console.log(`run ${run.runId}: ${plan.name}, ${parsed.description}${plan.nats ? ` (events on ${plan.nats.url}, vcstor.run.${run.runId}.>)` : ''}`);
   const stop = () => void coordinator.cancel(run.runId);
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -55,11 +54,12 @@ export async function runPlanCommand(planFile: string, runsDir: string, report: 
   const final = await coordinator.wait(run.runId);
   await publisher?.close();
   const { measurements, setup } = await coordinator.results(run.runId);
-  console.log(`\n${resultsTable(final, measurements, setup)}`);
+  const report = reportOf(final.kind);
+  console.log(`\n${report.table(final, measurements, setup)}`);
   console.log(`run ${final.runId} ${final.state} in ${((Date.now() - started) / 1000).toFixed(1)} s; results in ${coordinator.store.dir(final.runId)}`);
-  if (report) {
+  if (withReport) {
     const file = path.join(coordinator.store.dir(final.runId), 'report.html');
-    await writeFile(file, renderReport(final, measurements, setup ? { setup } : {}));
+    await writeFile(file, report.html(final, measurements, setup));
     console.log(`report: ${file}`);
   }
   return final.state === 'succeeded' ? 0 : 1;
@@ -81,14 +81,14 @@ export async function runsCommand(command: string, runId: string | undefined, ru
       const format = flags.format ?? 'table';
       if (format === 'json') console.log(JSON.stringify({ run, measurements, ...(setup ? { setup } : {}) }, null, 2));
       else if (format === 'csv') process.stdout.write(resultsCsv(measurements));
-      else if (format === 'table') console.log(resultsTable(run, measurements, setup));
+      else if (format === 'table') console.log(reportOf(run.kind).table(run, measurements, setup));
       else throw new VcstorError('INVALID_ARGUMENT', `--format: ${format} is not table, json or csv`);
       return 0;
     }
     case 'report': {
       const { run, measurements, setup } = await coordinator.results(runId);
       const file = flags.out ?? path.join(coordinator.store.dir(runId), 'report.html');
-      await writeFile(file, renderReport(run, measurements, setup ? { setup } : {}));
+      await writeFile(file, reportOf(run.kind).html(run, measurements, setup));
       console.log(file);
       return 0;
     }
@@ -102,7 +102,7 @@ export async function runsCommand(command: string, runId: string | undefined, ru
     case 'watch': {
       if (flags.nats) {
         // From NATS: any machine can follow a run, and a late watcher replays it all.
-            const bus = await RunEventBus.connect({ servers: flags.nats, name: 'vcstor watch' });
+        const bus = await RunEventBus.connect({ servers: flags.nats, name: 'vcstor watch' });
         try {
           for await (const e of bus.watch(runId)) console.log(describeEvent(e));
         } finally {

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { VcstorError } from '../common/errors.js';
 import { MAX_LOAD_SESSIONS } from '../host-storage/load-requests.js';
-import { readStructured, validateValue } from '../common/structured.js';
-import { validateAddressOrCidr, validateHost, validateIqn, validateName } from '../common/validate.js';
-import { absolute, address, check, readPlanSecrets, size } from './plan.js';
+import { readStructured, validateValue, type StructuredText } from '../common/structured.js';
+import { validateAddressOrCidr, validateIqn } from '../common/validate.js';
+import { address, check, name, planHeader, size, storageAgent, withSecrets, type WithSecrets } from './plan-header.js';
 
 /**
  * A scale plan (paper section 5: how many initiators can one target serve?): one storage
@@ -64,24 +64,24 @@ const scaleSchema = z
 
 const scalePlanSchema = z
   .object({
-    name: z.string().superRefine(check((v) => validateName('name', v))),
+    name: planHeader.name,
     agents: z
       .object({
-        storage: z.object({ address, host: z.string().superRefine(check((v) => validateHost('host', v))) }).strict(),
+        storage: storageAgent,
         initiators: z
-          .array(z.object({ name: z.string().superRefine(check((v) => validateName('name', v))), role: z.enum(['guest', 'dom0']), address, iqnPrefix }).strict())
+          .array(z.object({ name, role: z.enum(['guest', 'dom0']), address, iqnPrefix }).strict())
           .min(1)
           .refine((a) => new Set(a.map((x) => x.iqnPrefix)).size === a.length, 'each initiator agent needs its own iqnPrefix'),
       })
       .strict(),
-    tls: z.union([z.object({ insecure: z.literal(true) }).strict(), z.object({ ca: absolute, cert: absolute, key: absolute }).strict()]),
-    chap: z.object({ username: z.string().regex(/^[A-Za-z0-9._@:-]{1,64}$/), passwordFile: absolute }).strict(),
-    nats: z.object({ url: z.string().regex(/^nats:\/\/[A-Za-z0-9.:[\]-]+$/, 'must be nats://host:port'), user: z.string().optional(), passwordFile: absolute.optional() }).strict().optional(),
+    tls: planHeader.tls,
+    chap: planHeader.chap,
+    nats: planHeader.nats,
     scale: scaleSchema,
   })
   .strict();
 
-export type ScalePlan = z.output<typeof scalePlanSchema> & { chapPassword: string; natsPassword?: string; counts: number[] };
+export type ScalePlan = WithSecrets<z.output<typeof scalePlanSchema>> & { counts: number[] };
 
 /** True when the plan's text has a `scale` section (a scale plan, not a campaign). */
 export function isScalePlanText(text: string, source = 'plan'): boolean {
@@ -98,11 +98,17 @@ export function isScalePlanText(text: string, source = 'plan'): boolean {
  * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
  */
 export async function parseScalePlan(text: string, source: string): Promise<ScalePlan> {
-  const { value, doc, lineCounter } = readStructured(text, source);
+  return validateScalePlan(readStructured(text, source), source);
+}
+
+/**
+ * Validate a scale plan already read from its text (the run kinds read a plan once).
+ * @throws VcstorError INVALID_ARGUMENT naming the file, line and field at fault.
+ */
+export async function validateScalePlan({ value, doc, lineCounter }: StructuredText, source: string): Promise<ScalePlan> {
   const plan = validateValue(scalePlanSchema, value, source, doc, lineCounter);
   const s = plan.scale;
   const counts = s.counts ?? rampCounts(s.ramp!.from, s.ramp!.to, s.ramp!.factor);
   if (s.fio.size > s.volumeSize) throw new VcstorError('INVALID_ARGUMENT', `invalid ${source}: scale.fio.size: ${s.fio.size} bytes is more than the volume (scale.volumeSize ${s.volumeSize})`);
-  const { chapPassword, natsPassword } = await readPlanSecrets(plan, source);
-  return { ...plan, counts, chapPassword, ...(natsPassword ? { natsPassword } : {}) };
+  return { ...(await withSecrets(plan, source)), counts };
 }

@@ -12,7 +12,7 @@ import { API_VERSION, loadVcstorProto, SERVICE_NAMES } from '../common/proto.js'
 import { parseStructured } from '../common/structured.js';
 import { VCSTOR_VERSION } from '../common/version.js';
 import { hostname } from 'node:os';
-import type { EventPublisher } from './campaign.js';
+import type { EventPublisher } from './run-events.js';
 import { Coordinator } from './coordinator.js';
 import { natsOptionsFromSettings, natsSettingsSchema, RunEventBus } from './events.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord } from './model.js';

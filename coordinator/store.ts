@@ -1,6 +1,7 @@
-import { appendFile, mkdir, open, readdir, readFile, rename } from 'node:fs/promises';
+import { appendFile, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
+import { writeFileAtomic } from './files.js';
 import type { UndoStep } from './methods.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord, RunSetup } from './model.js';
 
@@ -18,17 +19,8 @@ export class RunStore {
     return path.join(this.root, runId);
   }
 
-  private async writeAtomic(file: string, text: string): Promise<void> {
-    await mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.tmp`;
-    const handle = await open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, file);
+  private writeAtomic(file: string, text: string): Promise<void> {
+    return writeFileAtomic(file, text);
   }
 
   private async readJson<T>(file: string): Promise<T | undefined> {
