@@ -6,5 +6,5 @@
 export { benchmarkRole, dom0BaselineOf, DOM0_BASELINES, isDom0Baseline, METHOD_ORDER, METHOD_SPECS, methodSpec, METHODS, REPORT_BASELINE_METHOD, unavailableMethods } from './methods/registry.js';
 export type { AgentInfos, BaselineName, MethodName, MethodSpec } from './methods/registry.js';
 export { provisionMethod, Provisioner, type Placement } from './methods/provisioner.js';
-export type { AgentRole, AgentSet, IscsiSessionFacts, MethodTarget, ProvisionedMethod, StepTiming } from './methods/types.js';
+export type { AgentRole, AgentSet, IscsiSessionFacts, MethodTarget, PathLayers, ProvisionedMethod, StepTiming } from './methods/types.js';
 export { runUndoStep, runUndoSteps, type UndoAgents, type UndoStep } from './methods/undo.js';

@@ -23,11 +23,6 @@ import { serverStream } from './stream.js';
 /** An initiator agent (guest or dom0): both serve the load sessions (load.proto). */
 export type InitiatorClient = AgentClients['guest'] | AgentClients['dom0'];
 
-/** The guest and dom0 clients share the load-session methods (load.proto); one type for both. */
-function loadClient(client: InitiatorClient): AgentClients['guest'] {
-  return client as AgentClients['guest'];
-}
-
 export interface Initiator {
   name: string;
   role: 'guest' | 'dom0';
@@ -130,7 +125,7 @@ export async function startLoadSets(k: ScaleRun, active: readonly LoadSet[], tim
   const s = k.plan.scale;
   for (const x of active) await k.journal.add(loadSetGroup(x), stopLoadSessions(x));
   const started = performance.now();
-  const answers = await Promise.allSettled(active.map((x) => unary(loadClient(x.a.client), loadClient(x.a.client).StartLoadSessions, { setId: x.setId, sessions: x.sessions, chap: k.chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, k.T)));
+  const answers = await Promise.allSettled(active.map((x) => unary(x.a.client, x.a.client.StartLoadSessions, { setId: x.setId, sessions: x.sessions, chap: k.chap, sessionsPerDaemon: s.sessionsPerDaemon, loginTimeoutMs: s.loginTimeoutS * 1000 }, k.T)));
   timed?.(performance.now() - started);
   return answers;
 }
@@ -140,7 +135,7 @@ export async function startLoadSets(k: ScaleRun, active: readonly LoadSet[], tim
  * @throws VcstorError of the call (the set stays journaled).
  */
 export async function stopLoadSet(k: ScaleRun, x: LoadSet): Promise<void> {
-  await unary(loadClient(x.a.client), loadClient(x.a.client).StopLoadSessions, { setId: x.setId }, { timeoutMs: 120_000 });
+  await unary(x.a.client, x.a.client.StopLoadSessions, { setId: x.setId }, { timeoutMs: 120_000 });
   await k.journal.done(loadSetGroup(x), stopLoadSessions(x));
 }
 
@@ -155,7 +150,7 @@ export async function targetSessionsOf(k: ScaleRun, iqns: ReadonlySet<string>, o
  * @throws VcstorError of the call (CANCELLED when `signal` aborted it).
  */
 export function runLoad(client: InitiatorClient, request: RunLoadRequest, timeoutMs: number, signal: AbortSignal, onProgress: (p: ProgressInfo) => void): Promise<RunLoadResult__Output> {
-  return serverStream((options) => loadClient(client).RunLoad(request, options), {
+  return serverStream((options) => client.RunLoad(request, options), {
     what: 'RunLoad',
     timeoutMs,
     signal,

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { GetInfoResponse__Output } from '../../common/generated/vcstor/v1/GetInfoResponse.js';
 import type { Placement, Provisioner } from './provisioner.js';
-import type { AgentRole } from './types.js';
+import type { AgentRole, PathLayers } from './types.js';
 
 /**
  * Every way the coordinator gives storage to a benchmark, in one place: the paper's seven
@@ -50,6 +50,8 @@ export interface MethodSpec {
   unavailable?: (infos: AgentInfos) => string | undefined;
   /** Set it up through the agents; a failed step's undos are run by the caller. */
   provision(p: Provisioner): Promise<Placement>;
+  /** Its data path in a run, in words, from the run's drivers (the report's "Data paths"). */
+  dataPath(l: PathLayers): string;
 }
 
 const xvdb = 'xvdb';
@@ -67,6 +69,7 @@ function dom0Baseline(spec: Omit<MethodSpec, 'runsOn' | 'imageBenchmarks' | 'ima
 /** The registry: one entry per method and baseline. */
 export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec>> = {
   'file-local': guestMethod({
+    dataPath: (l) => `image file on dom0's filesystem → ${l.fileBackend()}`,
     backing: 'dom0',
     imageDisk: true,
     dom0Baseline: 'dom0-local',
@@ -74,6 +77,7 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     provision: (p) => localImage(p, 'VBD_KIND_FILE'),
   }),
   'phy-local': guestMethod({
+    dataPath: (l) => `image file on dom0's filesystem (a real host's phy-local disk is an LV) → ${l.phyBackend()}`,
     backing: 'dom0',
     dom0Baseline: 'dom0-local',
     needs: [['dom0', 'hypervisor'], ['guest', 'filesystem']],
@@ -82,6 +86,12 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     provision: (p) => localImage(p, 'VBD_KIND_PHY'),
   }),
   'file-nfs': guestMethod({
+    dataPath: (l) => {
+      const c = l.driver('dom0', 'nfs-client');
+      const head = `${l.volume()}, ext4 on it, ${l.nfsServer()}`;
+      if (c === 'libnfs') return `${head} → dom0's qemu-storage-daemon with qemu's NFS driver (libnfs, NFSv3) → FUSE → direct-I/O loop → the guest's VBD`;
+      return `${head} → ${c === 'kernel' ? 'a kernel NFS mount in dom0' : `dom0's NFS client (${c ?? 'driver not recorded'})`} → image file → ${l.fileBackend()}${l.unavailable('dom0', 'nfs-client')}`;
+    },
     backing: 'storage',
     imageDisk: true,
     dom0Baseline: 'dom0-nfs',
@@ -99,6 +109,7 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   'file-iscsi': guestMethod({
+    dataPath: (l) => `${l.volume()} → ${l.target()} → ${l.initiator('dom0')} → dom0 ext4 → image file → ${l.fileBackend()}`,
     backing: 'storage',
     imageDisk: true,
     dom0Baseline: 'dom0-iscsi',
@@ -113,6 +124,7 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   'phy-iscsi': guestMethod({
+    dataPath: (l) => `${l.volume()} → ${l.target()} → ${l.initiator('dom0')} → its device as the guest's phy: disk${l.hypervisor() === 'xen' ? ' (blkback)' : ' (the VBD)'}`,
     backing: 'storage',
     dom0Baseline: 'dom0-iscsi',
     needs: [['storage', 'iscsi-target'], ['dom0', 'iscsi-initiator'], ['dom0', 'hypervisor']],
@@ -124,6 +136,11 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   nfs: guestMethod({
+    dataPath: (l) => {
+      const c = l.driver('guest', 'nfs-client');
+      const head = `${l.volume()}, ext4 on it, ${l.nfsServer()}`;
+      return `${head} → ${c === 'kernel' || c === undefined ? 'a kernel NFS mount in the guest' : `the guest's NFS client (${c})`} (in the guest's memory, on the guest's link)${l.available('guest', 'nfs-client') ? '' : `${l.unavailable('guest', 'nfs-client')}: it needs a kernel NFS client in the guest (the VM tier)`}`;
+    },
     backing: 'storage',
     dom0Baseline: 'dom0-nfs',
     needs: [['storage', 'nfs-server'], ['guest', 'nfs-client']],
@@ -134,6 +151,7 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   iscsi: guestMethod({
+    dataPath: (l) => `${l.volume()} → ${l.target()} → ${l.initiator('guest')} → the guest's disk`,
     backing: 'storage',
     dom0Baseline: 'dom0-iscsi',
     needs: [['storage', 'iscsi-target'], ['guest', 'iscsi-initiator']],
@@ -143,12 +161,18 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   'dom0-local': dom0Baseline({
+    dataPath: () => "a directory on dom0's own local filesystem (the one its images live on)",
     backing: 'dom0',
     needs: [['dom0', 'benchmark']],
     // dom0's own local disk: the filesystem its images live on, as it is.
     provision: async (p) => ({ guestDevice: '', guestMountpoint: '', benchmarkDirectory: p.t.dom0ImageDir }),
   }),
   'dom0-nfs': dom0Baseline({
+    dataPath: (l) => {
+      const head = `${l.volume()}, ext4 on it, ${l.nfsServer()} → a kernel NFS mount in dom0`;
+      if (l.driver('dom0', 'nfs-client') === 'libnfs') return `${head} — not available where dom0's NFS client is libnfs, which reaches image files only`;
+      return `${head}${l.unavailable('dom0', 'nfs-client')}`;
+    },
     backing: 'storage',
     needs: [['storage', 'nfs-server'], ['dom0', 'nfs-client']],
     // libnfs reaches files on an export (file-nfs's image), not directories: dom0 has no
@@ -165,6 +189,7 @@ export const METHOD_SPECS: Readonly<Record<MethodName | BaselineName, MethodSpec
     },
   }),
   'dom0-iscsi': dom0Baseline({
+    dataPath: (l) => `${l.volume()} → ${l.target()} → ${l.initiator('dom0')} → ext4 mounted in dom0`,
     backing: 'storage',
     needs: [['storage', 'iscsi-target'], ['dom0', 'iscsi-initiator'], ['dom0', 'filesystem']],
     provision: async (p) => {

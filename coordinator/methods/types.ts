@@ -11,6 +11,28 @@ import type { BaselineName, MethodName } from './registry.js';
 /** The role of an agent in a campaign. */
 export type AgentRole = 'storage' | 'dom0' | 'guest';
 
+/**
+ * The layers of a data path, worded from a run's drivers (the report builds them,
+ * coordinator/report/data-paths.ts); each method words its own path from them.
+ */
+export interface PathLayers {
+  /** The selected driver of a concern on a host, or undefined when not recorded. */
+  driver(role: AgentRole, concern: string): string | undefined;
+  /** False when the host reported that driver unavailable. */
+  available(role: AgentRole, concern: string): boolean;
+  /** " — <role>'s <concern> driver (<driver>) is not available on its host", or ''. */
+  unavailable(role: AgentRole, concern: string): string;
+  volume(): string;
+  target(): string;
+  nfsServer(): string;
+  initiator(host: 'dom0' | 'guest'): string;
+  hypervisor(): string | undefined;
+  /** An image given as file: to the guest, through dom0's backend. */
+  fileBackend(): string;
+  /** An image given as phy: to the guest (a direct-I/O loop device). */
+  phyBackend(): string;
+}
+
 /** Where a method is set up: the three agents and what they need to know of each other. */
 export interface MethodTarget {
   storage: AgentClients['storage'];

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { unary } from '../../common/clients.js';
+import { unaryByName } from '../../common/clients.js';
 import { VcstorError } from '../../common/errors.js';
 import type { AgentRole, AgentSet, StepTiming } from './types.js';
 
@@ -28,8 +28,6 @@ export interface UndoStep {
  */
 export type UndoAgents = AgentSet | ((step: UndoStep) => grpc.Client | undefined);
 
-type UnaryCall = (request: Record<string, unknown>, callback: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
-
 /**
  * Carry out one undo step (idempotent, as every undo step is), within `timeoutMs`.
  * @throws VcstorError INTERNAL when no agent or method answers for it; else the call's error.
@@ -37,10 +35,7 @@ type UnaryCall = (request: Record<string, unknown>, callback: grpc.requestCallba
 export function runUndoStep(step: UndoStep, agents: UndoAgents, timeoutMs: number): Promise<unknown> {
   const found = typeof agents === 'function' ? agents(step) : agents[step.agent];
   if (!found) throw new VcstorError('INTERNAL', `no ${step.agent} agent ${step.agentIndex ?? ''} for ${step.step}`);
-  const client = found as unknown as grpc.Client & Record<string, UnaryCall>;
-  const method = client[step.rpc];
-  if (typeof method !== 'function') throw new VcstorError('INTERNAL', `no ${step.rpc} on the ${step.agent} agent`);
-  return unary(client, method, step.request, { timeoutMs });
+  return unaryByName(step.agent, found, step.rpc, step.request, { timeoutMs });
 }
 
 /**

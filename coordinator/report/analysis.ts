@@ -5,7 +5,7 @@
  * Pure functions.
  */
 
-import { DOM0_BASELINES, METHODS } from '../methods.js';
+import { dom0BaselineOf, DOM0_BASELINES, METHOD_ORDER, METHODS } from '../methods.js';
 import type { MeasurementRecord, RunState } from '../model.js';
 import { summarize, type Summary } from '../statistics.js';
 import { TABLE_FIGURES, type FigureSpec } from './figures.js';
@@ -64,7 +64,7 @@ export function failureText(m: MeasurementRecord): string {
 }
 
 /** The rows every table and chart lists first, in this order: dom0's baselines (Fig. 3), then the paper's methods (section 3). */
-export const KNOWN_ROWS: readonly string[] = [...DOM0_BASELINES, ...METHODS];
+export const KNOWN_ROWS: readonly string[] = METHOD_ORDER;
 
 /** dom0's baselines (Fig. 3), then the paper's order (section 3), then any other method by name. */
 export function orderMethods(names: Iterable<string>): string[] {
@@ -150,16 +150,13 @@ export function analyseScopes(measurements: MeasurementRecord[]): Scopes {
   return { dom0: analyse(measurements.filter((m) => isDom0(m.method))), guest: analyse(measurements.filter((m) => !isDom0(m.method))) };
 }
 
-/** The dom0 baseline each method is held against: the same transport, dom0 doing the I/O itself. */
-export const DOM0_BASELINE_OF: Record<string, string> = {
-  'file-local': 'dom0-local',
-  'phy-local': 'dom0-local',
-  'file-nfs': 'dom0-nfs',
-  nfs: 'dom0-nfs',
-  'file-iscsi': 'dom0-iscsi',
-  'phy-iscsi': 'dom0-iscsi',
-  iscsi: 'dom0-iscsi',
-};
+/** The dom0 baseline each method is held against: the same transport, dom0 doing the I/O itself (the method registry's). */
+export const DOM0_BASELINE_OF: Readonly<Record<string, string>> = Object.fromEntries(
+  METHODS.flatMap((method) => {
+    const baseline = dom0BaselineOf(method);
+    return baseline ? [[method, baseline]] : [];
+  }),
+);
 
 /** Methods of a figure with a row: a method that never ran its benchmark (the section 4.3 test runs on file methods only) has none. */
 export function rowMethods(analysis: Analysis, spec: FigureSpec): string[] {

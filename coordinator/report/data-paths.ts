@@ -4,6 +4,7 @@
  * recorded none, the namespace lab's path and a real host's. Pure functions.
  */
 
+import { methodSpec, type PathLayers } from '../methods.js';
 import type { MeasurementRecord, RunSetup } from '../model.js';
 import { measurementOutcome, orderMethods } from './analysis.js';
 import { esc } from './format.js';
@@ -105,41 +106,8 @@ function composePath(method: string, lookup: DriverLookup, used: string[]): stri
     const found = lookup(role, concern);
     return found && !found.available ? ` — ${role}'s ${concern} driver (${found.driver}) is not available on its host` : '';
   };
-  switch (method) {
-    case 'file-local':
-      return `image file on dom0's filesystem → ${fileBackend()}`;
-    case 'phy-local':
-      return `image file on dom0's filesystem (a real host's phy-local disk is an LV) → ${phyBackend()}`;
-    case 'file-iscsi':
-      return `${volume()} → ${target()} → ${initiator('dom0')} → dom0 ext4 → image file → ${fileBackend()}`;
-    case 'phy-iscsi':
-      return `${volume()} → ${target()} → ${initiator('dom0')} → its device as the guest's phy: disk${hypervisor() === 'xen' ? ' (blkback)' : ' (the VBD)'}`;
-    case 'iscsi':
-      return `${volume()} → ${target()} → ${initiator('guest')} → the guest's disk`;
-    case 'file-nfs': {
-      const c = d('dom0', 'nfs-client');
-      const head = `${volume()}, ext4 on it, ${nfsServer()}`;
-      if (c === 'libnfs') return `${head} → dom0's qemu-storage-daemon with qemu's NFS driver (libnfs, NFSv3) → FUSE → direct-I/O loop → the guest's VBD`;
-      return `${head} → ${c === 'kernel' ? 'a kernel NFS mount in dom0' : `dom0's NFS client (${c ?? 'driver not recorded'})`} → image file → ${fileBackend()}${unavailable('dom0', 'nfs-client')}`;
-    }
-    case 'nfs': {
-      const c = d('guest', 'nfs-client');
-      const head = `${volume()}, ext4 on it, ${nfsServer()}`;
-      return `${head} → ${c === 'kernel' || c === undefined ? 'a kernel NFS mount in the guest' : `the guest's NFS client (${c})`} (in the guest's memory, on the guest's link)${available('guest', 'nfs-client') ? '' : `${unavailable('guest', 'nfs-client')}: it needs a kernel NFS client in the guest (the VM tier)`}`;
-    }
-    case 'dom0-local':
-      return "a directory on dom0's own local filesystem (the one its images live on)";
-    case 'dom0-iscsi':
-      return `${volume()} → ${target()} → ${initiator('dom0')} → ext4 mounted in dom0`;
-    case 'dom0-nfs': {
-      const c = d('dom0', 'nfs-client');
-      const head = `${volume()}, ext4 on it, ${nfsServer()} → a kernel NFS mount in dom0`;
-      if (c === 'libnfs') return `${head} — not available where dom0's NFS client is libnfs, which reaches image files only`;
-      return `${head}${unavailable('dom0', 'nfs-client')}`;
-    }
-    default:
-      return undefined;
-  }
+  const layers: PathLayers = { driver: d, available, unavailable, volume, target, nfsServer, initiator, hypervisor, fileBackend, phyBackend };
+  return methodSpec(method)?.dataPath(layers);
 }
 
 /** The reason of a row whose every measurement was skipped ("skipped: ..."), else undefined. */

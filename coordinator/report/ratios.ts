@@ -5,6 +5,7 @@
 
 import type { MeasurementRecord } from '../model.js';
 import { ratioOf, type Summary } from '../statistics.js';
+import { REPORT_BASELINE_METHOD } from '../methods.js';
 import { analyseScopes, BASELINES, DOM0_BASELINE_OF, type Analysis, type Scopes } from './analysis.js';
 import { figureLabel, SPARSE_DISK_FIGURES, type FigureSpec } from './figures.js';
 
@@ -33,7 +34,7 @@ export interface PhyLocalRatio {
 }
 
 /** The method every ratio is measured against: the paper's baseline (a local LV). */
-export const BASELINE_METHOD = 'phy-local';
+export const BASELINE_METHOD: string = REPORT_BASELINE_METHOD;
 
 /**
  * For every figure present and every guest method (paper order): the method's mean over
