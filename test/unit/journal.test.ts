@@ -15,7 +15,10 @@ function recordingClient(calls: string[], failing: ReadonlySet<string> = new Set
     setImmediate(() => (failing.has(rpc) ? callback(Object.assign(new Error('refused'), { code: 9, details: 'refused', metadata: undefined })) : callback(null, {})));
     return { cancel: () => undefined };
   };
-  return new Proxy({ getChannel: () => ({ getTarget: () => 'dns:double' }) } as unknown as grpc.Client, {
+  // Calls kept as data go through makeUnaryRequest with the method's path ("/vcstor.v1.StorageAgent/DeleteVolume").
+  const makeUnaryRequest = (method: string, _serialize: unknown, _deserialize: unknown, request: unknown, metadata: unknown, options: unknown, callback: (err: unknown, response?: unknown) => void) =>
+    handler(method.split('/').pop()!)(request, metadata, options, callback);
+  return new Proxy({ getChannel: () => ({ getTarget: () => 'dns:double' }), makeUnaryRequest } as unknown as grpc.Client, {
     get: (target, name) => (name in target ? (target as unknown as Record<string | symbol, unknown>)[name] : handler(String(name))),
   });
 }
