@@ -6,7 +6,7 @@ import type { ImageLocation } from '../../common/generated/vcstor/v1/ImageLocati
 import type { IscsiSessionParams__Output } from '../../common/generated/vcstor/v1/IscsiSessionParams.js';
 import type { VbdSpec } from '../../common/generated/vcstor/v1/VbdSpec.js';
 import { serverStream } from '../stream.js';
-import { METHOD_SPECS, type BaselineName, type MethodName } from './registry.js';
+import type { BaselineName, MethodName } from './names.js';
 import type { IscsiSessionFacts, MethodTarget, ProvisionedMethod, StepTiming } from './types.js';
 import { runUndoSteps, type UndoStep } from './undo.js';
 
@@ -240,29 +240,5 @@ export class Provisioner {
         })()),
       removeData: () => this.runUndo(kept),
     };
-  }
-}
-
-/**
- * Set up `method` (registry.ts) for the target's guest — or for dom0, for a baseline —
- * through agent calls only, ending with a filesystem to run benchmarks in. Each step that
- * makes something journals its undo first; on a failure the undos run in reverse and the
- * error is rethrown, so nothing is left. Every call has the target's deadline.
- * @throws VcstorError of the step that failed, named.
- */
-export async function provisionMethod(
-  method: MethodName | BaselineName,
-  t: MethodTarget,
-  signal?: AbortSignal,
-  /** Called with the pending undo steps before each change, to keep them durably. */
-  journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
-): Promise<ProvisionedMethod> {
-  const spec = METHOD_SPECS[method];
-  const p = new Provisioner(method, t, signal, journal);
-  try {
-    return p.finish(spec.runsOn, await spec.provision(p));
-  } catch (err) {
-    await p.runUndo(p.undo).catch(() => undefined);
-    throw err;
   }
 }

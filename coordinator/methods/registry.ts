@@ -1,7 +1,11 @@
 import path from 'node:path';
 import type { GetInfoResponse__Output } from '../../common/generated/vcstor/v1/GetInfoResponse.js';
-import type { Placement, Provisioner } from './provisioner.js';
-import type { AgentRole, PathLayers } from './types.js';
+import { DOM0_BASELINES, METHODS, type BaselineName, type MethodName } from './names.js';
+import { Provisioner, type Placement } from './provisioner.js';
+import type { AgentRole, MethodTarget, PathLayers, ProvisionedMethod } from './types.js';
+import type { UndoStep } from './undo.js';
+
+export { DOM0_BASELINES, METHODS, type BaselineName, type MethodName };
 
 /**
  * Every way the coordinator gives storage to a benchmark, in one place: the paper's seven
@@ -10,18 +14,6 @@ import type { AgentRole, PathLayers } from './types.js';
  * is set up; the campaign, the accounting and the report read them from here. Adding a
  * method: its name in METHODS (or DOM0_BASELINES) and its entry in METHOD_SPECS, here.
  */
-
-/** The paper's seven ways of giving a guest a disk (section 3), in the paper's order. */
-export const METHODS = ['file-local', 'phy-local', 'file-nfs', 'file-iscsi', 'phy-iscsi', 'nfs', 'iscsi'] as const;
-export type MethodName = (typeof METHODS)[number];
-
-/**
- * The paper's dom0 baselines (Fig. 3 and 5): the same benchmarks run by dom0 itself on
- * its local disk, over NFS and over iSCSI — the ceiling each method is compared with.
- * Their measurements carry these names where a method's name would be.
- */
-export const DOM0_BASELINES = ['dom0-local', 'dom0-nfs', 'dom0-iscsi'] as const;
-export type BaselineName = (typeof DOM0_BASELINES)[number];
 
 /** Every row a report can have, in its order: dom0's baselines, then the methods. */
 export const METHOD_ORDER: readonly (MethodName | BaselineName)[] = [...DOM0_BASELINES, ...METHODS];
@@ -249,4 +241,28 @@ export function unavailableMethods(infos: AgentInfos): Map<string, string> {
     }
   }
   return out;
+}
+
+/**
+ * Set up `method` (registry.ts) for the target's guest — or for dom0, for a baseline —
+ * through agent calls only, ending with a filesystem to run benchmarks in. Each step that
+ * makes something journals its undo first; on a failure the undos run in reverse and the
+ * error is rethrown, so nothing is left. Every call has the target's deadline.
+ * @throws VcstorError of the step that failed, named.
+ */
+export async function provisionMethod(
+  method: MethodName | BaselineName,
+  t: MethodTarget,
+  signal?: AbortSignal,
+  /** Called with the pending undo steps before each change, to keep them durably. */
+  journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
+): Promise<ProvisionedMethod> {
+  const spec = METHOD_SPECS[method];
+  const p = new Provisioner(method, t, signal, journal);
+  try {
+    return p.finish(spec.runsOn, await spec.provision(p));
+  } catch (err) {
+    await p.runUndo(p.undo).catch(() => undefined);
+    throw err;
+  }
 }

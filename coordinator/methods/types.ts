@@ -1,7 +1,7 @@
 import type { AgentClients } from '../../common/clients.js';
 import type { ImageLocation } from '../../common/generated/vcstor/v1/ImageLocation.js';
 import type { IscsiSessionParams, IscsiSessionParams__Output } from '../../common/generated/vcstor/v1/IscsiSessionParams.js';
-import type { BaselineName, MethodName } from './registry.js';
+import type { BaselineName, MethodName } from './names.js';
 
 /**
  * The types of the methods' provisioning: where a method is set up, and what it leaves

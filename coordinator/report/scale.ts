@@ -1,5 +1,5 @@
 import type { MeasurementRecord, RunRecord } from '../model.js';
-import type { Knee, ScaleStepResult, StageHistogram } from '../scale.js';
+import type { Knee, ScaleStepResult, StageHistogram } from '../scale-figures.js';
 import { alignColumns, escapeMarkup } from './format.js';
 
 /**
