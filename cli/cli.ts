@@ -23,6 +23,11 @@ Usage:
   vcstor lab check               GetInfo from every agent of the lab
   vcstor coordinator --config F  serve the Coordinator gRPC API (submit, watch, results, cleanup)
   vcstor run PLAN [--no-report]  run a plan (a campaign) here, with live progress
+  vcstor provision PLAN          give every guest of a cluster plan its disk and leave it there;
+                                 again: converges (adds what is missing, changes nothing else)
+  vcstor status RUN [--json]     what each guest of a cluster run has, and whether it is still there
+  vcstor teardown RUN            take a cluster run's storage down (its journal, per guest); idempotent
+                                 (RUN: a run id, or a cluster plan's name)
   vcstor runs                    the runs kept in --runs-dir (default /var/lib/vcstor/runs)
   vcstor results RUN [--format table|json|csv]
   vcstor report RUN [--out FILE] an HTML report with charts in the paper's style
@@ -194,6 +199,21 @@ async function main(argv: string[]): Promise<number> {
       if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor run: give a PLAN file');
       const { runPlanCommand, DEFAULT_RUNS_DIR } = await import('../coordinator/run-commands.js');
       return runPlanCommand(sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, !flags['no-report']);
+    }
+    case 'provision': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor provision: give a PLAN file (with a cluster: section)');
+      const { runPlanCommand, DEFAULT_RUNS_DIR } = await import('../coordinator/run-commands.js');
+      return runPlanCommand(sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, false, 'provision');
+    }
+    case 'status': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor status: give a RUN id (see vcstor runs)');
+      const { statusCommand, DEFAULT_RUNS_DIR } = await import('../coordinator/run-commands.js');
+      return statusCommand(sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR, flags.json === true);
+    }
+    case 'teardown': {
+      if (!sub) throw new VcstorError('INVALID_ARGUMENT', 'vcstor teardown: give a RUN id (see vcstor runs)');
+      const { teardownCommand, DEFAULT_RUNS_DIR } = await import('../coordinator/run-commands.js');
+      return teardownCommand(sub, text(flags, 'runs-dir') ?? DEFAULT_RUNS_DIR);
     }
     case 'runs':
     case 'results':

@@ -6,7 +6,7 @@ import type { Logger } from '../common/log.js';
 import { UndoJournal, type CleanupReport } from './journal.js';
 import type { MeasurementRecord, RunEventRecord, RunRecord, RunSetup } from './model.js';
 import { RunEvents, type EventPublisher } from './run-events.js';
-import type { ParsedPlan } from './run-kind.js';
+import type { ParsedPlan, RunContext } from './run-kind.js';
 import { parsePlanText } from './run-kinds.js';
 import { RunStore } from './store.js';
 
@@ -28,36 +28,74 @@ export class Coordinator {
   /**
    * Validate a plan and start it: its text, or a plan already parsed (parsePlanText; the
    * CLI reads it first to connect to its NATS). With a request id, a second submit
-   * returns the first run (created=false). Nothing is provisioned unless the whole plan
-   * is valid.
-   * @throws VcstorError INVALID_ARGUMENT naming the field and line at fault.
+   * returns the first run (created=false). A plan whose kind gives its runs one id (a
+   * cluster: `cl-<name>`) is run again under that id, its journal and records kept: its
+   * events follow the last run's (`afterSeq`: the last event before this run's); one
+   * still running is returned as it is (created=false). Nothing is provisioned unless
+   * the whole plan is valid.
+   * @throws VcstorError INVALID_ARGUMENT naming the field and line at fault; FAILED_PRECONDITION
+   * when the plan's run id is a run of another kind.
    */
-  async submit(planText: string | ParsedPlan, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean }> {
+  async submit(planText: string | ParsedPlan, options: { requestId?: string; dryRun?: boolean; source?: string } = {}): Promise<{ run: RunRecord; created: boolean; afterSeq: number }> {
     const plan = typeof planText === 'string' ? await parsePlanText(planText, options.source ?? 'plan') : planText;
-    const runId = options.requestId
-      ? `q-${createHash('sha256').update(options.requestId).digest('hex').slice(0, 16)}`
-      : `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    const runId = plan.runId
+      ? plan.runId
+      : options.requestId
+        ? `q-${createHash('sha256').update(options.requestId).digest('hex').slice(0, 16)}`
+        : `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     const existing = await this.store.run(runId).catch(() => undefined);
-    if (existing) return { run: existing, created: false };
-    const run: RunRecord = { runId, planName: plan.header.name, kind: plan.kind, state: 'pending', createdUnixMs: Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
-    if (options.dryRun) return { run, created: false };
+    let afterSeq = 0;
+    if (existing && !plan.runId) return { run: existing, created: false, afterSeq };
+    if (existing) {
+      if (this.active.has(runId)) return { run: existing, created: false, afterSeq };
+      if (existing.kind !== plan.kind && existing.kind !== 'teardown') throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is a ${existing.kind} run, not a ${plan.kind} run`);
+      afterSeq = (await this.store.events(runId)).at(-1)?.seq ?? 0;
+    }
+    const run: RunRecord = { runId, planName: plan.header.name, kind: plan.kind, state: 'pending', createdUnixMs: existing?.createdUnixMs ?? Date.now(), finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    if (options.dryRun) return { run, created: false, afterSeq };
     await mkdir(this.o.runsDir, { recursive: true });
     await this.store.create(run, plan.text);
+    this.start(run, (context) => plan.execute(context), afterSeq);
+    return { run, created: true, afterSeq };
+  }
+
+  /**
+   * Tear down what a run left on purpose (a cluster's storage), as that run's next act:
+   * its kind becomes `teardown`, its events follow the last ones. Idempotent: a run with
+   * nothing left succeeds doing nothing.
+   * @throws VcstorError NOT_FOUND for no such run; FAILED_PRECONDITION when it is running,
+   * or of a kind that leaves nothing on purpose (use cleanup).
+   */
+  async teardown(runId: string): Promise<{ run: RunRecord; afterSeq: number }> {
+    const previous = await this.store.run(runId);
+    if (this.active.has(runId)) throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is still running; cancel it first`);
+    const plan = await parsePlanText(await this.store.planText(runId), `plan of ${runId}`);
+    if (!plan.teardown) throw new VcstorError('FAILED_PRECONDITION', `run ${runId} is a ${previous.kind} run, which leaves nothing provisioned on purpose: use vcstor cleanup ${runId}`);
+    const afterSeq = (await this.store.events(runId)).at(-1)?.seq ?? 0;
+    const run: RunRecord = { ...previous, kind: 'teardown', state: 'pending', finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    await this.store.saveRun(run);
+    const teardown = plan.teardown.bind(plan);
+    this.start(run, (context) => teardown(context), afterSeq);
+    return { run, afterSeq };
+  }
+
+  /** Run `execute` in the background as `run`, its events numbered after `afterSeq`. */
+  private start(run: RunRecord, execute: (context: RunContext) => Promise<RunRecord>, afterSeq: number): void {
+    const { runId } = run;
     const abort = new AbortController();
     // Every remote call of the run listens on this signal; a campaign has a dozen in
     // flight at once (set-up steps, a benchmark stream, three hosts sampled): not a leak.
     setMaxListeners(256, abort.signal);
-    const events = new RunEvents(runId, this.store, this.o.publisher);
+    const events = new RunEvents(runId, this.store, this.o.publisher, afterSeq);
     const log = this.o.log.child({ runId });
     const done = UndoJournal.open(this.store, runId)
-      .then((journal) => plan.execute({ run, store: this.store, events, journal, log, signal: abort.signal }))
+      .then((journal) => execute({ run, store: this.store, events, journal, log, signal: abort.signal }))
       .catch((err: unknown) => {
         this.o.log.error({ err, runId }, 'run crashed');
         return { ...run, state: 'failed' as const, error: String(err) };
       })
       .finally(() => this.active.delete(runId));
     this.active.set(runId, { abort, events, done });
-    return { run, created: true };
   }
 
   /** Wait for a run this coordinator is running. */

@@ -47,6 +47,12 @@ export interface RunKind<P extends PlanHeader & PlanSecrets> {
   /** One line for people: what the plan will do. */
   describe(plan: P): string;
   /**
+   * The run id every run of this plan has, for a kind whose runs are one thing kept up
+   * over time (a cluster's storage: provisioned again, it converges on the same run);
+   * absent: each submit is a new run. Pure.
+   */
+  runId?(plan: P): string;
+  /**
    * Run the plan to its end (also when cancelled: what it set up is taken down first);
    * resolves with the final record. Failures of steps are recorded, not thrown.
    * @throws only when the run store cannot be written.
@@ -54,6 +60,12 @@ export interface RunKind<P extends PlanHeader & PlanSecrets> {
   execute(plan: P, context: RunContext): Promise<RunRecord>;
   /** Undo what the journal still holds (after a crash or kill). Idempotent. */
   cleanup(plan: P, journal: UndoJournal): Promise<CleanupReport>;
+  /**
+   * Take down what earlier runs of the plan left on purpose (a cluster's storage), as a
+   * run of its own with events: resolves with the final record (kind `teardown`).
+   * Idempotent. Absent: the kind leaves nothing on purpose (cleanup is enough).
+   */
+  teardown?(plan: P, context: RunContext): Promise<RunRecord>;
   readonly report: RunReport;
 }
 
@@ -66,7 +78,11 @@ export interface ParsedPlan {
   readonly header: PlanHeader & PlanSecrets;
   /** The kind's one line about it. */
   readonly description: string;
+  /** The run id every run of the plan has (RunKind.runId), if its kind has one. */
+  readonly runId?: string;
   execute(context: RunContext): Promise<RunRecord>;
+  /** RunKind.teardown, bound to the plan, if its kind has one. */
+  teardown?(context: RunContext): Promise<RunRecord>;
   cleanup(journal: UndoJournal): Promise<CleanupReport>;
 }
 
@@ -93,7 +109,9 @@ export function anyKind<P extends PlanHeader & PlanSecrets>(kind: RunKind<P>): A
         source,
         header: plan,
         description: kind.describe(plan),
+        ...(kind.runId ? { runId: kind.runId(plan) } : {}),
         execute: (context) => kind.execute(plan, context),
+        ...(kind.teardown ? { teardown: (context: RunContext) => kind.teardown!(plan, context) } : {}),
         cleanup: (journal) => kind.cleanup(plan, journal),
       };
     },

@@ -1,6 +1,7 @@
 import { VcstorError } from '../common/errors.js';
 import { readStructured } from '../common/structured.js';
 import { campaignKind } from './campaign.js';
+import { clusterKind } from './cluster.js';
 import type { PlanKind } from './model.js';
 import { anyKind, type AnyRunKind, type ParsedPlan, type RunReport } from './run-kind.js';
 import { scaleKind } from './scale.js';
@@ -9,7 +10,7 @@ import { scaleKind } from './scale.js';
  * The kinds of run the coordinator knows, in the order they are asked whether a plan
  * is theirs: the first that claims it takes it (the campaign takes any plan).
  */
-const KINDS: readonly AnyRunKind[] = [anyKind(scaleKind), anyKind(campaignKind)];
+const KINDS: readonly AnyRunKind[] = [anyKind(scaleKind), anyKind(clusterKind), anyKind(campaignKind)];
 
 /**
  * Read a plan's text once, find its kind, validate it and read its secrets: the plan the
@@ -27,7 +28,8 @@ export async function parsePlanText(text: string, source = 'plan'): Promise<Pars
  * @throws VcstorError INTERNAL for a kind this coordinator has no runs of.
  */
 export function reportOf(kind: PlanKind): RunReport {
-  const found = KINDS.find((k) => k.kind === kind);
+  // A teardown is a cluster run's last act: its run is reported as the cluster's.
+  const found = KINDS.find((k) => k.kind === (kind === 'teardown' ? 'provision' : kind));
   if (!found) throw new VcstorError('INTERNAL', `no ${kind} runs here: this coordinator runs ${KINDS.map((k) => k.kind).join(' and ')}`);
   return found.report;
 }

@@ -33,8 +33,15 @@ const STEP_STATES: Record<RunEventRecord['state'], RunEvent['state']> = {
   cancelled: 'STEP_STATE_CANCELLED',
 };
 
+const KINDS: Record<RunRecord['kind'], Run['kind']> = {
+  provision: 'PLAN_KIND_PROVISION',
+  teardown: 'PLAN_KIND_TEARDOWN',
+  campaign: 'PLAN_KIND_CAMPAIGN',
+  scale: 'PLAN_KIND_SCALE',
+};
+
 function toRun(r: RunRecord): Run {
-  return { ...r, kind: r.kind === 'scale' ? 'PLAN_KIND_SCALE' : 'PLAN_KIND_CAMPAIGN', state: STATES[r.state] };
+  return { ...r, kind: KINDS[r.kind], state: STATES[r.state] };
 }
 
 function toMeasurement(m: MeasurementRecord): Measurement {
@@ -81,6 +88,8 @@ export function coordinatorOperations(coordinator: Coordinator, startedUnixMs: n
       const { run, measurements } = await coordinator.results(runId(request.runId));
       return { run: toRun(run), measurements: measurements.map(toMeasurement) };
     },
+    // On a cluster run (PLAN_KIND_PROVISION, submitted as any plan) this is its teardown:
+    // the journal replayed per guest, idempotent (vcstor teardown adds events).
     CleanupRun: async (request) => {
       const { removed, leftBehind } = await coordinator.cleanup(runId(request.runId));
       return { removed, leftBehind };

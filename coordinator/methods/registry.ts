@@ -247,7 +247,10 @@ export function unavailableMethods(infos: AgentInfos): Map<string, string> {
  * Set up `method` (registry.ts) for the target's guest — or for dom0, for a baseline —
  * through agent calls only, ending with a filesystem to run benchmarks in. Each step that
  * makes something journals its undo first; on a failure the undos run in reverse and the
- * error is rethrown, so nothing is left. Every call has the target's deadline.
+ * error is rethrown, so nothing is left — unless `keepOnFailure` (a cluster's re-run
+ * repairing a guest set up before: what was there stays, journaled). Every call has the
+ * target's deadline. Idempotent where the agents' calls are (a second set-up with the
+ * same target makes nothing twice).
  * @throws VcstorError of the step that failed, named.
  */
 export async function provisionMethod(
@@ -256,13 +259,14 @@ export async function provisionMethod(
   signal?: AbortSignal,
   /** Called with the pending undo steps before each change, to keep them durably. */
   journal: (pending: readonly UndoStep[]) => Promise<void> = async () => undefined,
+  options: { keepOnFailure?: boolean } = {},
 ): Promise<ProvisionedMethod> {
   const spec = METHOD_SPECS[method];
   const p = new Provisioner(method, t, signal, journal);
   try {
     return p.finish(spec.runsOn, await spec.provision(p));
   } catch (err) {
-    await p.runUndo(p.undo).catch(() => undefined);
+    if (!options.keepOnFailure) await p.runUndo(p.undo).catch(() => undefined);
     throw err;
   }
 }
