@@ -49,3 +49,45 @@ export function scaleLabPlan(lab: LabFile, name: string, scale: Record<string, u
     scale: { allowedAddresses: lab.subnet, ...scale },
   };
 }
+
+/**
+ * A cluster plan for a lab (`vcstor lab up --dom0 M --guests N`): its storage servers,
+ * and its guests spread over its dom0 hosts in blocks, in order (guests 0..N/M-1 on
+ * host0, the next on host1, ...; the sandbox hypervisor lets any dom0 run any guest's
+ * domain, named after the guest); `methods[i]` is guest i's method (or `method` for all),
+ * with the rest of `cluster` (diskSize, concurrency, ...) as given. Tests build theirs with it.
+ */
+export function clusterLabPlan(lab: LabFile, name: string, cluster: Record<string, unknown> & { methods?: readonly string[] }): Record<string, unknown> {
+  const { methods, ...rest } = cluster;
+  const dir = (h: { name: string; dataDir?: string }, sub: string) => path.join(h.dataDir ?? path.join(lab.dir, 'hosts', h.name), sub);
+  const dom0s = lab.hosts.filter((h) => h.role === 'dom0');
+  const guests = lab.hosts.filter((h) => h.role === 'guest');
+  return {
+    name,
+    tls: lab.tls ? { ca: lab.tls.ca, cert: lab.tls.cert, key: lab.tls.key } : { insecure: true },
+    chap: { username: 'vcstor', passwordFile: path.join(lab.dir, 'secrets', 'chap') },
+    nats: { url: lab.natsUrl },
+    cluster: {
+      storage: lab.hosts.filter((h) => h.role === 'storage').map((h) => ({ name: h.name, address: h.agentAddress, host: h.address })),
+      dom0: dom0s.map((d, i) => ({
+        name: d.name,
+        address: d.agentAddress,
+        initiatorIqn: `iqn.2026-11.org.vcstor.lab:${d.name}`,
+        imageDir: dir(d, 'images'),
+        mountDir: dir(d, 'mnt'),
+        guests: guests
+          .map((g, j) => ({ g, j }))
+          .filter(({ j }) => Math.floor((j * dom0s.length) / guests.length) === i)
+          .map(({ g, j }) => ({
+            name: g.name,
+            address: g.agentAddress,
+            initiatorIqn: `iqn.2026-11.org.vcstor.lab:${g.name}`,
+            mountDir: dir(g, 'mnt'),
+            ...(methods?.[j] ? { method: methods[j] } : {}),
+          })),
+      })),
+      nfsClients: lab.subnet,
+      ...rest,
+    },
+  };
+}
