@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { unary, type AgentClients } from '../common/clients.js';
 import type { AgentRole, AgentSet, UndoStep } from './methods.js';
 
@@ -98,7 +99,13 @@ function checkOf(step: UndoStep): Check | undefined {
       const location = r.location as { path?: string } | undefined;
       return {
         what: `image ${location?.path ?? JSON.stringify(location)}`,
-        present: async (a, l, at) => (await l.get(at.dom0, 'ListImages', () => unary(a.dom0, a.dom0.ListImages, {}, l.T))).images.some((i) => i.location?.path === location?.path),
+        // Asked of its own directory: a listing of the image roots is one level deep, and
+        // file-iscsi's image lies inside a mount under dom0's mount root.
+        present: async (a, l, at) => {
+          const directory = path.dirname(location?.path ?? '/');
+          const { images } = await l.get(at.dom0, `ListImages ${directory}`, () => unary(a.dom0, a.dom0.ListImages, { directory }, l.T));
+          return images.some((i) => i.location?.path === location?.path);
+        },
       };
     }
     case 'StopDomain':
