@@ -88,9 +88,10 @@ async function findRun(coordinator: Coordinator, given: string): Promise<string>
  */
 export async function teardownCommand(given: string, runsDir: string): Promise<number> {
   const log = createLogger({ name: 'coordinator', level: process.env.VCSTOR_LOG_LEVEL ?? 'warn' });
-  const runId = await findRun(new Coordinator({ runsDir, log }), given);
-  const store = new Coordinator({ runsDir, log }).store;
-  const parsed = await parsePlanText(await store.planText(runId), `plan of ${runId}`);
+  // Found first, to read its plan's NATS; then run by a coordinator that publishes there.
+  const probe = new Coordinator({ runsDir, log });
+  const runId = await findRun(probe, given);
+  const parsed = await parsePlanText(await probe.store.planText(runId), `plan of ${runId}`);
   const publisher = await planPublisher(parsed.header, `plan of ${runId}`, 'vcstor teardown', log);
   const coordinator = new Coordinator({ runsDir, log, ...(publisher ? { publisher } : {}) });
   try {

@@ -16,6 +16,7 @@ import { runLimited } from '../../coordinator/cluster-schedule.js';
 import { UndoJournal } from '../../coordinator/journal.js';
 import type { AgentRole } from '../../coordinator/methods.js';
 import type { RunRecord } from '../../coordinator/model.js';
+import type { ParsedPlan, RunContext } from '../../coordinator/run-kind.js';
 import { RunEvents } from '../../coordinator/run-events.js';
 import { RunStore } from '../../coordinator/store.js';
 import { clusterPlanValue } from './cluster-plan.test.js';
@@ -378,5 +379,69 @@ describe('the cluster scheduler', () => {
 
   it('with nothing to do, returns at once', async () => {
     await runLimited([], { overall: 1, perAgent: 1 }, () => [], async () => assert.fail('no work'));
+  });
+});
+
+describe('the coordinator runs a plan with a run id of its own again under that id', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vcstor-cluster-coord-'));
+    await writeFile(path.join(dir, 'chap'), 'labsecret1234\n', { mode: 0o600 });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  /**
+   * A parsed plan whose kind names its runs (as a cluster's does), its runs one event
+   * each; its text a cluster plan, which teardown reads back (with nothing journaled, it
+   * calls no agent).
+   */
+  function fakePlan(gate?: Promise<void>): ParsedPlan {
+    const act = (what: string) => async (context: RunContext): Promise<RunRecord> => {
+      await gate;
+      context.run.state = 'succeeded';
+      context.run.finishedUnixMs = Date.now();
+      await context.store.saveRun(context.run);
+      await context.events.emit({ stepId: what, state: 'succeeded', message: '', runState: 'succeeded' });
+      return context.run;
+    };
+    return {
+      kind: 'provision',
+      text: stringify({ ...clusterPlanValue(path.join(dir, 'chap')), name: 'c' }),
+      source: 'c.yaml',
+      header: { name: 'c' } as ParsedPlan['header'],
+      description: 'a cluster',
+      runId: 'cl-c',
+      execute: act('provision'),
+      teardown: act('teardown'),
+      cleanup: async () => ({ removed: [], leftBehind: [] }),
+    };
+  }
+
+  it('numbers the events of every run after the last, and tears down as the same run', async () => {
+    const { Coordinator } = await import('../../coordinator/coordinator.js');
+    const coordinator = new Coordinator({ runsDir: path.join(dir, 'runs'), log: pino({ level: 'silent' }) });
+    const first = await coordinator.submit(fakePlan());
+    assert.deepEqual([first.run.runId, first.created, first.afterSeq], ['cl-c', true, 0]);
+    await coordinator.wait('cl-c');
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const second = await coordinator.submit(fakePlan(gate));
+    assert.deepEqual([second.run.runId, second.created, second.afterSeq], ['cl-c', true, 1]);
+    const busy = await coordinator.submit(fakePlan());
+    assert.equal(busy.created, false, 'one still running is returned as it is');
+    await assert.rejects(coordinator.teardown('cl-c'), /still running/);
+    release();
+    await coordinator.wait('cl-c');
+    const watched: string[] = [];
+    for await (const e of coordinator.watch('cl-c', second.afterSeq)) watched.push(`${e.seq} ${e.stepId}`);
+    assert.deepEqual(watched, ['2 provision'], 'a watcher of the second run sees its events only');
+    const down = await coordinator.teardown('cl-c');
+    assert.equal(down.afterSeq, 2);
+    const tornDown = await coordinator.wait('cl-c');
+    assert.deepEqual([tornDown.kind, tornDown.state], ['teardown', 'succeeded']);
+    assert.deepEqual((await coordinator.store.events('cl-c')).map((e) => `${e.seq} ${e.stepId} ${e.message}`), ['1 provision ', '2 provision ', '3 teardown nothing is provisioned', '4 run 0 steps ok, 0 failed']);
+    // Provisioned again after a teardown: a provision run again.
+    await coordinator.submit(fakePlan());
+    assert.equal((await coordinator.wait('cl-c')).kind, 'provision');
   });
 });
