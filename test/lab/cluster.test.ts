@@ -155,6 +155,15 @@ describe('a cluster of 2 dom0 x 2 guests in the lab: provision, status, provisio
     for (const mark of marks) assert.equal(await readFile(mark, 'utf8'), `${mark}\n`, 'the data written stays');
     const stored = await coordinator.store.events(run.runId);
     assert.deepEqual(stored.map((e) => e.seq), stored.map((_, i) => i + 1), 'the runs\' events are numbered 1..N');
+    // On NATS too, in order: the first run's events, and the second's after them.
+    const replay = async (afterSeq: number) => {
+      const out: string[] = [];
+      for await (const e of bus.watch(run.runId, { afterSeq })) out.push(`${e.seq} ${e.stepId} ${e.state}`);
+      return out;
+    };
+    const line = (e: { seq: number; stepId: string; state: string }) => `${e.seq} ${e.stepId} ${e.state}`;
+    assert.deepEqual(await replay(0), stored.filter((e) => e.seq <= again.afterSeq).map(line));
+    assert.deepEqual(await replay(again.afterSeq), stored.filter((e) => e.seq > again.afterSeq).map(line));
 
     // Teardown (the CLI, as an operator runs it): nothing left, and again nothing to do.
     const down = await cli(runsDir, 'teardown', run.runId);
