@@ -1,11 +1,12 @@
 import { setMaxListeners } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { getAgentInfo, makeClient, type AgentClients } from '../common/clients.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
-import { planCredentials } from './agents.js';
 import { clusterGuests, clusterRunId, guestSpecKey, validateClusterPlan, type ClusterGuest, type ClusterPlan } from './cluster-plan.js';
 import { runLimited } from './cluster-schedule.js';
 import { AgentLists, checkPieces, type Piece } from './cluster-status.js';
+import { addressesOf, agentSet, grpcClusterAgents, newRecord, PROVISIONED, recordOf, type ClusterAgents, type GuestRecord } from './cluster-records.js';
+
+export { grpcClusterAgents, PROVISIONED, type ClusterAgents, type GuestRecord };
 import type { CleanupReport, UndoJournal } from './journal.js';
 import { provisionMethod, runUndoSteps, unavailableMethods, type AgentRole, type AgentSet, type MethodTarget, type UndoStep } from './methods.js';
 import type { MeasurementRecord, RunRecord } from './model.js';
@@ -27,71 +28,6 @@ import type { RunStore } from './store.js';
  * (`benchmark: "provisioned"`, published on NATS as results are), kept in
  * measurements.json; its undo steps are the journal's group named after the guest.
  */
-
-/** How a cluster run reaches its agents (tests give doubles). */
-export interface ClusterAgents {
-  client<K extends AgentRole>(role: K, address: string): AgentClients[K];
-  info(role: AgentRole, address: string): Promise<GetInfoResponse__Output>;
-  close(): void;
-}
-
-/** The agents of a plan over gRPC, with its TLS; one client per role and address. */
-export async function grpcClusterAgents(plan: ClusterPlan): Promise<ClusterAgents> {
-  const credentials = await planCredentials(plan.tls);
-  const clients = new Map<string, grpc.Client>();
-  return {
-    client: <K extends AgentRole>(role: K, address: string) => {
-      const key = `${role} ${address}`;
-      if (!clients.has(key)) clients.set(key, makeClient(role, address, credentials) as unknown as grpc.Client);
-      return clients.get(key) as unknown as AgentClients[K];
-    },
-    info: (_role, address) => getAgentInfo(address, credentials, 10_000),
-    close: () => clients.forEach((c) => c.close()),
-  };
-}
-
-/** What a cluster run knows of one guest: kept as its `provisioned` measurement. */
-export interface GuestRecord {
-  /** provisioning: intent written before the first change; provisioned: its method set up. */
-  state: 'provisioning' | 'provisioned';
-  specKey: string;
-  method: string;
-  dom0: { name: string; address: string };
-  storage: { name: string; address: string };
-  guest: { address: string; domain: string };
-  sizeBytes: number;
-  volume?: string;
-  image?: string;
-  guestDevice?: string;
-  guestMountpoint?: string;
-  provisionedUnixMs?: number;
-}
-
-export const PROVISIONED = 'provisioned';
-
-function recordOf(m: MeasurementRecord): GuestRecord | undefined {
-  return m.benchmark === PROVISIONED ? (m.result as unknown as GuestRecord) : undefined;
-}
-
-function addressesOf(r: GuestRecord): Record<AgentRole, string> {
-  return { storage: r.storage.address, dom0: r.dom0.address, guest: r.guest.address };
-}
-
-function agentSet(agents: ClusterAgents, at: Record<AgentRole, string>): AgentSet {
-  return { storage: agents.client('storage', at.storage), dom0: agents.client('dom0', at.dom0), guest: agents.client('guest', at.guest) };
-}
-
-function newRecord(g: ClusterGuest, plan: ClusterPlan): GuestRecord {
-  return {
-    state: 'provisioning',
-    specKey: guestSpecKey(g, plan),
-    method: g.method,
-    dom0: { name: g.dom0.name, address: g.dom0.address },
-    storage: { name: g.storage.name, address: g.storage.address },
-    guest: { address: g.address, domain: g.domain },
-    sizeBytes: g.sizeBytes,
-  };
-}
 
 function stepKey(s: UndoStep): string {
   return JSON.stringify([s.rpc, s.agent, s.agentIndex ?? null, s.request]);
