@@ -22,7 +22,8 @@ import { ExecaCommandRunner } from '../common/runner.js';
 import { parseBonnieCsv } from '../host-storage/benchmarks/parsers.js';
 import { DEFAULT_LAB, Lab } from '../lab/lab.js';
 import { provisionMethod } from '../coordinator/methods.js';
-import { labMethodTarget } from '../test/support/methods.js';
+import { labMethodTarget } from '../lab/plan.js';
+import { labCredentials } from '../lab/lab.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'size-mib': { type: 'string', default: '256' } } });
 const runs = Number(values.runs);
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   const dir = `/var/lib/vcstor/lab/${DEFAULT_LAB.name}`;
   const ours = (await lab.status(dir)).lab === undefined;
   const record = ours ? await lab.up({ ...DEFAULT_LAB, dir }) : (await lab.status(dir)).lab!;
-  const target = labMethodTarget(record, { ...DEFAULT_LAB, dir }, { sizeBytes: (sizeMib * 2 + 64) * MIB, prefix: 'ovh' });
+  const target = labMethodTarget(record, await labCredentials(record), { sizeBytes: (sizeMib * 2 + 64) * MIB, prefix: 'ovh' });
   const disk = await provisionMethod('file-local', target);
   const guestNs = record.hosts.find((h) => h.role === 'guest')!.namespace;
   const direct: Array<{ ms: number; write: number; read: number }> = [];

@@ -1,5 +1,9 @@
+import type * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { LabFile } from './record.js';
+import { makeClient } from '../common/clients.js';
+import type { MethodTarget } from '../coordinator/methods.js';
+import { IQN_PREFIX, type LabFile } from './record.js';
 
 /**
  * A plan for a lab: its agents, directories, NATS and CHAP secret, with `campaign` as
@@ -89,5 +93,35 @@ export function clusterLabPlan(lab: LabFile, name: string, cluster: Record<strin
       nfsClients: lab.subnet,
       ...rest,
     },
+  };
+}
+
+/**
+ * Where a method is set up in a lab: its three agents (clients over `credentials`), its
+ * directories and names, for code that provisions methods directly (tests, benches).
+ * The CHAP secret is a fresh one unless `overrides` gives it.
+ */
+export function labMethodTarget(record: LabFile, credentials: grpc.ChannelCredentials, overrides: Partial<MethodTarget> = {}): MethodTarget {
+  const host = (role: string) => record.hosts.find((h) => h.role === role)!;
+  const dir = (name: string, sub: string) => path.join(record.hosts.find((h) => h.name === name)?.dataDir ?? path.join(record.dir, 'hosts', name), sub);
+  return {
+    storage: makeClient('storage', host('storage').agentAddress, credentials),
+    dom0: makeClient('dom0', host('dom0').agentAddress, credentials),
+    guest: makeClient('guest', host('guest').agentAddress, credentials),
+    storageHost: host('storage').address,
+    dom0InitiatorIqn: `${IQN_PREFIX}:${host('dom0').name}`,
+    guestInitiatorIqn: `${IQN_PREFIX}:${host('guest').name}`,
+    nfsClients: record.subnet,
+    dom0ImageDir: dir(host('dom0').name, 'images'),
+    dom0MountDir: dir(host('dom0').name, 'mnt'),
+    guestMountDir: dir(host('guest').name, 'mnt'),
+    domain: host('guest').name,
+    prefix: 't',
+    sizeBytes: 64 * 1024 * 1024,
+    sparse: false,
+    // 12-16 characters, as tgt and LIO take them.
+    chap: { username: 'vcstor', password: randomBytes(9).toString('base64url') },
+    timeoutMs: 60_000,
+    ...overrides,
   };
 }
