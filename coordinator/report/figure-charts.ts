@@ -34,8 +34,37 @@ export function renderFigure(shown: ShownFigure, setup?: RunSetup): string {
     `<h3 class="figure-title">${esc(shown.heading)}</h3>`,
     ...panels,
     `<figcaption>${esc(figureCaption(shown, charts, withIntervals, setup))}</figcaption>`,
+    ...cacheWarnings(shown).map((w) => `<p class="cache-warning" data-benchmark="${esc(w.benchmark)}">${esc(w.text)}</p>`),
     '</figure>',
   ].join('\n');
+}
+
+/** Less than this reaching the backing disk is metadata and rounding, not the run's data (as the accounting table says). */
+const CACHE_ONLY_BYTES = 2 ** 20;
+
+/**
+ * A figure whose runs' bytes did not reach the backing disk measured a cache, and says
+ * so under the chart, not only in "Where the bytes went": per benchmark, how many of its
+ * accounted runs stayed in a cache (under 1 MiB written) or reached the disk below 90%.
+ */
+export function cacheWarnings(shown: ShownFigure): Array<{ benchmark: string; text: string }> {
+  const warnings: Array<{ benchmark: string; text: string }> = [];
+  for (const benchmark of [...new Set(shown.specs.map((spec) => spec.benchmark))]) {
+    const accounts = shown.analysis.methods.flatMap((method) =>
+      shown.analysis.repetitions.flatMap((repetition) => {
+        const m = shown.analysis.measurement(method, benchmark, repetition);
+        return m && succeeded(m) && m.accounting ? [m.accounting] : [];
+      }),
+    );
+    const cached = accounts.filter((a) => a.backingWriteBytes < CACHE_ONLY_BYTES || a.reachedBackingPercent < 90);
+    if (cached.length === 0) continue;
+    const title = BENCHMARK_TITLES[benchmark] ?? benchmark;
+    warnings.push({
+      benchmark,
+      text: `Measured a cache: in ${cached.length} of ${accounts.length} accounted ${title} runs, less than 1 MiB or under 90% of what the benchmark wrote reached the backing disk, so these bars are the hosts' page caches and CPUs, not the storage ("Where the bytes went" has each run).`,
+    });
+  }
+  return warnings;
 }
 
 /** The caption under a figure: what it shows, how to read it, and where its data paths are. */

@@ -110,6 +110,7 @@ svg .errorbar { stroke: #111; stroke-width: 1.4; fill: none; }
 td.missing { text-align: center; color: #777; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.warn { color: #b00; font-weight: bold; }
+p.cache-warning { color: #b00; font-weight: bold; }
 td.path { font-size: 0.8rem; }
 td.dom0-ratio { text-align: right; font-variant-numeric: tabular-nums; }
 td.dom0-ratio .mean, td .cpu { display: block; font-size: 0.75rem; color: #555; }

@@ -838,3 +838,33 @@ describe("the paper's figures, dom0's baselines and Tables 1-2", () => {
 function esc(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
+
+describe('a figure that measured a cache says so under its chart', () => {
+  /** An accounting of a run that wrote `written` bytes, of which `reached` reached the backing disk. */
+  const accounted = (m: MeasurementRecord, written: number, reached: number): MeasurementRecord => ({
+    ...m,
+    accounting: { benchmarkWriteBytes: written, backingWriteBytes: reached, reachedBackingPercent: written > 0 ? Math.round((1000 * reached) / written) / 10 : 0, absorbedBytes: Math.max(0, written - reached), heldBy: '', layers: [], drops: [], elapsedMs: 1000 },
+  });
+  const MIB = 2 ** 20;
+  const measurements = ['file-local', 'phy-local', 'iscsi'].flatMap((method) =>
+    [1, 2].flatMap((r) => [
+      accounted(ok(method, 'bonnie', r, bonnieResult(80_000 + r, 80_000)), 768 * MIB, 775 * MIB),
+      // PostMark's few files never left the page cache in one of the methods' runs.
+      accounted(ok(method, 'postmark', r, postmarkResult(40_000 + r)), method === 'iscsi' ? 64 * MIB : 0, method === 'iscsi' ? 64 * MIB : 0),
+    ]),
+  );
+  const html = renderReport(RUN, measurements);
+  const warnings = [...html.matchAll(/<p class="cache-warning" data-benchmark="([^"]+)">([^<]*)<\/p>/g)].map((w) => [w[1], w[2]]);
+
+  it('warns under the PostMark figure, counting the runs that stayed in a cache, and not under bonnie++ whose bytes reached the disk', () => {
+    assert.deepEqual(
+      warnings.map(([benchmark]) => benchmark),
+      ['postmark'],
+    );
+    const cached = measurements.filter((m) => m.benchmark === 'postmark' && m.accounting!.backingWriteBytes < MIB).length;
+    const all = measurements.filter((m) => m.benchmark === 'postmark').length;
+    assert.match(warnings[0]![1]!, new RegExp(`^Measured a cache: in ${cached} of ${all} accounted PostMark runs`));
+    const figure = html.slice(html.indexOf('data-paper-figure="6"'));
+    assert.ok(figure.indexOf('class="cache-warning"') < figure.indexOf('</figure>'), 'inside Fig. 6');
+  });
+});
