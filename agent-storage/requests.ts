@@ -1,12 +1,14 @@
+import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
 import type { CreateVolumeRequest__Output } from '../common/generated/vcstor/v1/CreateVolumeRequest.js';
 import type { DeleteVolumeRequest__Output } from '../common/generated/vcstor/v1/DeleteVolumeRequest.js';
 import type { ExportIscsiRequest__Output } from '../common/generated/vcstor/v1/ExportIscsiRequest.js';
+import type { CreateParallelFsRequest__Output } from '../common/generated/vcstor/v1/CreateParallelFsRequest.js';
 import type { ExportNfsRequest__Output } from '../common/generated/vcstor/v1/ExportNfsRequest.js';
 import type { UnexportNfsRequest__Output } from '../common/generated/vcstor/v1/UnexportNfsRequest.js';
 import type { UnexportIscsiRequest__Output } from '../common/generated/vcstor/v1/UnexportIscsiRequest.js';
 import { validateIscsiSessionParams } from '../common/iscsi-params.js';
-import { validateChap, validateFsType } from '../common/requests.js';
+import { validateChap, validateFsType, validateParallelFsName } from '../common/requests.js';
 import { validateAddressOrCidr, validateHost, validateIqn, validateName, validatePathUnder, validateSize } from '../common/validate.js';
 
 /** Validation of StorageAgent requests: a whole request, before anything runs. */
@@ -91,4 +93,18 @@ export function validateExportNfsRequest(request: ExportNfsRequest__Output, expo
     }
   });
   if (request.pseudoPath !== '') validatePathUnder('pseudo_path', request.pseudoPath, ['/']);
+}
+
+export function validateCreateParallelFsRequest(request: CreateParallelFsRequest__Output): void {
+  validateParallelFsName('name', request.name);
+  if (request.bricks.length === 0) throw invalidArgument('bricks', 'name at least one brick');
+  if (request.bricks.length > 256) throw invalidArgument('bricks', 'more than 256 bricks');
+  const seen = new Set<string>();
+  request.bricks.forEach((b, i) => {
+    validateHost(`bricks[${i}].host`, b.host);
+    if (!path.isAbsolute(b.path) || path.normalize(b.path) !== b.path || b.path === '/') throw invalidArgument(`bricks[${i}].path`, `${JSON.stringify(b.path)} is not an absolute, normalised directory below /`);
+    const key = `${b.host}:${b.path}`;
+    if (seen.has(key)) throw invalidArgument(`bricks[${i}]`, `${key} is named twice`);
+    seen.add(key);
+  });
 }

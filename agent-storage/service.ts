@@ -14,12 +14,14 @@ import {
   validateCreateVolumeRequest,
   validateDeleteVolumeRequest,
   validateExportIscsiRequest,
+  validateCreateParallelFsRequest,
   validateExportNfsRequest,
   validateUnexportIscsiRequest,
   validateUnexportNfsRequest,
   validateVolumeRef,
 } from './requests.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
+import { validateFsType, validateParallelFsName } from '../common/requests.js';
 import { resolveConfinedPath } from '../common/validate.js';
 import { StorageRecordStore } from './state.js';
 import { StorageServer } from './storage.js';
@@ -82,6 +84,7 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
       log: runtime.log,
       iqnPrefix: storage.iscsiTarget.iqnPrefix,
       exportRoot: storage.nfsServer.exportRoot,
+      brickRoot: storage.parallelFs.brickRoot,
     });
     try {
       const repaired = await server.reconcile(runtime.shutdownSignal);
@@ -148,6 +151,24 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
         return { removed: await server.unexportNfs(request, signal) };
       },
       ListNfsExports: async () => ({ exports: await server.listNfsExports() }),
+      ExportBrick: async (request, { signal }) => {
+        validateVolumeRef(request.volume, request.pool);
+        if (request.makeFilesystem !== '') validateFsType('make_filesystem', request.makeFilesystem);
+        return server.parallelFs.exportBrick(request.volume, request.makeFilesystem, signal);
+      },
+      UnexportBrick: async (request, { signal }) => {
+        validateVolumeRef(request.volume, request.pool);
+        return { removed: await server.parallelFs.unexportBrick(request.volume, signal) };
+      },
+      CreateParallelFs: async (request, { signal }) => {
+        validateCreateParallelFsRequest(request);
+        return server.parallelFs.create(request.name, request.bricks.map((b) => ({ host: b.host, path: b.path })), signal);
+      },
+      DeleteParallelFs: async (request, { signal }) => {
+        validateParallelFsName('name', request.name);
+        return { removed: await server.parallelFs.delete(request.name, signal) };
+      },
+      ListParallelFs: async (_request, { signal }) => server.parallelFs.list(signal),
     }, runtime);
     return [storageService, servedService('HostAccounting', hostAccountingOperations(accounting), runtime)];
   },

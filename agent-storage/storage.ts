@@ -13,8 +13,9 @@ import type { IscsiSessionParamValues } from '../common/iscsi-params.js';
 import { OperationLocks } from '../common/locks.js';
 import type { Logger } from '../common/log.js';
 import type { CommandRunner } from '../common/runner.js';
-import type { IscsiExportSpec, IscsiTargetDriver, NfsServerDriver, VolumeDriver, VolumeInfo } from './drivers/types.js';
+import type { IscsiExportSpec, IscsiTargetDriver, NfsServerDriver, ParallelFsDriver, VolumeDriver, VolumeInfo } from './drivers/types.js';
 import { NfsExports } from './nfs-exports.js';
+import { ParallelFsServer } from './parallel-fs.js';
 import type { IscsiExportRecord, StorageRecordStore } from './state.js';
 import {
   checkChapAccounts,
@@ -39,6 +40,10 @@ export interface StorageServerOptions {
   iqnPrefix: string;
   /** Volume filesystems are mounted, and directories exported, under here. */
   exportRoot: string;
+  /** The parallel file system's daemon, where this server runs one. */
+  parallelFs?: ParallelFsDriver;
+  /** Volume filesystems given as bricks of a parallel file system are mounted under here (default /srv/vcstor-bricks). */
+  brickRoot?: string;
 }
 
 /**
@@ -50,9 +55,13 @@ export interface StorageServerOptions {
 export class StorageServer {
   private readonly locks = new OperationLocks();
   private readonly nfs: NfsExports;
+  /** Bricks and the parallel file systems over them (parallel-fs.ts). */
+  readonly parallelFs: ParallelFsServer;
 
   constructor(private readonly o: StorageServerOptions) {
-    this.nfs = new NfsExports({ ...o, locks: this.locks, filesystems: new Filesystems(o.runner) });
+    const filesystems = new Filesystems(o.runner);
+    this.nfs = new NfsExports({ ...o, locks: this.locks, filesystems });
+    this.parallelFs = new ParallelFsServer({ volumes: o.volumes, ...(o.parallelFs ? { driver: o.parallelFs } : {}), filesystems, locks: this.locks, log: o.log, brickRoot: o.brickRoot ?? '/srv/vcstor-bricks' });
   }
 
   // ---- volumes ----
@@ -63,12 +72,14 @@ export class StorageServer {
     }
   }
 
-  /** Who uses a volume, per the record: "iscsi:<iqn>", "nfs:<path>". */
+  /** Who uses a volume, per the record and the mounted bricks: "iscsi:<iqn>", "nfs:<path>", "brick:<path>". */
   private async usersOf(name: string): Promise<string[]> {
     const record = await this.o.record.load();
+    const brick = await this.parallelFs.brickOf(name);
     return [
       ...record.iscsi.filter((e) => e.volume === name).map((e) => `iscsi:${e.iqn}`),
       ...record.nfs.filter((e) => e.volume === name).map((e) => `nfs:${e.path}`),
+      ...(brick ? [`brick:${brick}`] : []),
     ];
   }
 
@@ -120,6 +131,7 @@ export class StorageServer {
       const record = await this.o.record.load();
       for (const e of record.iscsi.filter((r) => r.volume === request.name)) await this.removeIscsi(e, true, signal);
       for (const e of record.nfs.filter((r) => r.volume === request.name)) await this.nfs.remove(e, signal);
+      await this.parallelFs.removeBrick(request.name, signal);
       return this.o.volumes.delete(request.name, signal);
     });
   }

@@ -132,6 +132,16 @@ const storageSection = z
       })
       .strict()
       .prefault({}),
+    /** A parallel file system over several storage servers (paper section 5's shared space). */
+    parallelFs: z
+      .object({
+        /** none: this server gives no bricks; glusterfs: its glusterd (run by the host) joins them. */
+        driver: z.enum(['none', 'glusterfs']).default('none'),
+        /** Volume filesystems given as bricks are mounted under here. */
+        brickRoot: absolutePath.default('/srv/vcstor-bricks'),
+      })
+      .strict()
+      .prefault({}),
     /** How often the agent re-checks the daemons against its record (ms). */
     reconcileIntervalMs: z.number().int().min(200).default(10_000),
   })

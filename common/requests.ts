@@ -7,10 +7,13 @@ import type { IscsiTargetRef__Output } from './generated/vcstor/v1/IscsiTargetRe
 import type { MakeFilesystemRequest__Output } from './generated/vcstor/v1/MakeFilesystemRequest.js';
 import type { MountFilesystemRequest__Output } from './generated/vcstor/v1/MountFilesystemRequest.js';
 import type { NfsMountRequest__Output } from './generated/vcstor/v1/NfsMountRequest.js';
+import type { ParallelFsMountRequest__Output } from './generated/vcstor/v1/ParallelFsMountRequest.js';
 import {
   validateChapSecret,
+  validateHost,
   validateHostPort,
   validateIqn,
+  validateName,
   validateOptions,
   validatePathUnder,
   validateRemotePath,
@@ -65,6 +68,19 @@ export function validateNfsMountRequest(request: NfsMountRequest__Output, mountR
   validatePathUnder('mountpoint', request.mountpoint, mountRoots);
   if (![0, 3, 4].includes(request.nfsVersion)) throw invalidArgument('nfs_version', `${request.nfsVersion} is not 3 or 4`);
   validateOptions('options', request.options, NFS_MOUNT_OPTIONS);
+}
+
+/** A parallel file system's name: a name (validateName) without '.', which GlusterFS refuses in volume names. */
+export function validateParallelFsName(field: string, value: string): string {
+  validateName(field, value);
+  if (value.includes('.')) throw invalidArgument(field, `${JSON.stringify(value)} has a '.': a parallel file system's name takes a-z, 0-9, '_' and '-' (GlusterFS refuses '.')`);
+  return value;
+}
+
+export function validateParallelFsMountRequest(request: ParallelFsMountRequest__Output, mountRoots: readonly string[]): void {
+  validateHost('server', request.server);
+  validateParallelFsName('name', request.name);
+  validatePathUnder('mountpoint', request.mountpoint, mountRoots);
 }
 
 export function validateFsType(field: string, fsType: string): string {

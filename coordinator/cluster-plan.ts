@@ -64,32 +64,41 @@ const clusterSchema = z
   })
   .strict();
 
+/**
+ * The checks every plan with a `cluster` section makes across its hosts: names, IQNs,
+ * addresses and domains unique; each guest's storage server exists; with `requireMethod`,
+ * every guest has a method (its own or the cluster's).
+ */
+export function checkClusterHosts(c: z.output<typeof clusterSchema>, ctx: z.RefinementCtx, requireMethod: boolean): void {
+  const seen = new Map<string, string>();
+  const unique = (kind: string, value: string, at: (string | number)[]) => {
+    const key = `${kind} ${value}`;
+    if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['cluster', ...at], message: `${kind} ${JSON.stringify(value)} is given twice (also at ${seen.get(key)})` });
+    else seen.set(key, at.join('.'));
+  };
+  c.storage.forEach((s, i) => unique('host name', s.name, ['storage', i, 'name']));
+  c.dom0.forEach((d, i) => {
+    unique('host name', d.name, ['dom0', i, 'name']);
+    unique('initiator IQN', d.initiatorIqn, ['dom0', i, 'initiatorIqn']);
+    d.guests.forEach((g, j) => {
+      const at = ['dom0', i, 'guests', j];
+      unique('host name', g.name, [...at, 'name']);
+      unique('initiator IQN', g.initiatorIqn, [...at, 'initiatorIqn']);
+      unique('guest address', g.address, [...at, 'address']);
+      unique('domain', g.domain ?? g.name, [...at, g.domain ? 'domain' : 'name']);
+      if (requireMethod && !g.method && !c.method) ctx.addIssue({ code: 'custom', path: ['cluster', ...at, 'method'], message: 'give the guest a method, or the cluster one (cluster.method)' });
+      if (g.storage && !c.storage.some((s) => s.name === g.storage)) ctx.addIssue({ code: 'custom', path: ['cluster', ...at, 'storage'], message: `no storage server ${JSON.stringify(g.storage)} in cluster.storage` });
+    });
+  });
+}
+
+/** The hosts of a cluster (`cluster:`): what a shared-space plan names its hosts with too. */
+export { clusterSchema };
+
 const clusterPlanSchema = z
   .object({ name: planHeader.name, tls: planHeader.tls, chap: planHeader.chap, nats: planHeader.nats, cluster: clusterSchema })
   .strict()
-  .superRefine((plan, ctx) => {
-    const c = plan.cluster;
-    const seen = new Map<string, string>();
-    const unique = (kind: string, value: string, at: (string | number)[]) => {
-      const key = `${kind} ${value}`;
-      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['cluster', ...at], message: `${kind} ${JSON.stringify(value)} is given twice (also at ${seen.get(key)})` });
-      else seen.set(key, at.join('.'));
-    };
-    c.storage.forEach((s, i) => unique('host name', s.name, ['storage', i, 'name']));
-    c.dom0.forEach((d, i) => {
-      unique('host name', d.name, ['dom0', i, 'name']);
-      unique('initiator IQN', d.initiatorIqn, ['dom0', i, 'initiatorIqn']);
-      d.guests.forEach((g, j) => {
-        const at = ['dom0', i, 'guests', j];
-        unique('host name', g.name, [...at, 'name']);
-        unique('initiator IQN', g.initiatorIqn, [...at, 'initiatorIqn']);
-        unique('guest address', g.address, [...at, 'address']);
-        unique('domain', g.domain ?? g.name, [...at, g.domain ? 'domain' : 'name']);
-        if (!g.method && !c.method) ctx.addIssue({ code: 'custom', path: ['cluster', ...at, 'method'], message: 'give the guest a method, or the cluster one (cluster.method)' });
-        if (g.storage && !c.storage.some((s) => s.name === g.storage)) ctx.addIssue({ code: 'custom', path: ['cluster', ...at, 'storage'], message: `no storage server ${JSON.stringify(g.storage)} in cluster.storage` });
-      });
-    });
-  });
+  .superRefine((plan, ctx) => checkClusterHosts(plan.cluster, ctx, true));
 
 /** A cluster plan as validated. */
 export type ClusterPlanValue = z.output<typeof clusterPlanSchema>;

@@ -20,7 +20,7 @@ export interface ClusterAgents {
 }
 
 /** The agents of a plan over gRPC, with its TLS; one client per role and address. */
-export async function grpcClusterAgents(plan: ClusterPlan): Promise<ClusterAgents> {
+export async function grpcClusterAgents(plan: Pick<ClusterPlan, 'tls'>): Promise<ClusterAgents> {
   const credentials = await planCredentials(plan.tls);
   const clients = new Map<string, grpc.Client>();
   return {

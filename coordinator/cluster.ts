@@ -39,8 +39,8 @@ function merged(before: readonly UndoStep[], pending: readonly UndoStep[]): Undo
   return [...before, ...pending.filter((s) => !seen.has(stepKey(s)))];
 }
 
-/** Where a guest's method is set up. */
-function methodTarget(plan: ClusterPlan, g: ClusterGuest, agents: AgentSet): MethodTarget {
+/** Where a guest's method is set up (a cluster's guest, or a shared-space run's). */
+export function methodTarget(plan: ClusterPlan, g: ClusterGuest, agents: AgentSet): MethodTarget {
   const c = plan.cluster;
   return {
     ...agents,

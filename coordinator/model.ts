@@ -8,7 +8,7 @@ import type { IoAccounting } from './accounting.js';
 
 export type RunState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type StepState = 'started' | 'progress' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
-export type PlanKind = 'provision' | 'teardown' | 'campaign' | 'scale';
+export type PlanKind = 'provision' | 'teardown' | 'campaign' | 'scale' | 'shared';
 
 export interface RunRecord {
   runId: string;

@@ -5,12 +5,14 @@ import { clusterKind } from './cluster.js';
 import type { PlanKind } from './model.js';
 import { anyKind, type AnyRunKind, type ParsedPlan, type RunReport } from './run-kind.js';
 import { scaleKind } from './scale.js';
+import { sharedKind } from './shared.js';
 
 /**
  * The kinds of run the coordinator knows, in the order they are asked whether a plan
  * is theirs: the first that claims it takes it (the campaign takes any plan).
  */
-const KINDS: readonly AnyRunKind[] = [anyKind(scaleKind), anyKind(clusterKind), anyKind(campaignKind)];
+// A shared-space plan names its hosts in a `cluster` section too: it is asked before the cluster kind.
+const KINDS: readonly AnyRunKind[] = [anyKind(scaleKind), anyKind(sharedKind), anyKind(clusterKind), anyKind(campaignKind)];
 
 /**
  * Read a plan's text once, find its kind, validate it and read its secrets: the plan the

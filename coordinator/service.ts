@@ -38,6 +38,7 @@ const KINDS: Record<RunRecord['kind'], Run['kind']> = {
   teardown: 'PLAN_KIND_TEARDOWN',
   campaign: 'PLAN_KIND_CAMPAIGN',
   scale: 'PLAN_KIND_SCALE',
+  shared: 'PLAN_KIND_SHARED',
 };
 
 function toRun(r: RunRecord): Run {

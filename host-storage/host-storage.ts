@@ -12,12 +12,14 @@ import type { MakeFilesystemResponse } from '../common/generated/vcstor/v1/MakeF
 import type { MountFilesystemRequest__Output } from '../common/generated/vcstor/v1/MountFilesystemRequest.js';
 import type { NfsMount } from '../common/generated/vcstor/v1/NfsMount.js';
 import type { NfsMountRequest__Output } from '../common/generated/vcstor/v1/NfsMountRequest.js';
+import type { ParallelFsMount } from '../common/generated/vcstor/v1/ParallelFsMount.js';
+import type { ParallelFsMountRequest__Output } from '../common/generated/vcstor/v1/ParallelFsMountRequest.js';
 import { iscsiSessionParamsFromProto, iscsiSessionParamsToProto, setIscsiSessionParams } from '../common/iscsi-params.js';
 import { OperationLocks } from '../common/locks.js';
 import type { Logger } from '../common/log.js';
 import type { CommandRunner } from '../common/runner.js';
 import { isWithin, validateHostPort } from '../common/validate.js';
-import type { IscsiInitiatorDriver, IscsiSessionInfo, NfsClientDriver } from './types.js';
+import type { IscsiInitiatorDriver, IscsiSessionInfo, NfsClientDriver, ParallelFsClientDriver } from './types.js';
 
 /**
  * What dom0 hosts and guests do alike with storage: iSCSI sessions, NFS mounts and
@@ -33,6 +35,8 @@ export class HostStorage {
       log: Logger;
       initiator: IscsiInitiatorDriver;
       nfsClient: NfsClientDriver;
+      /** The client of a parallel file system, where the host has one configured. */
+      parallelFsClient?: ParallelFsClientDriver;
       /** The initiator IQN used when a request names none. */
       defaultInitiatorIqn?: string;
       /** Filesystems are mounted only under these. */
@@ -129,6 +133,29 @@ export class HostStorage {
 
   async listNfsMounts(): Promise<NfsMount[]> {
     return (await this.o.nfsClient.list(this.o.mountRoots)).map((m) => ({ server: m.server, exportPath: m.exportPath, mountpoint: m.mountpoint, nfsVersion: m.version, options: m.options, driver: this.o.nfsClient.driver }));
+  }
+
+  private parallelFs(): ParallelFsClientDriver {
+    if (!this.o.parallelFsClient) throw new VcstorError('FAILED_PRECONDITION', 'this agent has no parallel file system client configured (parallelFsClient.driver: glusterfs)');
+    return this.o.parallelFsClient;
+  }
+
+  async mountParallelFs(request: ParallelFsMountRequest__Output, signal: AbortSignal): Promise<{ mount: ParallelFsMount; alreadyMounted: boolean }> {
+    const client = this.parallelFs();
+    const spec = { server: request.server, name: request.name, mountpoint: request.mountpoint };
+    const mounted = await this.locks.with(`mount:${request.mountpoint}`, request.mountpoint, () => client.mount(spec, signal));
+    return { mount: { ...spec, driver: client.driver }, alreadyMounted: !mounted };
+  }
+
+  async unmountParallelFs(mountpoint: string, signal: AbortSignal): Promise<boolean> {
+    if (!this.o.parallelFsClient) return false;
+    const client = this.o.parallelFsClient;
+    return this.locks.with(`mount:${mountpoint}`, mountpoint, () => client.unmount(mountpoint, signal));
+  }
+
+  async listParallelFsMounts(): Promise<ParallelFsMount[]> {
+    const client = this.o.parallelFsClient;
+    return client ? (await client.list(this.o.mountRoots)).map((m) => ({ ...m, driver: client.driver })) : [];
   }
 
   async makeFilesystem(request: MakeFilesystemRequest__Output, signal: AbortSignal): Promise<MakeFilesystemResponse> {

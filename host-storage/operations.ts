@@ -6,6 +6,7 @@ import {
   validateMakeFilesystemRequest,
   validateMountFilesystemRequest,
   validateNfsMountRequest,
+  validateParallelFsMountRequest,
 } from '../common/requests.js';
 import { resolveConfinedPath, validatePathUnder } from '../common/validate.js';
 import type { HostStorage } from './host-storage.js';
@@ -37,6 +38,15 @@ export function hostStorageOperations(host: HostStorage, mountRoots: readonly st
       return { wasMounted: await host.unmountNfs(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
     },
     ListNfsMounts: async () => ({ mounts: await host.listNfsMounts() }),
+    MountParallelFs: async (request, { signal }) => {
+      validateParallelFsMountRequest(request, mountRoots);
+      return host.mountParallelFs({ ...request, mountpoint: await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots) }, signal);
+    },
+    UnmountParallelFs: async (request, { signal }) => {
+      validatePathUnder('mountpoint', request.mountpoint, mountRoots);
+      return { unmounted: await host.unmountParallelFs(await resolveConfinedPath('mountpoint', request.mountpoint, mountRoots), signal) };
+    },
+    ListParallelFsMounts: async () => ({ mounts: await host.listParallelFsMounts() }),
     MakeFilesystem: async (request, { signal }) => {
       validateMakeFilesystemRequest(request, deviceRoots);
       // A link among the devices (a sandbox VBD) must lead to a device, not to a file elsewhere.

@@ -101,3 +101,23 @@ export interface NfsClientDriver {
   /** NFS mounts under `roots`. */
   list(roots: readonly string[]): Promise<NfsMountSpec[]>;
 }
+
+/** A mount of a parallel file system's volume (a shared space every guest mounts). */
+export interface ParallelFsMountSpec {
+  /** A server to fetch the volume's layout from. */
+  server: string;
+  /** The volume's name on the parallel file system. */
+  name: string;
+  mountpoint: string;
+}
+
+/** A parallel file system's client: GlusterFS's FUSE client. */
+export interface ParallelFsClientDriver {
+  readonly driver: 'glusterfs';
+  /** Mount; idempotent (the same volume there already → false). */
+  mount(spec: ParallelFsMountSpec, signal: AbortSignal): Promise<boolean>;
+  /** Unmount, the client process gone after; false when nothing was mounted there. */
+  unmount(mountpoint: string, signal: AbortSignal): Promise<boolean>;
+  /** Its mounts under `roots`. */
+  list(roots: readonly string[]): Promise<ParallelFsMountSpec[]>;
+}

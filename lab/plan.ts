@@ -97,6 +97,15 @@ export function clusterLabPlan(lab: LabFile, name: string, cluster: Record<strin
 }
 
 /**
+ * A shared-space plan for a lab (`vcstor lab up --storage 2 --dom0 M --guests N`): its
+ * hosts as clusterLabPlan names them (`cluster`, here only `diskSize` and `concurrency`
+ * mean anything) and the comparison's `shared` section as given. Tests build theirs with it.
+ */
+export function sharedLabPlan(lab: LabFile, name: string, cluster: Record<string, unknown>, shared: Record<string, unknown>): Record<string, unknown> {
+  return { ...clusterLabPlan(lab, name, cluster), shared };
+}
+
+/**
  * Where a method is set up in a lab: its three agents (clients over `credentials`), its
  * directories and names, for code that provisions methods directly (tests, benches).
  * The CHAP secret is a fresh one unless `overrides` gives it.

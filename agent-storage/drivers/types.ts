@@ -171,3 +171,35 @@ export interface NfsServerDriver {
   /** The exported paths the server reports now. */
   listExportedPaths(signal: AbortSignal): Promise<string[]>;
 }
+
+/** A brick of a parallel file system: a directory on one of its servers. */
+export interface BrickSpec {
+  /** The server as the other servers reach it. */
+  host: string;
+  path: string;
+}
+
+/** A parallel file system's volume as its servers know it. */
+export interface ParallelFsInfo {
+  name: string;
+  /** Its own word: "Started", "Created", "Stopped". */
+  status: string;
+  bricks: BrickSpec[];
+}
+
+/**
+ * A parallel file system's servers (GlusterFS's glusterd): the driver talks to this
+ * server's daemon, which the host runs (the lab, or the host's service manager).
+ */
+export interface ParallelFsDriver {
+  readonly driver: 'glusterfs';
+  /** Make `host` a peer of this server (idempotent; this server itself is a no-op). */
+  probePeer(host: string, signal: AbortSignal): Promise<void>;
+  /** Create the volume over `bricks` (idempotent: the same bricks → false; other bricks → ALREADY_EXISTS). */
+  createVolume(name: string, bricks: readonly BrickSpec[], signal: AbortSignal): Promise<boolean>;
+  /** Start it (idempotent). */
+  startVolume(name: string, signal: AbortSignal): Promise<void>;
+  /** Stop and delete it (idempotent: false when there is none). */
+  deleteVolume(name: string, signal: AbortSignal): Promise<boolean>;
+  listVolumes(signal: AbortSignal): Promise<ParallelFsInfo[]>;
+}

@@ -17,7 +17,20 @@ export interface UndoStep {
    * their index in the plan); absent: the plan's only one.
    */
   agentIndex?: number;
-  rpc: 'DeleteVolume' | 'UnexportIscsi' | 'IscsiLogout' | 'DeleteImage' | 'StopDomain' | 'UnmountFilesystem' | 'UnexportNfs' | 'UnmountNfs' | 'DetachVbd' | 'StopLoadSessions';
+  rpc:
+    | 'DeleteVolume'
+    | 'UnexportIscsi'
+    | 'IscsiLogout'
+    | 'DeleteImage'
+    | 'StopDomain'
+    | 'UnmountFilesystem'
+    | 'UnexportNfs'
+    | 'UnmountNfs'
+    | 'DetachVbd'
+    | 'StopLoadSessions'
+    | 'UnexportBrick'
+    | 'DeleteParallelFs'
+    | 'UnmountParallelFs';
   request: Record<string, unknown>;
   data?: boolean;
 }

@@ -19,5 +19,6 @@ export { dataPaths, type DataPath } from './data-paths.js';
 export { renderReport, type ReportOptions } from './page.js';
 export { ratiosVsPhyLocal, type PhyLocalRatio } from './ratios.js';
 export { renderScaleReport, scaleResultsTable } from './scale.js';
+export { renderSharedReport, sharedResultsTable } from './shared.js';
 export { sparseComparison, type SparseComparisonPass } from './sparse.js';
 export { resultsCsv, resultsTable } from './text.js';

@@ -15,6 +15,7 @@ import { renderFigure } from './figure-charts.js';
 import { esc, formatDuration, isoTime } from './format.js';
 import { shownFigures } from './paper-figures.js';
 import { renderScaleReport } from './scale.js';
+import { renderSharedReport } from './shared.js';
 import { renderSetup } from './setup-tables.js';
 import { renderSparseComparison } from './sparse.js';
 import { renderDom0RatioTable, renderRatioTable, renderResults } from './statistics-tables.js';
@@ -46,6 +47,7 @@ export interface ReportOptions {
  */
 export function renderReport(run: RunRecord, measurements: MeasurementRecord[], options: ReportOptions = {}): string {
   if (run.kind === 'scale') return renderScaleReport(run, measurements);
+  if (run.kind === 'shared') return renderSharedReport(run, measurements);
   const scopes = analyseScopes(measurements);
   const title = options.title ?? `vcstor report: ${run.planName}`;
   const figures = shownFigures(scopes, options.setup);

@@ -1,6 +1,7 @@
 import type { MeasurementRecord, RunRecord } from '../model.js';
 import type { Knee, ScaleStepResult, StageHistogram } from '../scale-figures.js';
 import { alignColumns, escapeMarkup } from './format.js';
+import { lineChart } from './line-chart.js';
 
 /**
  * Results of a scale run: a text table per step (what `vcstor results` prints) and an HTML
@@ -71,35 +72,6 @@ export function scaleResultsTable(run: RunRecord, measurements: readonly Measure
   return `${lines.join('\n')}\n`;
 }
 
-/** A line chart of `values` against the counts (evenly spaced: the ramp is geometric). */
-function lineChart(o: { id: string; title: string; unit: string; counts: number[]; values: number[]; kneeCount?: number; threshold?: number }): string {
-  const W = 560;
-  const H = 260;
-  const left = 60;
-  const right = 20;
-  const top = 30;
-  const bottom = 40;
-  const max = Math.max(...o.values, o.threshold ?? 0, 1e-9) * 1.1;
-  const x = (i: number) => left + (o.counts.length === 1 ? (W - left - right) / 2 : (i * (W - left - right)) / (o.counts.length - 1));
-  const y = (v: number) => top + (H - top - bottom) * (1 - v / max);
-  const parts: string[] = [`<svg id="${o.id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeMarkup(o.title)}">`];
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-weight="bold">${escapeMarkup(o.title)}</text>`);
-  parts.push(`<line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" stroke="#000"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" stroke="#000"/>`);
-  for (let t = 0; t <= 4; t++) {
-    const v = (max * t) / 4;
-    parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v >= 100 ? v.toFixed(0) : v.toFixed(2)}</text><line x1="${left}" y1="${y(v)}" x2="${W - right}" y2="${y(v)}" stroke="#ddd"/>`);
-  }
-  o.counts.forEach((c, i) => parts.push(`<text x="${x(i)}" y="${H - bottom + 16}" text-anchor="middle" font-size="11">${c}</text>`));
-  parts.push(`<text x="${W / 2}" y="${H - 6}" text-anchor="middle" font-size="12">initiators</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle" font-size="12">${escapeMarkup(o.unit)}</text>`);
-  if (o.threshold !== undefined) parts.push(`<line class="threshold" x1="${left}" y1="${y(o.threshold)}" x2="${W - right}" y2="${y(o.threshold)}" stroke="#c00" stroke-dasharray="4 3"><title>threshold ${o.threshold} ${escapeMarkup(o.unit)}</title></line>`);
-  const kneeIndex = o.kneeCount === undefined ? -1 : o.counts.indexOf(o.kneeCount);
-  if (kneeIndex >= 0) parts.push(`<line class="knee" x1="${x(kneeIndex)}" y1="${top}" x2="${x(kneeIndex)}" y2="${H - bottom}" stroke="#e80" stroke-dasharray="6 3"><title>knee: ${o.kneeCount} initiators</title></line>`);
-  parts.push(`<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${o.values.map((v, i) => `${x(i)},${y(v)}`).join(' ')}"/>`);
-  o.values.forEach((v, i) => parts.push(`<circle class="point" cx="${x(i)}" cy="${y(v)}" r="4" fill="#1f77b4" data-count="${o.counts[i]}" data-value="${v}"><title>${o.counts[i]} initiators: ${v.toFixed(2)} ${escapeMarkup(o.unit)}</title></circle>`));
-  parts.push('</svg>');
-  return parts.join('\n');
-}
-
 /** The HTML report of a scale run. */
 export function renderScaleReport(run: RunRecord, measurements: readonly MeasurementRecord[]): string {
   const s = steps(measurements);
@@ -108,8 +80,8 @@ export function renderScaleReport(run: RunRecord, measurements: readonly Measure
   const counts = s.map((x) => x.count);
   const charts = s.length
     ? [
-        lineChart({ id: 'throughput', title: 'Aggregate throughput vs initiators', unit: 'MB/s', counts, values: s.map((x) => x.bytesPerSecond / 1e6), ...(k ? { kneeCount: k.count } : {}) }),
-        lineChart({ id: 'p99', title: 'p99 completion latency vs initiators', unit: 'ms', counts, values: s.map((x) => x.p99Ms), ...(k ? { kneeCount: k.count } : {}), ...(rule ? { threshold: rule.p99LatencyMs } : {}) }),
+        lineChart({ id: 'throughput', title: 'Aggregate throughput vs initiators', unit: 'MB/s', xLabel: 'initiators', counts, series: [{ name: 'aggregate', values: s.map((x) => x.bytesPerSecond / 1e6) }], ...(k ? { kneeCount: k.count } : {}) }),
+        lineChart({ id: 'p99', title: 'p99 completion latency vs initiators', unit: 'ms', xLabel: 'initiators', counts, series: [{ name: 'p99', values: s.map((x) => x.p99Ms) }], ...(k ? { kneeCount: k.count } : {}), ...(rule ? { threshold: rule.p99LatencyMs } : {}) }),
       ]
     : ['<p>no steps were measured</p>'];
   return `<!doctype html>

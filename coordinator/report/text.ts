@@ -13,6 +13,7 @@ import { cpuText, fixedWidth, formatNumber, percent, ratioText } from './format.
 import { shownFigures } from './paper-figures.js';
 import { BASELINE_METHOD, dom0PairsText, dom0RatioFigures, ratioEntry, ratioFigures, ratiosOf, type PhyLocalRatio } from './ratios.js';
 import { scaleResultsTable } from './scale.js';
+import { sharedResultsTable } from './shared.js';
 import { setupText } from './setup-tables.js';
 import { sparseComparisonText } from './sparse.js';
 
@@ -33,6 +34,7 @@ function cellText(c: Cell): string {
  */
 export function resultsTable(run: RunRecord, measurements: MeasurementRecord[], setup?: RunSetup): string {
   if (run.kind === 'scale') return scaleResultsTable(run, measurements);
+  if (run.kind === 'shared') return sharedResultsTable(run, measurements);
   const scopes = analyseScopes(measurements);
   const lines = [`run ${run.runId} (${run.planName}): ${runOutcome(run.state)}`, ''];
   if (setup) lines.push(...setupText(setup), '');

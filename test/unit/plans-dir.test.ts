@@ -30,21 +30,21 @@ describe('the plans in plans/ fit the default lab', () => {
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('there are plans to check', () => {
-    assert.ok(files.includes('lab-small.yaml') && files.includes('paper.yaml') && files.includes('scale-small.yaml') && files.includes('cluster-small.yaml'), files.join(', '));
+    assert.ok(['lab-small.yaml', 'paper.yaml', 'scale-small.yaml', 'cluster-small.yaml', 'shared-spaces.yaml'].every((f) => files.includes(f)), files.join(', '));
   });
 
   it('each parses, with the lab\'s agents, mTLS files and CHAP secret', async () => {
     const tls = labTlsFiles(DEFAULT_LAB.dir, false)!;
     for (const file of files) {
       const original = await readFile(path.join(PLANS, file), 'utf8');
-      const counts = /^# lab: --dom0 (\d+) --guests (\d+)$/m.exec(original);
-      const hosts = planHosts(counts ? { ...DEFAULT_LAB, dom0: Number(counts[1]), guests: Number(counts[2]) } : DEFAULT_LAB);
+      const counts = /^# lab: (?:--storage (\d+) )?--dom0 (\d+) --guests (\d+)$/m.exec(original);
+      const hosts = planHosts(counts ? { ...DEFAULT_LAB, storage: Number(counts[1] ?? 1), dom0: Number(counts[2]), guests: Number(counts[3]) } : DEFAULT_LAB);
       const address = (role: string) => hosts.find((h) => h.role === role)!.agentAddress;
       assert.ok(original.includes(SECRET_FILE), `${file} reads the lab's CHAP secret (${SECRET_FILE})`);
       // The lab's secret is made by `lab up`; this test reads a copy of its own.
       const text = original.replaceAll(SECRET_FILE, path.join(dir, 'chap'));
       const parsed = await parsePlanText(text, file);
-      if (parsed.kind === 'provision') {
+      if (parsed.kind === 'provision' || parsed.kind === 'shared') {
         const cluster = parsed.header as ClusterPlan;
         assert.deepEqual(cluster.tls, tls, `${file}: the default lab serves mTLS with these files`);
         assert.equal(cluster.chapPassword, 'labsecret1234', file);

@@ -1,0 +1,141 @@
+import type { MeasurementRecord, RunRecord } from '../model.js';
+import { MEASUREMENT, type SharedPhaseResult } from '../shared-figures.js';
+import { NOISY_CV, summarize, type Summary } from '../statistics.js';
+import { alignColumns, escapeMarkup } from './format.js';
+import { lineChart } from './line-chart.js';
+
+/**
+ * Results of a shared-space run (paper section 5): per space, per guest count, the
+ * aggregate throughput of all guests writing (then reading) at once, each guest's own,
+ * their spread over the repetitions, and the knee — the count beyond which adding guests
+ * adds less than a tenth to the aggregate. A text table (`vcstor results`) and an HTML
+ * report with a chart per space.
+ */
+
+/** Adding guests must raise the aggregate by more than this to count as growth. */
+const KNEE_GROWTH = 1.1;
+
+interface Row {
+  space: string;
+  shared: boolean;
+  phase: 'write' | 'read';
+  guests: number;
+  aggregate: Summary;
+  perGuest: Summary;
+  overlap: number;
+  verified: boolean;
+}
+
+function phases(measurements: readonly MeasurementRecord[]): SharedPhaseResult[] {
+  return measurements.filter((m) => (m.benchmark === MEASUREMENT.write || m.benchmark === MEASUREMENT.read) && m.result && !m.error).map((m) => m.result as unknown as SharedPhaseResult);
+}
+
+/** One row per space, phase and count, over the repetitions. */
+function rows(measurements: readonly MeasurementRecord[]): Row[] {
+  const groups = new Map<string, SharedPhaseResult[]>();
+  for (const p of phases(measurements)) {
+    const key = JSON.stringify([p.space, p.phase, p.guests]);
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  return [...groups.values()].map((ps) => ({
+    space: ps[0]!.space,
+    shared: ps[0]!.shared,
+    phase: ps[0]!.phase,
+    guests: ps[0]!.guests,
+    aggregate: summarize(ps.map((p) => p.aggregateBytesPerSecond / 1e6))!,
+    perGuest: summarize(ps.flatMap((p) => p.perGuest.map((g) => g.bytesPerSecond / 1e6)))!,
+    overlap: Math.min(...ps.map((p) => p.overlap)),
+    verified: ps.every((p) => p.verified),
+  }));
+}
+
+function spaces(all: readonly Row[]): string[] {
+  return [...new Set(all.map((r) => r.space))];
+}
+
+/** The knee of one space's phase: the last count whose aggregate grew by more than a tenth over the count before it. */
+export function sharedKnee(all: readonly Row[], space: string, phase: 'write' | 'read'): { guests: number; reached: boolean } | undefined {
+  const line = all.filter((r) => r.space === space && r.phase === phase).sort((a, b) => a.guests - b.guests);
+  if (line.length === 0) return undefined;
+  for (let i = 1; i < line.length; i++) {
+    if (line[i]!.aggregate.mean < line[i - 1]!.aggregate.mean * KNEE_GROWTH) return { guests: line[i - 1]!.guests, reached: true };
+  }
+  return { guests: line[line.length - 1]!.guests, reached: false };
+}
+
+function spread(s: Summary): string {
+  return s.n > 1 ? `±${s.sd.toFixed(1)}${s.cv !== undefined && s.cv > NOISY_CV ? ' (noisy)' : ''}` : '';
+}
+
+/** A fixed-width table of every space, phase and count; the knees; the errors. */
+export function sharedResultsTable(run: RunRecord, measurements: readonly MeasurementRecord[]): string {
+  const all = rows(measurements);
+  const lines = [`run ${run.runId} (${run.planName}): ${run.state}`, ''];
+  const header = ['space', 'phase', 'guests', 'aggregate MB/s', 'n', 'per guest MB/s', 'min-max', 'overlap', 'pattern'];
+  const body = all
+    .sort((a, b) => spaces(all).indexOf(a.space) - spaces(all).indexOf(b.space) || a.phase.localeCompare(b.phase) * -1 || a.guests - b.guests)
+    .map((r) => [
+      r.space,
+      r.phase,
+      String(r.guests),
+      `${r.aggregate.mean.toFixed(1)}${spread(r.aggregate)}`,
+      String(r.aggregate.n),
+      r.perGuest.mean.toFixed(1),
+      `${r.perGuest.min.toFixed(1)}-${r.perGuest.max.toFixed(1)}`,
+      `${(r.overlap * 100).toFixed(0)}%`,
+      r.phase === 'read' ? (r.shared ? 'intact, read by another guest' : 'intact') : '-',
+    ]);
+  lines.push(...alignColumns(header, body, header.map((_, i) => i >= 2 && i <= 7)));
+  for (const space of spaces(all)) {
+    for (const phase of ['write', 'read'] as const) {
+      const k = sharedKnee(all, space, phase);
+      if (k) lines.push(`knee ${space} ${phase}: ${k.reached ? `${k.guests} guests (more add under 10%)` : `not reached up to ${k.guests} guests`}`);
+    }
+  }
+  const errors = measurements.filter((m) => m.error);
+  if (errors.length > 0) lines.push('', 'errors:', ...errors.map((m) => `  ${m.method} ${m.benchmark} ${m.guest} rep ${m.repetition}: ${m.error}`));
+  return `${lines.join('\n')}\n`;
+}
+
+/** The HTML report of a shared-space run: a chart per space (aggregate and per-guest MB/s against guests at once), then the table. */
+export function renderSharedReport(run: RunRecord, measurements: readonly MeasurementRecord[]): string {
+  const all = rows(measurements);
+  const charts = spaces(all).map((space) => {
+    const counts = [...new Set(all.filter((r) => r.space === space).map((r) => r.guests))].sort((a, b) => a - b);
+    const value = (phase: 'write' | 'read', pick: (r: Row) => number) => counts.map((c) => {
+      const r = all.find((x) => x.space === space && x.phase === phase && x.guests === c);
+      return r ? pick(r) : Number.NaN;
+    });
+    const shared = all.find((r) => r.space === space)?.shared;
+    const knee = sharedKnee(all, space, 'write');
+    return `<section class="space" data-space="${escapeMarkup(space)}">
+<h2>${escapeMarkup(space)}${shared ? ' (shared by every guest)' : ' (each guest its own disk)'}</h2>
+${lineChart({
+  id: `space-${space}`,
+  title: `${space}: throughput vs guests at once`,
+  unit: 'MB/s',
+  xLabel: 'guests at once',
+  counts,
+  series: [
+    { name: 'write, all guests', values: value('write', (r) => r.aggregate.mean) },
+    { name: 'read, all guests', values: value('read', (r) => r.aggregate.mean) },
+    { name: 'write, per guest', values: value('write', (r) => r.perGuest.mean), dashed: true },
+    { name: 'read, per guest', values: value('read', (r) => r.perGuest.mean), dashed: true },
+  ],
+  ...(knee?.reached ? { kneeCount: knee.guests } : {}),
+})}
+<p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. "All guests": every byte over the span from the first guest's first I/O to the last guest's last; "per guest": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
+</section>`;
+  });
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vcstor shared-space report: ${escapeMarkup(run.planName)}</title>
+<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;padding:1em}.caption{max-width:50em;color:#333}</style></head>
+<body>
+<h1>Which shared space serves a virtual cluster? (${escapeMarkup(run.planName)})</h1>
+<p>run ${escapeMarkup(run.runId)} — ${escapeMarkup(run.state)}${run.error ? ` — ${escapeMarkup(run.error)}` : ''}</p>
+${charts.length > 0 ? charts.join('\n') : '<p>nothing was measured</p>'}
+<h2>All phases</h2>
+<pre>${escapeMarkup(sharedResultsTable(run, measurements))}</pre>
+</body></html>
+`;
+}

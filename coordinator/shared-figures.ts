@@ -1,0 +1,63 @@
+/**
+ * The figures of a shared-space run (shared.ts): what one phase of one guest count
+ * measured, and how it is summed up. Pure; the report reads them too.
+ */
+
+/** The measurement names of the two phases. */
+export const MEASUREMENT = { write: 'shared-write', read: 'shared-read' } as const;
+
+/** One guest's part in a phase. */
+export interface GuestPhase {
+  guest: string;
+  /** The file it wrote, or read (another guest's, on a shared space). */
+  file: string;
+  /** Who wrote the file it read (the read phase). */
+  writtenBy: string;
+  bytes: number;
+  bytesPerSecond: number;
+  runtimeMs: number;
+  /** When its fio job started and ended, by its host's clock (ms since the epoch). */
+  startedUnixMs: number;
+  finishedUnixMs: number;
+}
+
+/** A phase of one guest count: the measurement's result. */
+export interface SharedPhaseResult {
+  space: string;
+  shared: boolean;
+  phase: 'write' | 'read';
+  guests: number;
+  perGuest: GuestPhase[];
+  totalBytes: number;
+  /** From the first guest's first I/O to the last guest's last. */
+  spanMs: number;
+  /** totalBytes over spanMs: what the space gave all guests together. */
+  aggregateBytesPerSecond: number;
+  /** How much of the span every guest was busy (shortest job over the span): near 1, they ran at once. */
+  overlap: number;
+  /** Read phase: every block's pattern and offset checked (fio verify), across guests on a shared space. */
+  verified: boolean;
+  /** The page cache each host had before the drop that preceded the phase, for the record. */
+  cacheDropped: string;
+}
+
+/** A phase's figures from its guests' parts. Pure. */
+export function phaseResult(space: string, shared: boolean, phase: 'write' | 'read', perGuest: GuestPhase[], cacheDropped: string): SharedPhaseResult {
+  const totalBytes = perGuest.reduce((n, p) => n + p.bytes, 0);
+  const spanMs = Math.max(...perGuest.map((p) => p.finishedUnixMs)) - Math.min(...perGuest.map((p) => p.startedUnixMs));
+  const shortest = Math.min(...perGuest.map((p) => p.runtimeMs));
+  return {
+    space,
+    shared,
+    phase,
+    guests: perGuest.length,
+    perGuest,
+    totalBytes,
+    spanMs,
+    aggregateBytesPerSecond: spanMs > 0 ? (totalBytes * 1000) / spanMs : 0,
+    overlap: spanMs > 0 ? Math.min(1, shortest / spanMs) : 0,
+    verified: phase === 'read',
+    cacheDropped,
+  };
+}
+

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { readStructured } from '../../common/structured.js';
+import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
+import { renderSharedReport, sharedResultsTable } from '../../coordinator/report/index.js';
+import { parsePlanText } from '../../coordinator/run-kinds.js';
+import { MEASUREMENT, phaseResult, type GuestPhase } from '../../coordinator/shared-figures.js';
+import { sharedGuests, validateSharedPlan } from '../../coordinator/shared-plan.js';
+import { clusterPlanValue } from './cluster-plan.test.js';
+
+/** A shared-space plan over the cluster-plan test's hosts (2 storage servers, 2 dom0 x 2 guests). */
+function sharedPlanValue(secret: string, shared: Record<string, unknown> = {}, cluster: Record<string, unknown> = {}): Record<string, any> {
+  const value = clusterPlanValue(secret, { storages: 2 });
+  delete value.cluster.method;
+  Object.assign(value.cluster, { diskSize: '384MiB' }, cluster);
+  return { ...value, name: 'spaces', shared: { spaces: ['parallel-fs', 'iscsi'], guestCounts: [1, 2, 4], ...shared } };
+}
+
+const guestPhase = (guest: string, startedUnixMs: number, runtimeMs: number, bytes: number): GuestPhase => ({
+  guest,
+  file: `w-${guest}`,
+  writtenBy: guest,
+  bytes,
+  bytesPerSecond: (bytes * 1000) / runtimeMs,
+  runtimeMs,
+  startedUnixMs,
+  finishedUnixMs: startedUnixMs + runtimeMs,
+});
+
+describe('shared-space plans', () => {
+  let dir = '';
+  let secret = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vcstor-shared-plan-'));
+    secret = path.join(dir, 'chap');
+    await writeFile(secret, 'labsecret1234\n', { mode: 0o600 });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  const parse = (value: unknown) => validateSharedPlan(readStructured(stringify(value), 's.yaml'), 's.yaml');
+  const refusal = async (value: unknown, pattern: RegExp) => {
+    await assert.rejects(parse(value), (err: Error) => {
+      assert.match(err.message, pattern);
+      return true;
+    });
+  };
+
+  it('are a kind of their own, asked before cluster plans (they name their hosts in `cluster` too), with defaults', async () => {
+    const parsed = await parsePlanText(stringify(sharedPlanValue(secret)), 's.yaml');
+    assert.equal(parsed.kind, 'shared');
+    assert.equal(parsed.runId, undefined, 'every run is a new one');
+    assert.equal(parsed.description, 'shared spaces parallel-fs, iscsi with 1, 2, 4 guests at once');
+    const plan = await parse(sharedPlanValue(secret));
+    assert.deepEqual(plan.shared.fio, { size: 64 * 2 ** 20, blockSize: 2 ** 20, direct: true });
+    assert.equal(plan.shared.repetitions, 1);
+  });
+
+  it('take the guests round-robin over the dom0 hosts: two at once are on two hosts', async () => {
+    const plan = await parse(sharedPlanValue(secret));
+    const order = sharedGuests(plan).map((g) => `${g.name}@${g.dom0.name}`);
+    assert.deepEqual(order, ['guest0@host0', 'guest2@host1', 'guest1@host0', 'guest3@host1']);
+  });
+
+  it('refuse what cannot run: more guests than the plan has, counts not ascending, a space twice, parallel-fs on one server, files that do not fit', async () => {
+    await refusal(sharedPlanValue(secret, { guestCounts: [1, 8] }), /shared\.guestCounts\.1.*8 guests at once, but the plan has 4/s);
+    await refusal(sharedPlanValue(secret, { guestCounts: [2, 1] }), /must ascend/);
+    await refusal(sharedPlanValue(secret, { spaces: ['iscsi', 'iscsi'] }), /named twice/);
+    await refusal(sharedPlanValue(secret, { spaces: ['nas-lead'] }), /shared\.spaces\.0/);
+    const one = sharedPlanValue(secret);
+    one.cluster.storage = one.cluster.storage.slice(0, 1);
+    await refusal(one, /two or more/);
+    await refusal(sharedPlanValue(secret, { fio: { size: '128MiB' } }), /do not fit one brick/);
+    await refusal(sharedPlanValue(secret, { spaces: ['iscsi'], fio: { size: '300MiB' } }, { diskSize: '384MiB' }), /does not fit a guest's own disk/);
+  });
+});
+
+describe('shared-space figures', () => {
+  it('aggregate: every byte over the span from the first I/O to the last, and how much the guests overlapped', () => {
+    // Two guests of 100 MB each: one 0-2 s, the other 1-3 s: 200 MB over 3 s.
+    const r = phaseResult('parallel-fs', true, 'write', [guestPhase('a', 1000, 2000, 100e6), guestPhase('b', 2000, 2000, 100e6)], 'a 0 MiB');
+    assert.equal(r.totalBytes, 200e6);
+    assert.equal(r.spanMs, 3000);
+    assert.ok(Math.abs(r.aggregateBytesPerSecond - 200e6 / 3) < 1);
+    assert.ok(Math.abs(r.overlap - 2 / 3) < 1e-9);
+    assert.equal(r.verified, false, 'a write verifies nothing');
+    // Their rates summed would say 100 MB/s: the span does not let overlapping jobs inflate it.
+    assert.ok(r.aggregateBytesPerSecond < r.perGuest.reduce((n, p) => n + p.bytesPerSecond, 0));
+    assert.equal(phaseResult('iscsi', false, 'read', [guestPhase('a', 0, 1000, 1e6)], '').verified, true);
+  });
+
+  it('the report: a chart per space with a point per count and series, the table with spread and knee, failures listed', () => {
+    const run: RunRecord = { runId: 'r-1', planName: 'spaces', kind: 'shared', state: 'succeeded', createdUnixMs: 0, finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    const measurements: MeasurementRecord[] = [];
+    // parallel-fs: 40 MB/s per guest alone, 30 each with 2, 15 each with 4: aggregate 40, 60, 60.
+    const per: Record<number, number> = { 1: 40e6, 2: 30e6, 4: 15e6 };
+    for (const n of [1, 2, 4]) {
+      for (const rep of [1, 2]) {
+        for (const phase of ['write', 'read'] as const) {
+          const guests = Array.from({ length: n }, (_, i) => guestPhase(`guest${i}`, 0, 1000, per[n]! * (rep === 1 ? 1 : 1.02)));
+          measurements.push({ runId: 'r-1', method: 'parallel-fs', benchmark: MEASUREMENT[phase], repetition: rep, guest: guests.map((g) => g.guest).join(','), result: phaseResult('parallel-fs', true, phase, guests, '') as unknown as Record<string, unknown>, error: '' });
+        }
+      }
+    }
+    measurements.push({ runId: 'r-1', method: 'iscsi', benchmark: MEASUREMENT.write, repetition: 1, guest: 'guest0', error: 'fio on guest0: no space left' });
+    const table = sharedResultsTable(run, measurements);
+    assert.match(table, /parallel-fs\s+write\s+4\s+61\.2±0\.8\s+2/);
+    assert.match(table, /knee parallel-fs write: 2 guests/);
+    assert.match(table, /intact, read by another guest/);
+    assert.match(table, /iscsi shared-write guest0 rep 1: fio on guest0: no space left/);
+    const html = renderSharedReport(run, measurements);
+    const points = [...html.matchAll(/<circle class="point"[^>]*data-series="write, all guests" data-count="(\d+)" data-value="([\d.]+)"/g)].map((m) => [Number(m[1]), Math.round(Number(m[2]))]);
+    assert.deepEqual(points, [[1, 40], [2, 61], [4, 61]]);
+    assert.match(html, /data-space="parallel-fs"/);
+    assert.match(html, /class="knee"/);
+  });
+});
