@@ -67,6 +67,10 @@ export function parseFioJson(stdout: string): FioResult__Output {
     runtimeMs: Math.max(0, ...runtimes),
     error: report.jobs.find((job) => job.error !== 0)?.error ?? 0,
     rawJson,
+    // The runner fills these in: they depend on the job, not only on fio's report.
+    verifiedBytes: 0,
+    sharedFilePath: '',
+    sharedFileSizeBytes: 0,
   };
 }
 
