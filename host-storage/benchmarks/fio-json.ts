@@ -67,7 +67,35 @@ export function parseFioJson(stdout: string): FioResult__Output {
     runtimeMs: Math.max(0, ...runtimes),
     error: report.jobs.find((job) => job.error !== 0)?.error ?? 0,
     rawJson,
+    // The runner fills these in: they depend on the job, not only on fio's report.
+    verifiedBytes: 0,
+    sharedFilePath: '',
+    sharedFileSizeBytes: 0,
   };
+}
+
+/**
+ * What fio said about a failed verify, from its stderr: the lines naming the block and
+ * the check that failed, at most `maxLines`, joined with " | "; undefined when there are
+ * none. fio 3.33 prints, for a changed data byte (crc32c):
+ *
+ *     crc32c: verify failed at file F offset 5242880, length 8192 (requested block: offset=5242880, length=8192, flags=88)
+ *            Expected CRC: e74ed32f
+ *            Received CRC: 1244e16d
+ *
+ * and for a bad header (a block written elsewhere, a different block size, zeros):
+ * "verify: bad header offset 0, wanted 8192 at file F offset 8192, length 8192 (...)",
+ * "verify: bad header length 8192, wanted 16384 ...", "verify: bad magic header 0,
+ * wanted acca ..."; a different verify type adds "fio: verify type mismatch (5 media, 2
+ * given)". The job's error is then 84 (EILSEQ) and fio exits 1. Captures:
+ * test/fixtures/benchmarks/fio-verify-only-*.
+ */
+export function fioVerifyFailure(stderr: string, maxLines = 6): string | undefined {
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => /^(verify: |[\w-]+: verify failed|Expected |Received |fio: verify )/.test(line));
+  return lines.length === 0 ? undefined : lines.slice(0, maxLines).join(' | ');
 }
 
 /** The text of the last object that opens with "{" and closes with "}" at column 0. */

@@ -7,6 +7,10 @@ import { validatePathUnder, validateSize, validateText } from '../../common/vali
 
 const FIO_RW = ['read', 'write', 'randread', 'randwrite', 'rw', 'randrw', 'readwrite'];
 const FIO_ENGINES = ['', 'psync', 'sync', 'libaio', 'io_uring', 'posixaio'];
+/** fio jobs that read and write: their verify checks the blocks they wrote, part of the file. */
+export const FIO_MIXED_RW: readonly string[] = ['rw', 'randrw', 'readwrite'];
+/** A shared file's name: a plain file name, never a path. */
+const SHARED_FILE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
 
 /** A size field where 0 means "the default". */
 function optionalSize(field: string, value: number, limits: { min?: number; max?: number } = {}): void {
@@ -54,6 +58,7 @@ export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output
       // A time-based write phase uses all of the runtime: fio never starts the verify
       // reads and reports success having checked nothing.
       if (spec.verify && spec.runtimeS > 0) throw invalidArgument('fio.verify', 'cannot be combined with runtime_s (fio would spend the runtime writing and verify nothing); size the run with size_bytes instead');
+      validateSharedFile(spec);
       return;
     }
     case 'sparseImage': {
@@ -68,5 +73,33 @@ export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output
     }
     default:
       throw invalidArgument('spec', 'name a benchmark: bonnie, postmark, fio or sparse_image');
+  }
+}
+
+
+/** fio's shared_file and verify_only (a file that stays for other hosts to read back). */
+function validateSharedFile(spec: { rw: string; numjobs: number; verify: boolean; sharedFile: string; verifyOnly: boolean }): void {
+  if (spec.verifyOnly && spec.sharedFile === '') {
+    throw invalidArgument('fio.verify_only', 'needs shared_file: name the file a writer left in .vcstor-shared to read back');
+  }
+  if (spec.verifyOnly && !spec.verify) {
+    throw invalidArgument('fio.verify_only', "needs verify: without it fio reads nothing back and checks nothing; set verify as the writer's job did");
+  }
+  if (spec.sharedFile === '') return;
+  const name = JSON.stringify(spec.sharedFile.slice(0, 120));
+  if (spec.sharedFile.includes('/')) {
+    throw invalidArgument('fio.shared_file', `${name} contains "/": give a plain file name; the file goes in <directory>/.vcstor-shared/`);
+  }
+  if (!SHARED_FILE_NAME.test(spec.sharedFile) || spec.sharedFile === '.' || spec.sharedFile === '..') {
+    throw invalidArgument('fio.shared_file', `${name} is not a plain file name: 1-100 of A-Z a-z 0-9 . _ -, not "." or ".."`);
+  }
+  if (spec.numjobs > 1) {
+    throw invalidArgument(
+      'fio.numjobs',
+      `must be 1 with shared_file (got ${spec.numjobs}): all of fio's jobs would use the one file and write over each other's blocks (fio warns "multiple writers may overwrite blocks that belong to other jobs" and its verify fails); run one job per shared file`,
+    );
+  }
+  if (spec.verify && FIO_MIXED_RW.includes(spec.rw)) {
+    throw invalidArgument('fio.rw', `${JSON.stringify(spec.rw)} with shared_file and verify: a mixed job writes and verifies only part of the file, so a later verify_only cannot check all of it; use write or randwrite to write a shared file, read or randread (or verify_only) to read it`);
   }
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VcstorError } from '../../common/errors.js';
 import { Filesystems } from '../../common/filesystems.js';
 import type { BenchmarkResult } from '../../common/generated/vcstor/v1/BenchmarkResult.js';
 import type { BonnieSpec__Output } from '../../common/generated/vcstor/v1/BonnieSpec.js';
+import type { FioDirectionResult__Output } from '../../common/generated/vcstor/v1/FioDirectionResult.js';
 import type { FioSpec__Output } from '../../common/generated/vcstor/v1/FioSpec.js';
 import type { PostmarkSpec__Output } from '../../common/generated/vcstor/v1/PostmarkSpec.js';
 import type { Progress } from '../../common/generated/vcstor/v1/Progress.js';
@@ -17,7 +18,9 @@ import { LoopDevices } from '../../common/loop-devices.js';
 import { processStartTicks } from '../../common/processes.js';
 import { CommandError, type CommandRunner } from '../../common/runner.js';
 import { isWithin } from '../../common/validate.js';
+import { fioVerifyFailure } from './fio-json.js';
 import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from './parsers.js';
+import { FIO_MIXED_RW } from './requests.js';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -31,6 +34,46 @@ export const PAPER_DEFAULTS = {
 } as const;
 
 type Send = (message: RunBenchmarkResponse) => Promise<void>;
+
+/** What the progress ticker reports; `watchFile`: count that file's size, not the private directory's bytes. */
+interface ProgressState {
+  phase: string;
+  bytesTotal: number;
+  expectedMs: number;
+  watchFile?: string;
+}
+
+/** Where fio's shared files live, in the benchmark's directory: kept, unlike `.vcstor-bench-*`. */
+export const SHARED_DIR = '.vcstor-shared';
+
+/** A fio job that writes its file (a shared file is then replaced), as opposed to one that only reads it. */
+function fioWrites(spec: { rw: string; verifyOnly: boolean }): boolean {
+  return !spec.verifyOnly && spec.rw !== 'read' && spec.rw !== 'randread';
+}
+
+/** A path as fio's --filename takes it: ':' separates files there, so a literal one is escaped. */
+function fioFilename(file: string): string {
+  return file.replace(/:/g, '\\:');
+}
+
+/**
+ * A failed verify as a user reads it: which file, fio's own words on the block that
+ * failed, how far it got. Undefined when fio printed no verify failure.
+ */
+function verifyFailedError(err: CommandError, sharedFile: string | undefined): VcstorError | undefined {
+  const failure = fioVerifyFailure(err.stderr);
+  if (failure === undefined) return undefined;
+  let progress = '';
+  try {
+    const report = parseFioJson(err.stdout);
+    progress = ` (fio error ${report.error}; ${report.read?.ioBytes ?? 0} bytes read before it stopped)`;
+  } catch {
+    // no report: fio's words alone
+  }
+  return new VcstorError('INTERNAL', `fio's verify${sharedFile ? ` of ${sharedFile}` : ''} failed, the data read back differs from what was written: ${failure}${progress}`, { cause: err });
+}
+
+const NO_IO: FioDirectionResult__Output = { ioBytes: 0, bandwidthBytesPerSecond: 0, iops: 0, meanLatencyNs: 0, completionLatency: [] };
 
 /** A filled-in spec: the request's values with the paper's defaults. */
 function orDefault<T extends object>(spec: T, defaults: Partial<Record<keyof T, unknown>>): T {
@@ -110,7 +153,7 @@ export class HostBenchmarks {
     const needed = this.neededBytes(request);
     const directory = await this.preflight(request.directory, needed);
     const workDir = await mkdtemp(path.join(directory, '.vcstor-bench-'));
-    const progress: { phase: string; bytesTotal: number; expectedMs: number } = { phase: `${spec}:start`, bytesTotal: needed, expectedMs: 0 };
+    const progress: ProgressState = { phase: `${spec}:start`, bytesTotal: needed, expectedMs: 0 };
     let bytesDone = -1;
     let ticking = true;
     let wake: () => void = () => undefined;
@@ -122,7 +165,7 @@ export class HostBenchmarks {
     const ticker = (async () => {
       while (ticking) {
         const elapsedMs = Date.now() - started;
-        const grown = bytesDone >= 0 ? bytesDone : await bytesUnder(workDir);
+        const grown = bytesDone >= 0 ? bytesDone : progress.watchFile ? ((await stat(progress.watchFile).catch(() => undefined))?.size ?? 0) : await bytesUnder(workDir);
         const byBytes = progress.bytesTotal > 0 ? Math.min(99, (100 * grown) / progress.bytesTotal) : -1;
         const byTime = progress.expectedMs > 0 ? Math.min(99, (100 * elapsedMs) / progress.expectedMs) : -1;
         const message: Progress = { phase: progress.phase, percent: Math.max(byBytes, byTime), bytesDone: grown, bytesTotal: progress.bytesTotal, elapsedMs };
@@ -147,7 +190,7 @@ export class HostBenchmarks {
           result = { postmark: await this.postmark(request.postmark!, workDir, ctx.signal, timeoutMs, progress) };
           break;
         case 'fio':
-          result = { fio: await this.fio(request.fio!, workDir, ctx.signal, timeoutMs, progress) };
+          result = { fio: await this.fio(request.fio!, directory, workDir, ctx.signal, timeoutMs, progress) };
           break;
         case 'sparseImage':
           result = { sparseImage: await this.sparseImage(request.sparseImage!, workDir, ctx.signal, progress, (b) => (bytesDone = b), send) };
@@ -175,6 +218,8 @@ export class HostBenchmarks {
       }
       case 'fio': {
         const f = orDefault(request.fio!, PAPER_DEFAULTS.fio);
+        // A job that only reads a shared file adds nothing to the filesystem.
+        if (f.sharedFile && !fioWrites(f)) return 0;
         return f.sizeBytes * f.numjobs;
       }
       case 'sparseImage': {
@@ -251,14 +296,18 @@ export class HostBenchmarks {
     return { ...result, wallMs: Math.round(wallMs), transactionsPerWallSecond: (p.transactions * 1000) / wallMs };
   }
 
-  private async fio(spec: FioSpec__Output, workDir: string, signal: AbortSignal, timeoutMs: number, progress: { phase: string; bytesTotal: number; expectedMs: number }) {
+  private async fio(spec: FioSpec__Output, directory: string, workDir: string, signal: AbortSignal, timeoutMs: number, progress: ProgressState) {
     const f = orDefault(spec, PAPER_DEFAULTS.fio);
-    progress.phase = `fio:${f.rw}`;
-    progress.bytesTotal = /write|rw/.test(f.rw) ? f.sizeBytes * f.numjobs : 0;
+    const writes = fioWrites(f);
+    progress.phase = f.verifyOnly ? 'fio:verify' : `fio:${f.rw}`;
+    progress.bytesTotal = writes && /write|rw/.test(f.rw) ? f.sizeBytes * f.numjobs : 0;
     progress.expectedMs = f.runtimeS * 1000;
+    const sharedFile = f.sharedFile ? await this.prepareSharedFile(directory, f.sharedFile, writes, f.sizeBytes) : undefined;
+    if (sharedFile && writes) progress.watchFile = sharedFile;
     const args = [
       '--name=vcstor',
-      `--directory=${workDir}`,
+      // A shared file is named; otherwise fio makes its own files in the private directory.
+      sharedFile ? `--filename=${fioFilename(sharedFile)}` : `--directory=${workDir}`,
       `--rw=${f.rw}`,
       `--bs=${f.blockSizeBytes}`,
       `--iodepth=${f.iodepth}`,
@@ -270,18 +319,86 @@ export class HostBenchmarks {
       ...(f.direct ? ['--direct=1'] : []),
       ...(f.runtimeS ? [`--runtime=${f.runtimeS}`, '--time_based'] : []),
       ...(f.verify ? ['--verify=crc32c', '--do_verify=1', '--verify_fatal=1'] : []),
+      // A shared file's run saves no verify state at all (fio's cwd would take it anyway).
+      ...(sharedFile ? ['--verify_state_save=0'] : []),
+      ...(f.verifyOnly ? ['--verify_only'] : []),
     ];
     // In the private directory: fio writes its verify state files (*-verify.state) to
     // its working directory, and they go with the directory.
-    const { stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs, cwd: workDir });
+    let stdout: string;
+    try {
+      ({ stdout } = await this.o.runner.run('fio', args, { signal, timeoutMs, cwd: workDir }));
+    } catch (err) {
+      throw (f.verify && err instanceof CommandError && verifyFailedError(err, sharedFile)) || err;
+    }
     const result = parseFioJson(stdout);
     if (result.error !== 0) throw new VcstorError('INTERNAL', `fio reported error ${result.error}${f.verify ? ' (verify failed: data read back differs)' : ''}`);
+    // A verify-only job writes nothing, but fio's report counts the writes it skipped
+    // (write.io_bytes the whole size, bandwidth 0): the result says no writes.
+    if (f.verifyOnly) result.write = { ...NO_IO };
     // fio reports success when its verify phase never ran: a verify that read nothing failed.
     const written = result.write?.ioBytes ?? 0;
     if (f.verify && written > 0 && (result.read?.ioBytes ?? 0) < written) {
       throw new VcstorError('INTERNAL', `fio verified ${result.read?.ioBytes ?? 0} of the ${written} bytes it wrote: the verify did not read everything back`);
     }
+    // A mixed job's reads are its own and the verify's together: no count of the verified bytes.
+    result.verifiedBytes = f.verify && !FIO_MIXED_RW.includes(f.rw) ? (result.read?.ioBytes ?? 0) : 0;
+    if (sharedFile) {
+      const size = (await stat(sharedFile).catch(() => undefined))?.size;
+      if (size === undefined) throw new VcstorError('NOT_FOUND', `${sharedFile} is gone: it was removed while fio ran`);
+      result.sharedFilePath = sharedFile;
+      result.sharedFileSizeBytes = size;
+      // A reader's verify must cover the whole file: fio checks size_bytes of it only.
+      if (f.verify && !writes && result.verifiedBytes < size) {
+        throw new VcstorError(
+          'INTERNAL',
+          `fio verified ${result.verifiedBytes} of the ${size} bytes of ${sharedFile}: the rest was not checked (size_bytes ${f.sizeBytes}; use the size its writer's job had)`,
+        );
+      }
+    }
     return result;
+  }
+
+  /**
+   * The path of a shared file, `<directory>/.vcstor-shared/<name>`, ready for fio. For a
+   * job that writes: the directory made if missing (0755), an old file removed, so each
+   * writer starts from a new file of its own size. For a job that only reads: the file
+   * must be there and hold `sizeBytes` at least (NOT_FOUND otherwise), since fio would
+   * "lay out" (write) a missing or shorter file itself, destroying what is there, and then
+   * read its own data. Anything but a directory and a regular file there (a symlink) is
+   * refused: the directory is shared with other hosts.
+   */
+  private async prepareSharedFile(directory: string, name: string, writes: boolean, sizeBytes: number): Promise<string> {
+    const dir = path.join(directory, SHARED_DIR);
+    const file = path.join(dir, name);
+    if (writes) {
+      const made = await mkdir(dir, { mode: 0o755 }).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'EEXIST') return false;
+          throw new VcstorError('FAILED_PRECONDITION', `cannot make ${dir} for the shared file: ${err.message}`, { cause: err });
+        },
+      );
+      // mkdir's mode is masked by the umask.
+      if (made) await chmod(dir, 0o755);
+    }
+    const dirStat = await lstat(dir).catch(() => undefined);
+    if (dirStat === undefined) throw new VcstorError('NOT_FOUND', `${file} does not exist (no ${SHARED_DIR} in ${directory}): write it first with a fio job with this shared_file`);
+    if (!dirStat.isDirectory()) throw new VcstorError('FAILED_PRECONDITION', `${dir} is not a directory (a symlink or a file): remove it`);
+    const fileStat = await lstat(file).catch(() => undefined);
+    if (fileStat !== undefined && !fileStat.isFile()) throw new VcstorError('FAILED_PRECONDITION', `${file} is not a regular file (a symlink, a directory or a device): remove it`);
+    if (writes) {
+      if (fileStat !== undefined) await rm(file);
+      return file;
+    }
+    if (fileStat === undefined) throw new VcstorError('NOT_FOUND', `${file} does not exist: write it first with a fio job with this shared_file`);
+    if (fileStat.size < sizeBytes) {
+      throw new VcstorError(
+        'NOT_FOUND',
+        `${file} holds ${fileStat.size} bytes, fewer than size_bytes ${sizeBytes}: not the whole file a job of this size writes (fio would write over it to make up the size); use the writer's size_bytes`,
+      );
+    }
+    return file;
   }
 
   private async sparseImage(

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BonnieFigure__Output } from '../../common/generated/vcstor/v1/BonnieFigure.js';
 import { VcstorError } from '../../common/errors.js';
+import { fioVerifyFailure } from '../../host-storage/benchmarks/fio-json.js';
 import { bonnieStderrReason, parseBonnieCsv, parseFioJson, parsePostmarkTerse } from '../../host-storage/benchmarks/parsers.js';
 
 /**
@@ -354,5 +355,68 @@ describe('parseFioJson', () => {
     assertInternalError(() => parseFioJson('{\n  "jobs" : []\n}\n'), /"fio version" is missing/);
     const noClat = fixture('fio-randwrite.stdout.txt').replace('"clat_ns"', '"clat_ns_renamed"');
     assertInternalError(() => parseFioJson(noClat), /jobs\[0\]\.read\.clat_ns is not an object/);
+  });
+});
+
+/**
+ * A shared file written by one fio and read back by another (fio 3.33, as root, cwd a
+ * .vcstor-bench-* directory beside .vcstor-shared/): the writer's command line is
+ *   fio --name=vcstor --filename=/tmp/vcstor-fio-capture/.vcstor-shared/data --rw=randwrite
+ *     --bs=8192 --iodepth=1 --size=16777216 --ioengine=psync --numjobs=1 --rwmixread=50
+ *     --output-format=json --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0
+ * (fio-shared-write-verify, exit 0); the readers add --verify_only. fio-verify-only ran
+ * in another uts namespace (`unshare -u`, hostname reader-b), exit 0. Then, each on a
+ * copy of the written file, exit 1: -corrupt, one data byte at 5 MiB + 4000 set to 0xff
+ * (dd conv=notrunc); -misplaced, block 0 copied over block 1; -bs16k, the reader with
+ * --bs=16384. fio-shared-2jobs: a writer with --numjobs=2 on one --filename, exit 2.
+ */
+describe("fio's verify_only of a file another fio wrote", () => {
+  it('reports the verify as reads with their bandwidth, and counts the writes it skipped', () => {
+    const result = parseFioJson(fixture('fio-verify-only.stdout.txt'));
+    assert.equal(result.error, 0);
+    assert.equal(result.read?.ioBytes, 16 * MIB);
+    assert.equal(result.read?.bandwidthBytesPerSecond, 114130721);
+    assert.equal(result.runtimeMs, 147);
+    // The skipped writes: the whole size, in no time.
+    assert.equal(result.write?.ioBytes, 16 * MIB);
+    assert.equal(result.write?.bandwidthBytesPerSecond, 0);
+    const writer = parseFioJson(fixture('fio-shared-write-verify.stdout.txt'));
+    assert.equal(writer.write?.ioBytes, 16 * MIB);
+    assert.equal(writer.read?.ioBytes, 16 * MIB);
+    assert.equal(writer.write?.bandwidthBytesPerSecond, 932067555);
+  });
+
+  it('reads a failed verify: error 84 (EILSEQ), the bytes read before fio stopped', () => {
+    const corrupt = parseFioJson(fixture('fio-verify-only-corrupt.stdout.txt'));
+    assert.equal(corrupt.error, 84);
+    assert.equal(corrupt.read?.ioBytes, 9748480);
+    const misplaced = parseFioJson(fixture('fio-verify-only-misplaced.stdout.txt'));
+    assert.equal(misplaced.error, 84);
+    assert.equal(misplaced.read?.ioBytes, 13312000);
+    assert.equal(parseFioJson(fixture('fio-verify-only-bs16k.stdout.txt')).error, 84);
+  });
+
+  it("takes fio's words on the failed block from its stderr", () => {
+    assert.equal(
+      fioVerifyFailure(fixture('fio-verify-only-corrupt.stderr.txt')),
+      'crc32c: verify failed at file /tmp/vcstor-fio-capture/.vcstor-shared/data offset 5242880, length 8192 (requested block: offset=5242880, length=8192, flags=88) | Expected CRC: e74ed32f | Received CRC: 1244e16d',
+    );
+    assert.equal(
+      fioVerifyFailure(fixture('fio-verify-only-misplaced.stderr.txt')),
+      'verify: bad header offset 0, wanted 8192 at file /tmp/vcstor-fio-capture/.vcstor-shared/data offset 8192, length 8192 (requested block: offset=8192, length=8192)',
+    );
+    assert.match(fioVerifyFailure(fixture('fio-verify-only-bs16k.stderr.txt')) ?? '', /^verify: bad header length 8192, wanted 16384 at file /);
+    assert.equal(fioVerifyFailure('fio: some other failure\n'), undefined);
+    assert.equal(fioVerifyFailure(''), undefined);
+    assert.equal(fioVerifyFailure('fio: verify type mismatch (5 media, 2 given)\n'), 'fio: verify type mismatch (5 media, 2 given)');
+  });
+
+  it('two jobs on one --filename: fio warns on stdout, both jobs fail their verify', () => {
+    const stdout = fixture('fio-shared-2jobs.stdout.txt');
+    assert.equal(stdout.startsWith('fio: multiple writers may overwrite blocks that belong to other jobs. This can cause verification failures.\n'), true);
+    const result = parseFioJson(stdout);
+    assert.equal(result.error, 84);
+    assert.equal(result.read?.ioBytes, 8192 + 24576);
+    assert.match(fioVerifyFailure(fixture('fio-shared-2jobs.stderr.txt')) ?? '', /^verify: bad header numberio 1419, wanted 0 at file .* \| verify: bad header numberio 1675, wanted 2 at file /);
   });
 });
