@@ -71,7 +71,14 @@ export function parseFioJson(stdout: string): FioResult__Output {
     verifiedBytes: 0,
     sharedFilePath: '',
     sharedFileSizeBytes: 0,
+    finishedUnixMs: reportTimestamp(parsed),
   };
+}
+
+/** fio's `timestamp_ms` (when it printed the report), or 0 when the report has none. */
+function reportTimestamp(report: unknown): number {
+  const ms = typeof report === 'object' && report !== null ? (report as { timestamp_ms?: unknown }).timestamp_ms : undefined;
+  return typeof ms === 'number' && Number.isFinite(ms) ? ms : 0;
 }
 
 /**

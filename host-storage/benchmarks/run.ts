@@ -318,7 +318,8 @@ export class HostBenchmarks {
       '--output-format=json',
       ...(f.direct ? ['--direct=1'] : []),
       ...(f.runtimeS ? [`--runtime=${f.runtimeS}`, '--time_based'] : []),
-      ...(f.verify ? ['--verify=crc32c', '--do_verify=1', '--verify_fatal=1'] : []),
+      // A shared file's writer leaves the check to a later verify_only job (FioSpec.shared_file).
+      ...(f.verify ? ['--verify=crc32c', `--do_verify=${sharedFile && writes ? 0 : 1}`, '--verify_fatal=1'] : []),
       // A shared file's run saves no verify state at all (fio's cwd would take it anyway).
       ...(sharedFile ? ['--verify_state_save=0'] : []),
       ...(f.verifyOnly ? ['--verify_only'] : []),
@@ -338,11 +339,11 @@ export class HostBenchmarks {
     if (f.verifyOnly) result.write = { ...NO_IO };
     // fio reports success when its verify phase never ran: a verify that read nothing failed.
     const written = result.write?.ioBytes ?? 0;
-    if (f.verify && written > 0 && (result.read?.ioBytes ?? 0) < written) {
+    if (f.verify && !(sharedFile && writes) && written > 0 && (result.read?.ioBytes ?? 0) < written) {
       throw new VcstorError('INTERNAL', `fio verified ${result.read?.ioBytes ?? 0} of the ${written} bytes it wrote: the verify did not read everything back`);
     }
     // A mixed job's reads are its own and the verify's together: no count of the verified bytes.
-    result.verifiedBytes = f.verify && !FIO_MIXED_RW.includes(f.rw) ? (result.read?.ioBytes ?? 0) : 0;
+    result.verifiedBytes = f.verify && !FIO_MIXED_RW.includes(f.rw) && !(sharedFile && writes) ? (result.read?.ioBytes ?? 0) : 0;
     if (sharedFile) {
       const size = (await stat(sharedFile).catch(() => undefined))?.size;
       if (size === undefined) throw new VcstorError('NOT_FOUND', `${sharedFile} is gone: it was removed while fio ran`);

@@ -140,7 +140,8 @@ describe('fio on a shared file: the command lines', () => {
         '--rwmixread=50',
         '--output-format=json',
         '--verify=crc32c',
-        '--do_verify=1',
+        // The pattern is written, not read back: a later verify_only job checks it.
+        '--do_verify=0',
         '--verify_fatal=1',
         '--verify_state_save=0',
       ]);
@@ -149,8 +150,9 @@ describe('fio on a shared file: the command lines', () => {
       assert.equal((await stat(shared)).mode & 0o777, 0o755, '.vcstor-shared is 0755 whatever the umask');
       assert.equal(fio.sharedFilePath, `${shared}/guest-a.data`);
       assert.equal(fio.sharedFileSizeBytes, SIZE);
-      assert.equal(fio.verifiedBytes, SIZE);
+      assert.equal(fio.verifiedBytes, 0, 'a shared file\'s writer reads nothing back');
       assert.equal(fio.write?.ioBytes, SIZE);
+      assert.ok(fio.finishedUnixMs > 1.7e12, 'fio\'s clock at its report');
       assert.deepEqual(await leftovers(directory), [], 'the private directory is gone');
       assert.deepEqual(await readdir(shared), ['guest-a.data'], 'the shared file stays');
       assert.ok(messages.some((m) => m.progress?.phase === 'fio:randwrite'));
@@ -359,12 +361,15 @@ describe('fio on a shared file: real runs (fio, 16 MiB)', { skip: hasFio ? false
     await rm(root, { recursive: true, force: true });
   });
 
-  it('a writer leaves a verified file; a separate verify-only run reads all of it back intact, with its read bandwidth', async () => {
+  it('a writer leaves a checkable file; a separate verify-only run reads all of it back intact, with its read bandwidth', async () => {
     const file = path.join(root, '.vcstor-shared', 'guest-a.data');
+    const started = Date.now();
     const written = await runFio(benchmarks, fioRequest(root, job));
     assert.equal(written.fio.error, 0);
     assert.equal(written.fio.write?.ioBytes, SIZE);
-    assert.equal(written.fio.verifiedBytes, SIZE);
+    assert.equal(written.fio.verifiedBytes, 0, 'written, not read back');
+    assert.equal(written.fio.read?.ioBytes, 0);
+    assert.ok(written.fio.finishedUnixMs >= started && written.fio.finishedUnixMs <= Date.now(), 'fio\'s report time is when it ended');
     assert.equal(written.fio.sharedFilePath, file);
     assert.equal((await stat(file)).size, SIZE);
     assert.equal((await stat(path.dirname(file))).mode & 0o777, 0o755);

@@ -107,7 +107,7 @@ describe('shared-space figures', () => {
     }
     measurements.push({ runId: 'r-1', method: 'iscsi', benchmark: MEASUREMENT.write, repetition: 1, guest: 'guest0', error: 'fio on guest0: no space left' });
     const table = sharedResultsTable(run, measurements);
-    assert.match(table, /parallel-fs\s+write\s+4\s+61\.2±0\.8\s+2/);
+    assert.match(table, /parallel-fs\s+write\s+4\s+60\.6±0\.8\s+2/);
     assert.match(table, /knee parallel-fs write: 2 guests/);
     assert.match(table, /intact, read by another guest/);
     assert.match(table, /iscsi shared-write guest0 rep 1: fio on guest0: no space left/);
