@@ -21,6 +21,9 @@ import {
   validateVolumeRef,
 } from './requests.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
+import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
+import { HostStorage } from '../host-storage/host-storage.js';
+import { hostStorageOperations } from '../host-storage/operations.js';
 import { validateFsType, validateParallelFsName } from '../common/requests.js';
 import { resolveConfinedPath } from '../common/validate.js';
 import { StorageRecordStore } from './state.js';
@@ -170,6 +173,20 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
       },
       ListParallelFs: async (_request, { signal }) => server.parallelFs.list(signal),
     }, runtime);
-    return [storageService, servedService('HostAccounting', hostAccountingOperations(accounting), runtime)];
+    // As a NAS head: a LUN of another server logged in to, its filesystem mounted under the
+    // export root (the only mount root) and exported from there with ExportNfs.
+    const host = new HostStorage({
+      runner: runtime.runner,
+      log: runtime.log,
+      initiator: iscsiInitiatorDriver(storage.iscsiInitiator.driver, runtime.runner, stateDir, runtime.config.fuseServerCgroup),
+      nfsClient: kernelNfsClient(runtime.runner),
+      ...(storage.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: storage.iscsiInitiator.initiatorIqn } : {}),
+      mountRoots: [storage.nfsServer.exportRoot],
+    });
+    return [
+      storageService,
+      servedService('HostStorage', hostStorageOperations(host, [storage.nfsServer.exportRoot]), runtime),
+      servedService('HostAccounting', hostAccountingOperations(accounting), runtime),
+    ];
   },
 };

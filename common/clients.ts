@@ -27,8 +27,8 @@ export async function channelCredentials(tls: ClientTls): Promise<grpc.ChannelCr
   }
 }
 
-/** A storage agent: StorageAgent and HostAccounting, on one channel. */
-export type StorageClient = StorageAgentClient & HostAccountingClient;
+/** A storage agent: StorageAgent, HostStorage and HostAccounting, on one channel. */
+export type StorageClient = StorageAgentClient & HostStorageClient & HostAccountingClient;
 /** A dom0 agent: Dom0Agent, HostStorage, LoadSessions, Benchmarks and HostAccounting, on one channel. */
 export type Dom0Client = Dom0AgentClient & HostStorageClient & LoadSessionsClient & BenchmarksClient & HostAccountingClient;
 /** A guest agent: GuestAgent, HostStorage, LoadSessions, Benchmarks and HostAccounting, on one channel. */

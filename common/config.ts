@@ -83,6 +83,15 @@ const baseFields = {
   maxCallMs: z.number().int().positive().default(30 * 60_000),
 };
 
+const initiatorSection = z
+  .object({
+    driver: z.enum(['qsd', 'open-iscsi']).default('qsd'),
+    /** The default initiator IQN of this host. */
+    initiatorIqn: iqn.optional(),
+  })
+  .strict()
+  .default({ driver: 'qsd' });
+
 const storageSection = z
   .object({
     volumes: z
@@ -132,6 +141,12 @@ const storageSection = z
       })
       .strict()
       .prefault({}),
+    /**
+     * The server's own iSCSI initiator, for a NAS head (paper section 5): it logs in to a
+     * LUN of another storage server, mounts its filesystem under the export root and
+     * re-exports it over NFS (HostStorage, served by storage agents too).
+     */
+    iscsiInitiator: initiatorSection,
     /** A parallel file system over several storage servers (paper section 5's shared space). */
     parallelFs: z
       .object({
@@ -146,15 +161,6 @@ const storageSection = z
     reconcileIntervalMs: z.number().int().min(200).default(10_000),
   })
   .strict();
-
-const initiatorSection = z
-  .object({
-    driver: z.enum(['qsd', 'open-iscsi']).default('qsd'),
-    /** The default initiator IQN of this host. */
-    initiatorIqn: iqn.optional(),
-  })
-  .strict()
-  .default({ driver: 'qsd' });
 
 const dom0Section = z
   .object({

@@ -103,7 +103,8 @@ export type ServerRole = 'storage' | 'dom0' | 'guest' | 'coordinator';
  * exactly these (startAgent checks), and makeClient puts all of them on one channel.
  */
 export const ROLE_SERVICES = {
-  storage: ['StorageAgent', 'HostAccounting'],
+  // HostStorage: a storage server that reaches another's storage (a NAS head logs in to a LUN and re-exports it).
+  storage: ['StorageAgent', 'HostStorage', 'HostAccounting'],
   dom0: ['Dom0Agent', 'HostStorage', 'LoadSessions', 'Benchmarks', 'HostAccounting'],
   guest: ['GuestAgent', 'HostStorage', 'LoadSessions', 'Benchmarks', 'HostAccounting'],
   coordinator: ['Coordinator'],

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { validateValue, type StructuredText } from '../common/structured.js';
 import { checkClusterHosts, clusterGuests, clusterSchema, type ClusterGuest, type ClusterPlanValue } from './cluster-plan.js';
 import { METHODS, type MethodName } from './methods/names.js';
-import { planHeader, size, withSecrets, type WithSecrets } from './plan-header.js';
+import { absolute, check, name, planHeader, size, withSecrets, type WithSecrets } from './plan-header.js';
+import { validateIqn } from '../common/validate.js';
 
 /**
  * A shared-space plan (`shared:` beside a `cluster:` of hosts): the comparison of paper
@@ -14,7 +15,7 @@ import { planHeader, size, withSecrets, type WithSecrets } from './plan-header.j
  */
 
 /** The shared spaces of section 5 that this coordinator sets up. */
-export const SHARED_SPACES = ['parallel-fs'] as const;
+export const SHARED_SPACES = ['parallel-fs', 'nas-head'] as const;
 export type SharedSpaceName = (typeof SHARED_SPACES)[number];
 /** What a plan can compare: a shared space, or a method giving each guest its own disk (contrast). */
 export type SpaceName = SharedSpaceName | MethodName;
@@ -29,6 +30,21 @@ const sharedSchema = z
     /** Guests writing and reading at once, ascending: the first N guests of the plan, spread over its dom0 hosts. */
     guestCounts: z.array(z.number().int().min(1).max(256)).min(1),
     repetitions: z.number().int().min(1).max(20).default(1),
+    /**
+     * nas-head: a storage server (`head`) logs in to a LUN of another (`san`), puts ext4 on
+     * it under its export root (`exportDir`) and re-exports it over NFS to every guest.
+     */
+    nasHead: z
+      .object({
+        head: name,
+        san: name,
+        /** The head's initiator IQN: the SAN's target lets only it in. */
+        initiatorIqn: z.string().superRefine(check((v) => validateIqn('initiatorIqn', v))),
+        /** The head's NFS export root (its agent's storage.nfsServer.exportRoot). */
+        exportDir: absolute,
+      })
+      .strict()
+      .optional(),
     /**
      * Each guest's fio job: a file of `size` written in `blockSize` blocks (O_DIRECT where
      * the client takes it), caches dropped, then read back and its pattern checked — by
@@ -57,6 +73,16 @@ const sharedPlanSchema = z
       if (i > 0 && n <= counts[i - 1]!) ctx.addIssue({ code: 'custom', path: ['shared', 'guestCounts', i], message: 'the counts must ascend' });
     });
     if (new Set(plan.shared.spaces).size !== plan.shared.spaces.length) ctx.addIssue({ code: 'custom', path: ['shared', 'spaces'], message: 'a space is named twice' });
+    const nas = plan.shared.nasHead;
+    if (plan.shared.spaces.includes('nas-head')) {
+      if (!nas) ctx.addIssue({ code: 'custom', path: ['shared', 'nasHead'], message: 'nas-head needs shared.nasHead: the head and SAN storage servers, the head\'s initiator IQN and export root' });
+      else {
+        for (const field of ['head', 'san'] as const) {
+          if (!plan.cluster.storage.some((s) => s.name === nas[field])) ctx.addIssue({ code: 'custom', path: ['shared', 'nasHead', field], message: `no storage server ${JSON.stringify(nas[field])} in cluster.storage` });
+        }
+        if (nas.head === nas.san) ctx.addIssue({ code: 'custom', path: ['shared', 'nasHead', 'san'], message: 'the NAS head re-exports another server\'s LUN: name two storage servers' });
+      }
+    }
     if (plan.shared.spaces.includes('parallel-fs') && plan.cluster.storage.length < 2) {
       ctx.addIssue({ code: 'custom', path: ['shared', 'spaces'], message: 'parallel-fs spreads its volume over the storage servers: give cluster.storage two or more' });
     }
@@ -69,7 +95,10 @@ const sharedPlanSchema = z
     if (plan.shared.spaces.includes('parallel-fs') && plan.shared.fio.size * most > usable(c.diskSize)) {
       ctx.addIssue({ code: 'custom', path: ['shared', 'fio', 'size'], message: `${most} files of ${plan.shared.fio.size} bytes do not fit one brick of ${c.diskSize} bytes (cluster.diskSize) with a tenth to spare, and a distributed volume may put them all on one` });
     }
-    if (plan.shared.spaces.some((space) => space !== 'parallel-fs') && plan.shared.fio.size > usable(c.diskSize * 0.75)) {
+    if (plan.shared.spaces.includes('nas-head') && plan.shared.fio.size * most > usable(c.diskSize)) {
+      ctx.addIssue({ code: 'custom', path: ['shared', 'fio', 'size'], message: `${most} files of ${plan.shared.fio.size} bytes do not fit the NAS head's LUN of ${c.diskSize} bytes (cluster.diskSize) with a tenth to spare` });
+    }
+    if (plan.shared.spaces.some((space) => !(SHARED_SPACES as readonly string[]).includes(space)) && plan.shared.fio.size > usable(c.diskSize * 0.75)) {
       ctx.addIssue({ code: 'custom', path: ['shared', 'fio', 'size'], message: `a file of ${plan.shared.fio.size} bytes does not fit a guest's own disk of ${c.diskSize} bytes (cluster.diskSize; an image inside a filesystem gets 3/4 of it) with a tenth to spare` });
     }
   });

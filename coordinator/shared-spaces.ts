@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { unary } from '../common/clients.js';
+import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
 import type { ClusterGuest } from './cluster-plan.js';
 import type { ClusterAgents } from './cluster-records.js';
 import { agentSet } from './cluster-records.js';
@@ -77,7 +78,31 @@ export function planUndoAgents(plan: SharedPlan, agents: ClusterAgents): UndoAge
  * @throws VcstorError of the step that failed.
  */
 export async function setUpSpace(space: SpaceName, k: SpaceContext): Promise<SpaceOnGuests> {
-  return isSharedSpace(space) ? setUpParallelFs(k) : setUpPerGuest(space, k);
+  if (space === 'parallel-fs') return setUpParallelFs(k);
+  if (space === 'nas-head') return setUpNasHead(k);
+  return setUpPerGuest(space, k);
+}
+
+/** What each space needs of its hosts' drivers: [role, concern], as GetInfo reports them. */
+export function spaceNeeds(space: SpaceName): ReadonlyArray<readonly ['storage' | 'dom0' | 'guest', string]> {
+  if (space === 'parallel-fs') return [['storage', 'parallel-fs'], ['guest', 'parallel-fs-client']];
+  if (space === 'nas-head') return [['storage', 'iscsi-target'], ['storage', 'iscsi-initiator'], ['storage', 'nfs-server'], ['guest', 'nfs-client']];
+  return METHOD_SPECS[space].needs;
+}
+
+/**
+ * Why `space` cannot run on these hosts (a driver it needs is not selected, or selected
+ * and unavailable), in the agents' own words; undefined when it can. Pure.
+ */
+export function spaceUnavailable(space: SpaceName, infos: ReadonlyArray<{ role: 'storage' | 'dom0' | 'guest'; name: string; info: GetInfoResponse__Output }>): string | undefined {
+  for (const [role, concern] of spaceNeeds(space)) {
+    for (const host of infos.filter((i) => i.role === role)) {
+      const driver = host.info.drivers.find((d) => d.concern === concern && d.selected);
+      if (!driver) return `${host.name} has no ${concern} driver selected`;
+      if (!driver.available) return `${host.name}'s ${concern} driver (${driver.driver}) is not available: ${driver.detail}`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -174,8 +199,62 @@ async function setUpParallelFs(k: SpaceContext): Promise<SpaceOnGuests> {
   return { space: 'parallel-fs', shared: true, directories, setup };
 }
 
+/**
+ * nas-head: a volume on the SAN server exported over iSCSI to the NAS head (CHAP, its
+ * initiator only), which logs in, puts ext4 on the LUN, mounts it under its export root
+ * and re-exports it over NFS to the plan's clients; every guest mounts that export.
+ */
+async function setUpNasHead(k: SpaceContext): Promise<SpaceOnGuests> {
+  const c = k.plan.cluster;
+  const nas = k.plan.shared.nasHead!;
+  const group = 'nas-head';
+  const name = `${k.prefix}-nas`;
+  const setup: StepTiming[] = [];
+  const opts = { timeoutMs: c.stepTimeoutS * 1000, signal: k.signal };
+  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    const result = await work();
+    setup.push({ step, ms: Math.round(performance.now() - started) });
+    return result;
+  };
+  const sanIndex = c.storage.findIndex((s) => s.name === nas.san);
+  const headIndex = c.storage.findIndex((s) => s.name === nas.head);
+  const san = k.agents.client('storage', c.storage[sanIndex]!.address);
+  const head = k.agents.client('storage', c.storage[headIndex]!.address);
+  const chap = { username: k.plan.chap.username, password: k.plan.chapPassword };
+  const journal = (u: Omit<UndoStep, 'agent'> & { agent?: UndoStep['agent'] }, at: number) => k.journal.add(group, { agent: 'storage', ...u, agentIndex: at });
+
+  await journal({ step: `delete volume ${name} on ${nas.san}`, rpc: 'DeleteVolume', request: { name, force: true }, data: true }, sanIndex);
+  await timed(`${nas.san}: create volume`, () => unary(san, san.CreateVolume, { name, sizeBytes: c.diskSize, provisioning: c.sparse ? 'PROVISIONING_SPARSE' : 'PROVISIONING_PREALLOCATED' }, opts));
+  await journal({ step: `unexport iscsi ${name} on ${nas.san}`, rpc: 'UnexportIscsi', request: { volume: name, force: true } }, sanIndex);
+  const { target } = await timed(`${nas.san}: export iscsi`, () => unary(san, san.ExportIscsi, { volume: name, allowedInitiators: [nas.initiatorIqn], chap }, opts));
+  const ref = { portal: `${c.storage[sanIndex]!.host}:3260`, iqn: target!.iqn, lun: 0 };
+  await journal({ step: `${nas.head}: iscsi logout`, rpc: 'IscsiLogout', request: { target: ref, initiatorIqn: nas.initiatorIqn } }, headIndex);
+  const login = await timed(`${nas.head}: iscsi login`, () => unary(head, head.IscsiLogin, { target: ref, initiatorIqn: nas.initiatorIqn, chap }, opts));
+  const device = login.session!.devicePath;
+  await timed(`${nas.head}: mkfs`, () => unary(head, head.MakeFilesystem, { device, fsType: 'ext4' }, opts));
+  const exportPath = path.join(nas.exportDir, name);
+  await journal({ step: `${nas.head}: unmount ${exportPath}`, rpc: 'UnmountFilesystem', request: { mountpoint: exportPath } }, headIndex);
+  await timed(`${nas.head}: mount`, () => unary(head, head.MountFilesystem, { device, mountpoint: exportPath }, opts));
+  await journal({ step: `${nas.head}: unexport nfs ${exportPath}`, rpc: 'UnexportNfs', request: { exportPath } }, headIndex);
+  await timed(`${nas.head}: export nfs`, () => unary(head, head.ExportNfs, { directory: exportPath, clients: [{ match: c.nfsClients, squash: 'NFS_SQUASH_NONE' }] }, opts));
+  await k.say(`${nas.head} re-exports ${nas.san}'s LUN ${target!.iqn} (ext4 at ${exportPath}) over NFS`);
+  const directories = new Map<string, string>();
+  await runLimited(k.guests, c.concurrency, (g) => [g.address], async (g) => {
+    const client = k.agents.client('guest', g.address);
+    const mountpoint = path.join(g.mountDir, name);
+    await k.journal.add(group, { step: `${g.name}: unmount ${name}`, agent: 'guest', agentIndex: indexes(k, g).guest, rpc: 'UnmountNfs', request: { mountpoint } });
+    await timed(`${g.name}: nfs mount`, () => unary(client, client.MountNfs, { server: c.storage[headIndex]!.host, exportPath, mountpoint, nfsVersion: 3, options: [...c.nfsMountOptions] }, opts));
+    directories.set(g.name, mountpoint);
+  });
+  return { space: 'nas-head', shared: true, directories, setup };
+}
+
 /** The words of a space's data path, for the report. */
 export function spaceDataPath(space: SpaceName, storageServers: number): string {
+  if (space === 'nas-head') {
+    return "a volume on the SAN server → its iSCSI target → the NAS head's initiator → ext4 on the NAS head → the NAS head's NFS server → each guest's NFS client (one file system, one server in the way)";
+  }
   if (space === 'parallel-fs') {
     return `GlusterFS: a distributed volume over a brick (ext4 on a volume) on each of ${storageServers} storage servers → each guest's GlusterFS FUSE client (files hashed to bricks by name)`;
   }

@@ -10,7 +10,7 @@ import type { RunContext, RunKind } from './run-kind.js';
 import { finishRun, type StepEmitter } from './run-events.js';
 import { sharedGuests, validateSharedPlan, type SharedPlan, type SpaceName } from './shared-plan.js';
 import { MEASUREMENT, phaseResult, type GuestPhase, type SharedPhaseResult } from './shared-figures.js';
-import { setUpSpace, spaceDataPath, spaceGroups, tearDownSpace, type SpaceOnGuests } from './shared-spaces.js';
+import { setUpSpace, spaceDataPath, spaceGroups, spaceUnavailable, tearDownSpace, type SpaceOnGuests } from './shared-spaces.js';
 import { serverStream } from './stream.js';
 
 /**
@@ -69,8 +69,20 @@ export async function executeShared(plan: SharedPlan, context: RunContext, agent
   await store.saveRun(run);
   try {
     await step('run', 'started', `${s.spaces.join(', ')} with ${s.guestCounts.join(', ')} guests at once, ${s.repetitions} repetition(s), ${mib(s.fio.size)} per guest in ${mib(s.fio.blockSize)} blocks`);
+    // Every agent must answer before anything is made; their drivers say which spaces can run.
+    const infos = await Promise.all([
+      ...plan.cluster.storage.map(async (x) => ({ role: 'storage' as const, name: x.name, info: await reach.info('storage', x.address) })),
+      ...guests.map(async (g) => ({ role: 'guest' as const, name: g.name, info: await reach.info('guest', g.address) })),
+    ]);
     for (const space of s.spaces) {
       if (signal.aborted) break;
+      const why = spaceUnavailable(space, infos);
+      if (why) {
+        await step(`${space}/setup`, 'skipped', `${space} cannot run on these hosts: ${why}`);
+        run.stepsTotal -= 1 + s.guestCounts.length * s.repetitions * 2;
+        await store.saveRun(run);
+        continue;
+      }
       await measureSpace(k, space, guests);
     }
     run.state = signal.aborted ? 'cancelled' : run.stepsFailed > 0 ? 'failed' : 'succeeded';
