@@ -41,6 +41,8 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
           volumes: { driver: 'filepool', poolDir: path.join(hostDir, 'pool') },
           iscsiTarget: { driver: 'tgt', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, tgtControlPort: lab.tgtControlPort, requireChap: true },
           nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf'), ganeshaPidFile: path.join(hostDir, 'ganesha.pid') },
+          // As a NAS head, it logs in to another storage server's LUN.
+          iscsiInitiator: initiator,
           // Quick repair in the lab: tests restart tgtd and expect exports back soon.
           reconcileIntervalMs: 1000,
         },

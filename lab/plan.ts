@@ -102,7 +102,11 @@ export function clusterLabPlan(lab: LabFile, name: string, cluster: Record<strin
  * mean anything) and the comparison's `shared` section as given. Tests build theirs with it.
  */
 export function sharedLabPlan(lab: LabFile, name: string, cluster: Record<string, unknown>, shared: Record<string, unknown>): Record<string, unknown> {
-  return { ...clusterLabPlan(lab, name, cluster), shared };
+  const storages = lab.hosts.filter((h) => h.role === 'storage');
+  // The NAS head is storage0 (the lab's NFSv3 server: the one rpcbind runs beside), the SAN the last server.
+  const head = storages[0]!;
+  const nasHead = storages.length > 1 ? { head: head.name, san: storages[storages.length - 1]!.name, initiatorIqn: `${IQN_PREFIX}:${head.name}`, exportDir: path.join(head.dataDir ?? path.join(lab.dir, 'hosts', head.name), 'exports') } : undefined;
+  return { ...clusterLabPlan(lab, name, cluster), shared: { ...(nasHead ? { nasHead } : {}), ...shared } };
 }
 
 /**

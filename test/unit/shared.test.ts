@@ -17,7 +17,8 @@ function sharedPlanValue(secret: string, shared: Record<string, unknown> = {}, c
   const value = clusterPlanValue(secret, { storages: 2 });
   delete value.cluster.method;
   Object.assign(value.cluster, { diskSize: '384MiB' }, cluster);
-  return { ...value, name: 'spaces', shared: { spaces: ['parallel-fs', 'iscsi'], guestCounts: [1, 2, 4], ...shared } };
+  const nasHead = { head: 'storage0', san: 'storage1', initiatorIqn: 'iqn.2026-11.org.vcstor.lab:storage0', exportDir: '/lab/hosts/storage0/exports' };
+  return { ...value, name: 'spaces', shared: { spaces: ['nas-head', 'parallel-fs', 'iscsi'], guestCounts: [1, 2, 4], nasHead, ...shared } };
 }
 
 const guestPhase = (guest: string, startedUnixMs: number, runtimeMs: number, bytes: number): GuestPhase => ({
@@ -53,7 +54,7 @@ describe('shared-space plans', () => {
     const parsed = await parsePlanText(stringify(sharedPlanValue(secret)), 's.yaml');
     assert.equal(parsed.kind, 'shared');
     assert.equal(parsed.runId, undefined, 'every run is a new one');
-    assert.equal(parsed.description, 'shared spaces parallel-fs, iscsi with 1, 2, 4 guests at once');
+    assert.equal(parsed.description, 'shared spaces nas-head, parallel-fs, iscsi with 1, 2, 4 guests at once');
     const plan = await parse(sharedPlanValue(secret));
     assert.deepEqual(plan.shared.fio, { size: 64 * 2 ** 20, blockSize: 2 ** 20, direct: true });
     assert.equal(plan.shared.repetitions, 1);
@@ -73,7 +74,15 @@ describe('shared-space plans', () => {
     const one = sharedPlanValue(secret);
     one.cluster.storage = one.cluster.storage.slice(0, 1);
     await refusal(one, /two or more/);
-    await refusal(sharedPlanValue(secret, { fio: { size: '128MiB' } }), /do not fit one brick/);
+    await refusal(sharedPlanValue(secret, { spaces: ['parallel-fs'], fio: { size: '128MiB' } }), /do not fit one brick/);
+    await refusal(sharedPlanValue(secret, { spaces: ['nas-head'], fio: { size: '128MiB' } }), /do not fit the NAS head's LUN/);
+    await refusal(sharedPlanValue(secret, { nasHead: undefined }), /nas-head needs shared\.nasHead/);
+    const same = sharedPlanValue(secret);
+    same.shared.nasHead.san = 'storage0';
+    await refusal(same, /name two storage servers/);
+    const unknown = sharedPlanValue(secret);
+    unknown.shared.nasHead.head = 'storage9';
+    await refusal(unknown, /shared\.nasHead\.head.*no storage server "storage9"/s);
     await refusal(sharedPlanValue(secret, { spaces: ['iscsi'], fio: { size: '300MiB' } }, { diskSize: '384MiB' }), /does not fit a guest's own disk/);
   });
 });
