@@ -8,4 +8,10 @@ export const STORAGE_DRIVERS: readonly DriverRequirements[] = [
   { concern: 'iscsi-target', driver: 'lio', programs: ['targetcli'] },
   { concern: 'nfs-server', driver: 'ganesha', programs: ['ganesha.nfsd'] },
   { concern: 'nfs-server', driver: 'kernel', programs: ['exportfs'], kernelFilesystems: ['nfsd'] },
+  {
+    concern: 'parallel-fs',
+    driver: 'glusterfs',
+    programs: ['gluster', 'glusterd', 'glusterfsd'],
+    note: 'a distributed GlusterFS volume over bricks on the storage servers; glusterd is started by the host (or the lab), the agent drives it with the gluster CLI on its socket',
+  },
 ];

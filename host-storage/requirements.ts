@@ -21,3 +21,14 @@ export const BENCHMARK_DRIVERS: readonly DriverRequirements[] = [
   { concern: 'benchmark', driver: 'postmark', programs: ['postmark'] },
   { concern: 'benchmark', driver: 'fio', programs: ['fio'] },
 ];
+
+/** The client of the parallel-fs shared space (paper section 5): guests mount the storage servers' volume. */
+export const PARALLEL_FS_CLIENT_DRIVERS: readonly DriverRequirements[] = [
+  {
+    concern: 'parallel-fs-client',
+    driver: 'glusterfs',
+    programs: ['glusterfs', 'umount', 'stat'],
+    kernelFilesystems: ['fuse'],
+    note: 'the GlusterFS FUSE client (user space), one glusterfs process per mount',
+  },
+];

@@ -19,6 +19,7 @@ PACKAGES=(
   gcc libc6-dev                           # builds the test shim that lets xl -N run without Xen
   lvm2                                    # the LVM volume driver, run for real on a loop device
   debootstrap                             # the VM tier's Debian image (lab up --vm)
+  glusterfs-server glusterfs-client       # parallel-fs: glusterd + gluster CLI on storage hosts, the FUSE client on guests
 )
 
 missing=()
