@@ -8,6 +8,7 @@ import { Filesystems } from '../common/filesystems.js';
 import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
 import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
+import { GlusterfsFuseClient } from '../host-storage/glusterfs-client.js';
 import { HostStorage } from '../host-storage/host-storage.js';
 import { servedService } from '../common/server.js';
 import { hostStorageOperations } from '../host-storage/operations.js';
@@ -26,6 +27,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
   selectedDrivers: (config) => ({
     'iscsi-initiator': config.guest.iscsiInitiator.driver,
     'nfs-client': config.guest.nfsClient.driver,
+    ...(config.guest.parallelFsClient.driver !== 'none' ? { 'parallel-fs-client': config.guest.parallelFsClient.driver } : {}),
     filesystem: 'ext4',
   }),
   async createServices(runtime, getInfo) {
@@ -37,6 +39,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       log: runtime.log,
       initiator: iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config), runtime.config.fuseServerCgroup),
       nfsClient: kernelNfsClient(runtime.runner),
+      ...(guest.parallelFsClient.driver === 'glusterfs' ? { parallelFsClient: new GlusterfsFuseClient({ runner: runtime.runner, stateDir: stateDirOf(runtime.config) }) } : {}),
       ...(guest.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: guest.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,
     });

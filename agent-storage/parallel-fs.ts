@@ -95,6 +95,10 @@ export class ParallelFsServer {
     return this.o.locks.with(`parallel-fs:${name}`, `parallel file system ${name}`, async () => {
       for (const host of new Set(bricks.map((b) => b.host))) await driver.probePeer(host, signal);
       const created = await driver.createVolume(name, bricks, signal);
+      // O_DIRECT from a client must reach the bricks: gluster's write-behind and
+      // read-ahead would otherwise serve it from the client's memory (a benchmark with
+      // O_DIRECT would measure the guest, not the space).
+      await driver.setOption(name, 'performance.strict-o-direct', 'on', signal);
       await driver.startVolume(name, signal);
       const found = (await driver.listVolumes(signal)).find((v) => v.name === name);
       if (!found) throw new VcstorError('INTERNAL', `parallel file system ${name} was created but its servers do not list it`);

@@ -1,4 +1,5 @@
 import type { DriverRequirements } from '../common/requirements.js';
+import { INITIATOR_DRIVERS } from '../host-storage/requirements.js';
 
 /** Every driver the storage agent has, and what each needs from its host. */
 export const STORAGE_DRIVERS: readonly DriverRequirements[] = [
@@ -14,4 +15,6 @@ export const STORAGE_DRIVERS: readonly DriverRequirements[] = [
     programs: ['gluster', 'glusterd', 'glusterfsd'],
     note: 'a distributed GlusterFS volume over bricks on the storage servers; glusterd is started by the host (or the lab), the agent drives it with the gluster CLI on its socket',
   },
+  // A NAS head logs in to another storage server's LUN (paper section 5).
+  ...INITIATOR_DRIVERS,
 ];

@@ -8,7 +8,8 @@ import { LioTarget } from './drivers/lio.js';
 import { LvmVolumes } from './drivers/lvm.js';
 import { GaneshaNfsServer } from './drivers/ganesha.js';
 import { TgtIscsiTarget } from './drivers/tgt.js';
-import type { IscsiTargetDriver, NfsServerDriver, VolumeDriver } from './drivers/types.js';
+import { GlusterfsServer } from './drivers/glusterfs.js';
+import type { IscsiTargetDriver, NfsServerDriver, ParallelFsDriver, VolumeDriver } from './drivers/types.js';
 import { STORAGE_DRIVERS } from './requirements.js';
 import {
   validateCreateVolumeRequest,
@@ -30,7 +31,7 @@ import { StorageRecordStore } from './state.js';
 import { StorageServer } from './storage.js';
 
 /** The drivers the config selects, built on the agent's command runner. */
-export function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): { volumes: VolumeDriver; target: IscsiTargetDriver; nfs: NfsServerDriver } {
+export function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): { volumes: VolumeDriver; target: IscsiTargetDriver; nfs: NfsServerDriver; parallelFs?: ParallelFsDriver } {
   const { storage } = runtime.config;
   const runner = runtime.runner;
   let volumes: VolumeDriver;
@@ -61,7 +62,11 @@ export function storageDrivers(runtime: AgentRuntime<StorageAgentConfig>): { vol
   } else {
     nfs = new KernelNfsServer({ runner, exportsFile: storage.nfsServer.exportsFile });
   }
-  return { volumes, target, nfs };
+  const parallelFs =
+    storage.parallelFs.driver === 'glusterfs'
+      ? new GlusterfsServer({ runner, socketPath: storage.parallelFs.glusterdSocket, ...(storage.parallelFs.cliLogFile ? { cliLogFile: storage.parallelFs.cliLogFile } : {}) })
+      : undefined;
+  return { volumes, target, nfs, ...(parallelFs ? { parallelFs } : {}) };
 }
 
 /**
@@ -76,6 +81,8 @@ export const storageAgent: AgentDefinition<StorageAgentConfig> = {
     volumes: config.storage.volumes.driver,
     'iscsi-target': config.storage.iscsiTarget.driver,
     'nfs-server': config.storage.nfsServer.driver,
+    'iscsi-initiator': config.storage.iscsiInitiator.driver,
+    ...(config.storage.parallelFs.driver !== 'none' ? { 'parallel-fs': config.storage.parallelFs.driver } : {}),
   }),
   async createServices(runtime, getInfo) {
     const { storage } = runtime.config;

@@ -154,6 +154,10 @@ const storageSection = z
         driver: z.enum(['none', 'glusterfs']).default('none'),
         /** Volume filesystems given as bricks are mounted under here. */
         brickRoot: absolutePath.default('/srv/vcstor-bricks'),
+        /** glusterfs: glusterd's CLI socket (its management.glusterd-sockfile). */
+        glusterdSocket: absolutePath.default('/var/run/glusterd.socket'),
+        /** glusterfs: the gluster CLI's log file (default its own, /var/log/glusterfs/cli.log). */
+        cliLogFile: absolutePath.optional(),
       })
       .strict()
       .prefault({}),
@@ -193,6 +197,8 @@ const guestSection = z
   .object({
     iscsiInitiator: initiatorSection,
     nfsClient: z.object({ driver: z.enum(['kernel']).default('kernel') }).strict().default({ driver: 'kernel' }),
+    /** The client of a parallel file system the guests of a cluster share (paper section 5). */
+    parallelFsClient: z.object({ driver: z.enum(['none', 'glusterfs']).default('glusterfs') }).strict().default({ driver: 'glusterfs' }),
     /** Filesystems are mounted (and benchmarks run) only under here. */
     mountRoot: absolutePath.default('/mnt/vcstor'),
     /**

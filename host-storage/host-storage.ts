@@ -142,9 +142,9 @@ export class HostStorage {
 
   async mountParallelFs(request: ParallelFsMountRequest__Output, signal: AbortSignal): Promise<{ mount: ParallelFsMount; alreadyMounted: boolean }> {
     const client = this.parallelFs();
-    const spec = { server: request.server, name: request.name, mountpoint: request.mountpoint };
+    const spec = { server: request.server, volume: request.name, mountpoint: request.mountpoint };
     const mounted = await this.locks.with(`mount:${request.mountpoint}`, request.mountpoint, () => client.mount(spec, signal));
-    return { mount: { ...spec, driver: client.driver }, alreadyMounted: !mounted };
+    return { mount: { server: request.server, name: request.name, mountpoint: request.mountpoint, driver: client.driver }, alreadyMounted: !mounted };
   }
 
   async unmountParallelFs(mountpoint: string, signal: AbortSignal): Promise<boolean> {
@@ -155,7 +155,7 @@ export class HostStorage {
 
   async listParallelFsMounts(): Promise<ParallelFsMount[]> {
     const client = this.o.parallelFsClient;
-    return client ? (await client.list(this.o.mountRoots)).map((m) => ({ ...m, driver: client.driver })) : [];
+    return client ? (await client.list(this.o.mountRoots)).map((m) => ({ server: m.server, name: m.volume, mountpoint: m.mountpoint, driver: client.driver })) : [];
   }
 
   async makeFilesystem(request: MakeFilesystemRequest__Output, signal: AbortSignal): Promise<MakeFilesystemResponse> {

@@ -107,7 +107,7 @@ export interface ParallelFsMountSpec {
   /** A server to fetch the volume's layout from. */
   server: string;
   /** The volume's name on the parallel file system. */
-  name: string;
+  volume: string;
   mountpoint: string;
 }
 

@@ -43,6 +43,8 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
           nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf'), ganeshaPidFile: path.join(hostDir, 'ganesha.pid') },
           // As a NAS head, it logs in to another storage server's LUN.
           iscsiInitiator: initiator,
+          // A parallel file system over the storage servers: glusterd runs where there are two or more.
+          parallelFs: glusterOf(lab) ? { driver: 'glusterfs', brickRoot: path.join(hostDir, 'bricks'), glusterdSocket: glusterdPaths(hostDir).glusterdSocket, cliLogFile: glusterdPaths(hostDir).cliLogFile } : { driver: 'none' },
           // Quick repair in the lab: tests restart tgtd and expect exports back soon.
           reconcileIntervalMs: 1000,
         },
@@ -66,6 +68,39 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt'), vbdDirectory: path.join(lab.dir, 'sandbox', host.name, 'dev') },
       };
   }
+}
+
+/** Whether the lab runs glusterd on its storage servers: a parallel file system spans two or more. */
+function glusterOf(lab: Pick<LabFile, 'hosts'>): boolean {
+  return lab.hosts.filter((h) => h.role === 'storage').length >= 2;
+}
+
+/** Where a storage host's glusterd keeps its state, runtime files and logs, and its CLI socket. */
+function glusterdPaths(hostDir: string): { glusterdSocket: string; cliLogFile: string; lib: string; run: string; log: string } {
+  const root = path.join(hostDir, 'glusterd');
+  return { lib: path.join(root, 'lib'), run: path.join(root, 'run'), log: path.join(root, 'log'), glusterdSocket: path.join(root, 'run', 'glusterd.socket'), cliLogFile: path.join(root, 'log', 'cli.log') };
+}
+
+/**
+ * glusterd of one storage host, several on one machine: every directory of its own (state,
+ * runtime, logs, CLI socket), listening on the host's address; in the foreground (-N).
+ */
+function glusterdCommand(hostDir: string, address: string): string[] {
+  const g = glusterdPaths(hostDir);
+  const option = (name: string, value: string) => ['--xlator-option', `management.${name}=${value}`];
+  return [
+    'glusterd',
+    '-N',
+    '-p',
+    path.join(g.run, 'glusterd.pid'),
+    '-l',
+    path.join(g.log, 'glusterd.log'),
+    ...option('working-directory', g.lib),
+    ...option('run-directory', g.run),
+    ...option('logging-directory', g.log),
+    ...option('glusterd-sockfile', g.glusterdSocket),
+    ...option('transport.socket.bind-address', address),
+  ];
 }
 
 /** ganesha's base config; NFSv3 (which libnfs clients need) only where rpcbind runs. */
@@ -205,6 +240,15 @@ export class Lab {
         }
         await ensure('rpcbind', host, ['rpcbind', '-f'], () => tcpOpen(host.address, 111));
       }
+      if (glusterOf(lab)) {
+        const g = glusterdPaths(hostDir);
+        for (const d of [g.lib, g.run, g.log, '/var/run/gluster']) await mkdir(d, { recursive: true });
+        // Its start-up takes ~3 s (geo-replication set-up it cannot skip).
+        await ensure('glusterd', host, glusterdCommand(hostDir, host.address), async () => {
+          const status = await this.runner.run('gluster', [`--glusterd-sock=${g.glusterdSocket}`, `--log-file=${g.cliLogFile}`, '--mode=script', 'peer', 'status'], { okExitCodes: [0, 1], timeoutMs: 5000 });
+          return status.exitCode === 0;
+        }, 60_000);
+      }
       // Written once: the storage agent keeps its exports in a section of this file.
       const ganeshaConf = path.join(hostDir, 'ganesha.conf');
       if (!(await access(ganeshaConf).then(() => true, () => false))) await writeFile(ganeshaConf, ganeshaConfig(hostDir, host.address, nfsV3));
@@ -243,7 +287,7 @@ export class Lab {
     const removed: string[] = [];
     const lab = await readLabFile(dir);
     // Agents first (they may hold sessions and mounts), then the daemons.
-    const order = ['agent', 'ganesha', 'rpcbind', 'nats-server', 'tgtd'];
+    const order = ['agent', 'ganesha', 'rpcbind', 'glusterd', 'nats-server', 'tgtd'];
     const processes = [...(lab?.processes ?? [])].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
     const port = lab?.tgtControlPort ?? tgtControlPort(name);
     for (const proc of processes) {
@@ -253,15 +297,22 @@ export class Lab {
       removed.push(`process ${proc.name} on ${proc.host} (pid ${proc.pid})`);
     }
     const namespaces = (await this.network.namespaces()).filter((ns) => ns.startsWith(`${name}-`));
-    // Whatever else runs in the lab's namespaces (initiators, benchmarks, crashed leftovers).
+    // Whatever else runs in the lab's namespaces (initiators, benchmarks, glusterd's bricks,
+    // crashed leftovers). A brick's socket lies in the machine's /var/run/gluster, named in
+    // its command line (-S): removed once the brick is gone.
+    const brickSockets: string[] = [];
     for (const ns of namespaces) {
       for (const pid of await this.network.pidsIn(ns)) {
+        const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+        const socket = argv[argv.indexOf('-S') + 1];
+        if (path.basename(argv[0] ?? '') === 'glusterfsd' && socket?.startsWith('/var/run/gluster/')) brickSockets.push(socket);
         const ticks = await processStartTicks(pid);
         if (ticks === undefined) continue;
         await stopProcess({ pid, startTicks: ticks }, 2000);
         removed.push(`process ${pid} in ${ns}`);
       }
     }
+    for (const socket of brickSockets) await rm(socket, { force: true });
     // rpcbind leaves its socket, lock and state; remove them once no rpcbind runs any more
     // (state left behind would re-register the lab's services in a later rpcbind -w).
     if (!(await programRunning('rpcbind'))) {

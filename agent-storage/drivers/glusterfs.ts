@@ -585,6 +585,25 @@ export class GlusterfsServer {
     });
   }
 
+  /**
+   * Set a volume option (`gluster volume set NAME KEY VALUE`). Idempotent: false when it
+   * already has that value. Timeout 60 s.
+   * @throws VcstorError INVALID_ARGUMENT (a key or value gluster would not take), NOT_FOUND, UNAVAILABLE, ABORTED, INTERNAL.
+   */
+  async setOption(name: string, key: string, value: string, signal: AbortSignal): Promise<boolean> {
+    validateGlusterVolumeName('name', name);
+    if (!/^[a-z][a-z0-9.-]{0,127}$/.test(key)) throw new VcstorError('INVALID_ARGUMENT', `option ${JSON.stringify(key)} is not a gluster option name (e.g. performance.strict-o-direct)`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(value)) throw new VcstorError('INVALID_ARGUMENT', `value ${JSON.stringify(value)} of ${key} is not a plain word`);
+    return this.queue.run(async () => {
+      const existing = await this.findVolume(name, signal);
+      if (!existing) throw new VcstorError('NOT_FOUND', `no gluster volume ${name}`);
+      if (existing.options[key] === value) return false;
+      const answer = await this.cli(['volume', 'set', name, key, value], signal);
+      if (answer.opRet === 0) return true;
+      throw cliFailure(answer, `gluster volume set ${name} ${key} ${value}`);
+    });
+  }
+
   /** Every volume of the pool: name, state, bricks, options. Read-only; timeout 60 s. */
   async listVolumes(signal: AbortSignal): Promise<GlusterVolume[]> {
     return parseGlusterVolumeInfo(await this.cli(['volume', 'info'], signal));

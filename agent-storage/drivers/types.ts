@@ -193,12 +193,14 @@ export interface ParallelFsInfo {
  */
 export interface ParallelFsDriver {
   readonly driver: 'glusterfs';
-  /** Make `host` a peer of this server (idempotent; this server itself is a no-op). */
-  probePeer(host: string, signal: AbortSignal): Promise<void>;
+  /** Make `host` a peer of this server (idempotent: false when it was, or is this server). */
+  probePeer(host: string, signal: AbortSignal): Promise<boolean>;
   /** Create the volume over `bricks` (idempotent: the same bricks → false; other bricks → ALREADY_EXISTS). */
   createVolume(name: string, bricks: readonly BrickSpec[], signal: AbortSignal): Promise<boolean>;
-  /** Start it (idempotent). */
-  startVolume(name: string, signal: AbortSignal): Promise<void>;
+  /** Set one of its options (idempotent). */
+  setOption(name: string, key: string, value: string, signal: AbortSignal): Promise<boolean>;
+  /** Start it (idempotent: false when it was started). */
+  startVolume(name: string, signal: AbortSignal): Promise<boolean>;
   /** Stop and delete it (idempotent: false when there is none). */
   deleteVolume(name: string, signal: AbortSignal): Promise<boolean>;
   listVolumes(signal: AbortSignal): Promise<ParallelFsInfo[]>;
