@@ -39,7 +39,7 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         ...common,
         storage: {
           volumes: { driver: 'filepool', poolDir: path.join(hostDir, 'pool') },
-          iscsiTarget: { driver: 'tgt', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, tgtControlPort: lab.tgtControlPort, requireChap: true },
+          iscsiTarget: { driver: 'tgt', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, tgtControlPort: hostTgtPort(lab, host), requireChap: true },
           nfsServer: { driver: 'ganesha', exportRoot: path.join(hostDir, 'exports'), ganeshaConfig: path.join(hostDir, 'ganesha.conf'), ganeshaPidFile: path.join(hostDir, 'ganesha.pid') },
           // As a NAS head, it logs in to another storage server's LUN.
           iscsiInitiator: initiator,
@@ -68,6 +68,14 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
         guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt'), vbdDirectory: path.join(lab.dir, 'sandbox', host.name, 'dev') },
       };
   }
+}
+
+/**
+ * tgtd's control port on a storage host: the lab's, plus the host's place among the
+ * storage servers (each tgtd holds a lock on its port's socket, machine-wide).
+ */
+function hostTgtPort(lab: Pick<LabFile, 'hosts' | 'tgtControlPort'>, host: Pick<LabHost, 'name'>): number {
+  return lab.tgtControlPort + Math.max(0, lab.hosts.filter((h) => h.role === 'storage').findIndex((h) => h.name === host.name));
 }
 
 /** Whether the lab runs glusterd on its storage servers: a parallel file system spans two or more. */
@@ -226,8 +234,9 @@ export class Lab {
     for (const host of hosts.filter((h) => h.role === 'storage')) {
       const hostDir = path.join(options.dir, 'hosts', host.name);
       await mkdir(path.join(hostDir, 'ganesha-recovery'), { recursive: true });
-      await ensure('tgtd', host, ['tgtd', '-f', '-C', String(lab.tgtControlPort), '--iscsi', `portal=${host.address}:3260`], async () => {
-        const show = await this.runner.run('tgtadm', ['-C', String(lab.tgtControlPort), '--op', 'show', '--mode', 'system'], { okExitCodes: [0, 1, 107], timeoutMs: 2000 });
+      const tgtPort = hostTgtPort(lab, host);
+      await ensure('tgtd', host, ['tgtd', '-f', '-C', String(tgtPort), '--iscsi', `portal=${host.address}:3260`], async () => {
+        const show = await this.runner.run('tgtadm', ['-C', String(tgtPort), '--op', 'show', '--mode', 'system'], { okExitCodes: [0, 1, 107], timeoutMs: 2000 });
         return show.exitCode === 0;
       });
       // rpcbind's socket is a file (/run/rpcbind.sock) shared by all namespaces: one
@@ -289,10 +298,12 @@ export class Lab {
     // Agents first (they may hold sessions and mounts), then the daemons.
     const order = ['agent', 'ganesha', 'rpcbind', 'glusterd', 'nats-server', 'tgtd'];
     const processes = [...(lab?.processes ?? [])].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-    const port = lab?.tgtControlPort ?? tgtControlPort(name);
+    const base = lab?.tgtControlPort ?? tgtControlPort(name);
+    const portOf = (host: string) => (lab ? hostTgtPort(lab, { name: host }) : base);
+    const ports = lab ? [...new Set(lab.hosts.filter((h) => h.role === 'storage').map((h) => portOf(h.name)))] : [base];
     for (const proc of processes) {
       if (!(await isRunning(proc))) continue;
-      if (proc.name === 'tgtd') await this.stopTgtd(port);
+      if (proc.name === 'tgtd') await this.stopTgtd(portOf(proc.host));
       await stopProcess(proc, proc.name === 'tgtd' ? 1000 : 5000);
       removed.push(`process ${proc.name} on ${proc.host} (pid ${proc.pid})`);
     }
@@ -319,8 +330,10 @@ export class Lab {
       for (const f of ['/run/rpcbind.sock', '/run/rpcbind.lock', '/run/rpcbind/rpcbind.xdr', '/run/rpcbind/portmap.xdr']) await rm(f, { force: true });
     }
     removed.push(...(await new LabCgroups().remove(name)));
-    await rm(`/var/run/tgtd/socket.${port}`, { force: true });
-    await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
+    for (const port of ports) {
+      await rm(`/var/run/tgtd/socket.${port}`, { force: true });
+      await rm(`/var/run/tgtd/socket.${port}.lock`, { force: true });
+    }
     // Loop devices are found before the unmounts: one over a FUSE export that a busy
     // unmount can only detach lazily loses its path (its backing file then reads "/").
     const loops = await this.loopsUnder(dir);

@@ -8,7 +8,7 @@ import { makeClient, unary } from '../../common/clients.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
-import { renderReport } from '../../coordinator/report/index.js';
+import { renderReport, sharedResultsTable } from '../../coordinator/report/index.js';
 import type { SharedPhaseResult } from '../../coordinator/shared-figures.js';
 import type { LabFile, LabOptions } from '../../lab/lab.js';
 import { sharedLabPlan } from '../../lab/plan.js';
@@ -68,7 +68,7 @@ describe('shared spaces in the lab: parallel-fs and iscsi with 1, 2 and 4 guests
     }
   }
 
-  it('every phase measured at every count; every file read back intact, on parallel-fs by another guest; nothing left', async () => {
+  it('every phase measured at every count; every file read back intact, on parallel-fs by another guest; nothing left', async (t) => {
     const baseline = await leftovers();
     const coordinator = new Coordinator({ runsDir: path.join(scratch, 'runs'), log: pino({ level: 'silent' }) });
     const plan = sharedLabPlan(
@@ -103,8 +103,10 @@ describe('shared spaces in the lab: parallel-fs and iscsi with 1, 2 and 4 guests
       }
     }
     const setup = events.find((e) => e.stepId === 'parallel-fs/setup' && e.state === 'progress');
-    assert.match(setup?.message ?? '', /over 198\.51\.100\.10:\S+, 198\.51\.100\.11:\S+/, 'one brick on each storage server');
+    const storages = record.hosts.filter((h) => h.role === 'storage').map((h) => h.address);
+    assert.deepEqual([...(setup?.message ?? '').matchAll(/([\d.]+):\/\S+\/brick/g)].map((m) => m[1]), storages, `one brick on each storage server: ${setup?.message}`);
 
+    t.diagnostic(sharedResultsTable(done, measurements));
     const html = renderReport(done, measurements);
     assert.match(html, /data-space="parallel-fs"/);
     assert.match(html, /data-space="iscsi"/);
