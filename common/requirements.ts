@@ -1,6 +1,7 @@
 import { access, constants, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { DriverStatus } from './generated/vcstor/v1/DriverStatus.js';
+import { SerialQueue } from './locks.js';
 import type { CommandRunner } from './runner.js';
 
 /**
@@ -46,6 +47,12 @@ async function kernelFilesystems(): Promise<Set<string>> {
 
 /** Versions already asked of dpkg, by the program's path: they do not change while an agent runs. */
 const packageVersions = new Map<string, Promise<string>>();
+/**
+ * dpkg is asked one question at a time: each dpkg-query reads the whole package database
+ * (~16 MB), and a GetInfo asking for every driver at once ran a dozen of them together,
+ * which a lab guest's 192 MiB memory cgroup answered by killing its agent.
+ */
+const dpkgQueue = new SerialQueue();
 
 /**
  * The Debian package that installed `programPath` and its version ("fio 3.33-3"), asked
@@ -60,11 +67,11 @@ export function packageVersion(runner: CommandRunner, programPath: string): Prom
       const withoutUsr = (file: string) => file.replace(/^\/usr\//, '/');
       const candidates = [...new Set([programPath, withoutUsr(programPath), real, withoutUsr(real)])];
       for (const candidate of candidates) {
-        const owner = await runner.run('dpkg-query', ['--search', candidate], { okExitCodes: [0, 1], timeoutMs: 10_000 }).catch(() => undefined);
+        const owner = await dpkgQueue.run(() => runner.run('dpkg-query', ['--search', candidate], { okExitCodes: [0, 1], timeoutMs: 10_000 })).catch(() => undefined);
         // "tgt: /usr/sbin/tgtd"; diversions ("diversion by ...") are not owners.
         const pkg = owner?.exitCode === 0 ? /^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?: /m.exec(owner.stdout)?.[1] : undefined;
         if (!pkg) continue;
-        const shown = await runner.run('dpkg-query', ['--show', '--showformat=${Version}', pkg], { okExitCodes: [0, 1], timeoutMs: 10_000 }).catch(() => undefined);
+        const shown = await dpkgQueue.run(() => runner.run('dpkg-query', ['--show', '--showformat=${Version}', pkg], { okExitCodes: [0, 1], timeoutMs: 10_000 })).catch(() => undefined);
         const version = shown?.exitCode === 0 ? shown.stdout.trim() : '';
         return version ? `${pkg} ${version}` : pkg;
       }

@@ -125,7 +125,7 @@ export interface ClusterGuest {
 /**
  * Every guest of a cluster plan, in the plan's order, resolved. Pure.
  */
-export function clusterGuests(plan: ClusterPlanValue): ClusterGuest[] {
+export function clusterGuests(plan: Pick<ClusterPlanValue, 'name' | 'cluster'>): ClusterGuest[] {
   const c = plan.cluster;
   const out: ClusterGuest[] = [];
   for (const d of c.dom0) {

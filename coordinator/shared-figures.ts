@@ -39,10 +39,37 @@ export interface SharedPhaseResult {
   verified: boolean;
   /** The page cache each host had before the drop that preceded the phase, for the record. */
   cacheDropped: string;
+  /**
+   * Where the bytes went on each storage server during the phase: what its processes
+   * (tgtd, glusterfsd, ganesha, its initiator) moved to and from the block layer
+   * (/proc/PID/io read_bytes and write_bytes): a read served from a cache moves nothing.
+   */
+  storage: StorageIo[];
+}
+
+/** One storage server's block-layer bytes in a phase. */
+export interface StorageIo {
+  host: string;
+  readBytes: number;
+  writeBytes: number;
+}
+
+/** The block-layer bytes of each host between two samples of its processes' counters (a process new in `after` counts from 0). Pure. */
+export function storageIoBetween(before: ReadonlyMap<string, ReadonlyMap<string, { read: number; write: number }>>, after: ReadonlyMap<string, ReadonlyMap<string, { read: number; write: number }>>): StorageIo[] {
+  return [...after].map(([host, processes]) => {
+    let readBytes = 0;
+    let writeBytes = 0;
+    for (const [id, now] of processes) {
+      const then = before.get(host)?.get(id) ?? { read: 0, write: 0 };
+      readBytes += Math.max(0, now.read - then.read);
+      writeBytes += Math.max(0, now.write - then.write);
+    }
+    return { host, readBytes, writeBytes };
+  });
 }
 
 /** A phase's figures from its guests' parts. Pure. */
-export function phaseResult(space: string, shared: boolean, phase: 'write' | 'read', perGuest: GuestPhase[], cacheDropped: string): SharedPhaseResult {
+export function phaseResult(space: string, shared: boolean, phase: 'write' | 'read', perGuest: GuestPhase[], cacheDropped: string, storage: StorageIo[] = []): SharedPhaseResult {
   const totalBytes = perGuest.reduce((n, p) => n + p.bytes, 0);
   const spanMs = Math.max(...perGuest.map((p) => p.finishedUnixMs)) - Math.min(...perGuest.map((p) => p.startedUnixMs));
   const shortest = Math.min(...perGuest.map((p) => p.runtimeMs));
@@ -58,6 +85,7 @@ export function phaseResult(space: string, shared: boolean, phase: 'write' | 're
     overlap: spanMs > 0 ? Math.min(1, shortest / spanMs) : 0,
     verified: phase === 'read',
     cacheDropped,
+    storage,
   };
 }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { validateValue, type StructuredText } from '../common/structured.js';
-import { checkClusterHosts, clusterGuests, clusterSchema, type ClusterGuest, type ClusterPlanValue } from './cluster-plan.js';
+import { checkClusterHosts, clusterGuests, clusterSchema, type ClusterGuest } from './cluster-plan.js';
 import { METHODS, type MethodName } from './methods/names.js';
 import { absolute, check, name, planHeader, size, withSecrets, type WithSecrets } from './plan-header.js';
 import { validateIqn } from '../common/validate.js';
@@ -109,14 +109,18 @@ export type SharedPlan = WithSecrets<SharedPlanValue>;
 /**
  * The plan's guests in the order the counts take them: round-robin over the dom0 hosts
  * (the first of each dom0, then the second of each, ...), so two guests at once are on
- * two hosts where the plan has two. Pure.
+ * two hosts where the plan has two; and a guest that names no storage server gets them in
+ * turn in that order, so that N guests of a per-guest method spread over the servers as a
+ * parallel file system's files do (a fair contrast). Pure.
  */
 export function sharedGuests(plan: SharedPlanValue): ClusterGuest[] {
-  const all = clusterGuests(plan as unknown as ClusterPlanValue);
+  const all = clusterGuests(plan);
   const byDom0 = plan.cluster.dom0.map((d) => all.filter((g) => g.dom0.name === d.name));
-  const out: ClusterGuest[] = [];
-  for (let i = 0; out.length < all.length; i++) for (const list of byDom0) if (list[i]) out.push(list[i]!);
-  return out;
+  const ordered: ClusterGuest[] = [];
+  for (let i = 0; ordered.length < all.length; i++) for (const list of byDom0) if (list[i]) ordered.push(list[i]!);
+  const named = new Set(plan.cluster.dom0.flatMap((d) => d.guests.filter((g) => g.storage).map((g) => g.name)));
+  const servers = plan.cluster.storage;
+  return ordered.map((g, i) => (named.has(g.name) ? g : { ...g, storage: servers[i % servers.length]! }));
 }
 
 /**

@@ -9,7 +9,7 @@ import { renderSharedReport, sharedResultsTable } from './report/index.js';
 import type { RunContext, RunKind } from './run-kind.js';
 import { finishRun, type StepEmitter } from './run-events.js';
 import { sharedGuests, validateSharedPlan, type SharedPlan, type SpaceName } from './shared-plan.js';
-import { MEASUREMENT, phaseResult, type GuestPhase, type SharedPhaseResult } from './shared-figures.js';
+import { MEASUREMENT, phaseResult, storageIoBetween, type GuestPhase, type SharedPhaseResult } from './shared-figures.js';
 import { setUpSpace, spaceDataPath, spaceGroups, spaceUnavailable, tearDownSpace, type SpaceOnGuests } from './shared-spaces.js';
 import { serverStream } from './stream.js';
 
@@ -176,6 +176,7 @@ async function dropCaches(k: SharedRun, participants: ClusterGuest[]): Promise<s
 async function runPhase(k: SharedRun, space: SpaceOnGuests, participants: ClusterGuest[], phase: 'write' | 'read'): Promise<SharedPhaseResult> {
   const f = k.plan.shared.fio;
   const cacheDropped = await dropCaches(k, participants);
+  const before = await sampleStorage(k);
   const fileOf = (g: ClusterGuest) => `w-${g.name}`;
   const perGuest = await Promise.all(
     participants.map(async (g, i): Promise<GuestPhase> => {
@@ -221,7 +222,21 @@ async function runPhase(k: SharedRun, space: SpaceOnGuests, participants: Cluste
       };
     }),
   );
-  return phaseResult(space.space, space.shared, phase, perGuest, cacheDropped);
+  return phaseResult(space.space, space.shared, phase, perGuest, cacheDropped, storageIoBetween(before, await sampleStorage(k)));
+}
+
+/** Each storage server's processes' block-layer counters (/proc/PID/io), by host and process. */
+async function sampleStorage(k: SharedRun): Promise<Map<string, Map<string, { read: number; write: number }>>> {
+  const opts = { timeoutMs: k.plan.cluster.stepTimeoutS * 1000, signal: k.signal };
+  const samples = await Promise.all(
+    k.plan.cluster.storage.map(async (s) => {
+      const client = k.agents.client('storage', s.address);
+      const r = await unary(client, client.SampleIo, { paths: [] }, opts);
+      const processes = r.counters.filter((c) => c.kind === 'IO_COUNTER_KIND_PROCESS').map((c) => [c.id, { read: Number(c.readBytes), write: Number(c.writeBytes) }] as const);
+      return [s.name, new Map(processes)] as const;
+    }),
+  );
+  return new Map(samples);
 }
 
 function mib(bytes: number): string {

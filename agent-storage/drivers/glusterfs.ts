@@ -1,3 +1,5 @@
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { isIP } from 'node:net';
 import { invalidArgument, VcstorError, type ErrorCode } from '../../common/errors.js';
 import { SerialQueue } from '../../common/locks.js';
@@ -571,7 +573,10 @@ export class GlusterfsServer {
    */
   async deleteVolume(name: string, signal: AbortSignal): Promise<boolean> {
     validateGlusterVolumeName('name', name);
-    return this.queue.run(async () => {
+    // A stopped brick leaves its unix socket in /var/run/gluster (named in its command
+    // line, -S): those of the bricks on this machine are found before the stop, removed after.
+    const sockets = await this.localBrickSockets(name, signal);
+    const removed = await this.queue.run(async () => {
       const stop = await this.cli(['volume', 'stop', name], signal, BRICKS_TIMEOUT_MS);
       if (stop.opRet !== 0) {
         if (/does not exist/i.test(stop.opErrstr)) return false;
@@ -583,6 +588,21 @@ export class GlusterfsServer {
       if (/does not exist/i.test(answer.opErrstr)) return false;
       throw cliFailure(answer, `gluster volume delete ${name}`);
     });
+    for (const socket of sockets) await rm(socket, { force: true });
+    return removed;
+  }
+
+  /** The -S sockets of the volume's brick processes that run on this machine (under /var/run/gluster). */
+  private async localBrickSockets(name: string, signal: AbortSignal): Promise<string[]> {
+    const bricks = await this.volumeStatus(name, signal).catch(() => [] as GlusterBrickStatus[]);
+    const sockets: string[] = [];
+    for (const b of bricks) {
+      if (b.pid === undefined) continue;
+      const argv = (await readFile(`/proc/${b.pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      const socket = argv[argv.indexOf('-S') + 1];
+      if (path.basename(argv[0] ?? '') === 'glusterfsd' && argv.indexOf('-S') >= 0 && socket?.startsWith('/var/run/gluster/')) sockets.push(socket);
+    }
+    return sockets;
   }
 
   /**

@@ -24,6 +24,18 @@ interface Row {
   perGuest: Summary;
   overlap: number;
   verified: boolean;
+  /** Each storage server's block-layer bytes of the phase as a fraction of the guests' bytes, mean over the repetitions. */
+  storage: Array<{ host: string; fraction: number }>;
+  /** The servers' block layer saw under 90% of the guests' bytes in some repetition: part of it came from a cache. */
+  cached: boolean;
+}
+
+/** Below this fraction of the guests' bytes at the servers' block layer, a phase measured a cache. */
+const REACHED_STORAGE = 0.9;
+
+/** The servers' block-layer bytes of a phase's direction over the guests' bytes, per server. */
+function storageFractions(p: SharedPhaseResult): Array<{ host: string; fraction: number }> {
+  return (p.storage ?? []).map((s) => ({ host: s.host, fraction: p.totalBytes > 0 ? (p.phase === 'read' ? s.readBytes : s.writeBytes) / p.totalBytes : 0 }));
 }
 
 function phases(measurements: readonly MeasurementRecord[]): SharedPhaseResult[] {
@@ -46,6 +58,12 @@ function rows(measurements: readonly MeasurementRecord[]): Row[] {
     perGuest: summarize(ps.flatMap((p) => p.perGuest.map((g) => g.bytesPerSecond / 1e6)))!,
     overlap: Math.min(...ps.map((p) => p.overlap)),
     verified: ps.every((p) => p.verified),
+    storage: [...new Set(ps.flatMap((p) => (p.storage ?? []).map((s) => s.host)))].map((host) => ({
+      host,
+      fraction: ps.reduce((n, p) => n + (storageFractions(p).find((s) => s.host === host)?.fraction ?? 0), 0) / ps.length,
+    })),
+    // Recorded without storage counters (an older run): nothing to say.
+    cached: ps.some((p) => (p.storage ?? []).length > 0 && storageFractions(p).reduce((n, s) => n + s.fraction, 0) < REACHED_STORAGE),
   }));
 }
 
@@ -71,7 +89,7 @@ function spread(s: Summary): string {
 export function sharedResultsTable(run: RunRecord, measurements: readonly MeasurementRecord[]): string {
   const all = rows(measurements);
   const lines = [`run ${run.runId} (${run.planName}): ${run.state}`, ''];
-  const header = ['space', 'phase', 'guests', 'aggregate MB/s', 'n', 'per guest MB/s', 'min-max', 'overlap', 'pattern'];
+  const header = ['space', 'phase', 'guests', 'aggregate MB/s', 'n', 'per guest MB/s', 'min-max', 'overlap', 'at the servers\' disks', 'pattern'];
   const body = all
     .sort((a, b) => spaces(all).indexOf(a.space) - spaces(all).indexOf(b.space) || a.phase.localeCompare(b.phase) * -1 || a.guests - b.guests)
     .map((r) => [
@@ -83,6 +101,7 @@ export function sharedResultsTable(run: RunRecord, measurements: readonly Measur
       r.perGuest.mean.toFixed(1),
       `${r.perGuest.min.toFixed(1)}-${r.perGuest.max.toFixed(1)}`,
       `${(r.overlap * 100).toFixed(0)}%`,
+      `${r.storage.map((s) => `${s.host} ${(s.fraction * 100).toFixed(0)}%`).join(' ') || '-'}${r.cached ? ' (cache!)' : ''}`,
       r.phase === 'read' ? (r.shared ? 'intact, read by another guest' : 'intact') : '-',
     ]);
   lines.push(...alignColumns(header, body, header.map((_, i) => i >= 2 && i <= 7)));
@@ -92,6 +111,8 @@ export function sharedResultsTable(run: RunRecord, measurements: readonly Measur
       if (k) lines.push(`knee ${space} ${phase}: ${k.reached ? `${k.guests} guests (more add under 10%)` : `not reached up to ${k.guests} guests`}`);
     }
   }
+  const cached = all.filter((r) => r.cached);
+  if (cached.length > 0) lines.push('', `measured a cache (the servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes): ${cached.map((r) => `${r.space} ${r.phase} ${r.guests}`).join(', ')}`);
   const errors = measurements.filter((m) => m.error);
   if (errors.length > 0) lines.push('', 'errors:', ...errors.map((m) => `  ${m.method} ${m.benchmark} ${m.guest} rep ${m.repetition}: ${m.error}`));
   return `${lines.join('\n')}\n`;
@@ -124,12 +145,13 @@ ${lineChart({
   ],
   ...(knee?.reached ? { kneeCount: knee.guests } : {}),
 })}
-<p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. "All guests": every byte over the span from the first guest's first I/O to the last guest's last; "per guest": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
+${all.some((r) => r.space === space && r.cached) ? `<p class="warning">Part of this space's figures came from a cache: the storage servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes in ${all.filter((r) => r.space === space && r.cached).map((r) => `${r.phase} with ${r.guests}`).join(', ')}.</p>` : ''}
+<p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. Each storage server's share of the bytes is what its processes moved to or from its block layer (below every page cache). "All guests": every byte over the span from the first guest's first I/O to the last guest's last; "per guest": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
 </section>`;
   });
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vcstor shared-space report: ${escapeMarkup(run.planName)}</title>
-<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;padding:1em}.caption{max-width:50em;color:#333}</style></head>
+<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f6f6;padding:1em}.caption{max-width:50em;color:#333}.warning{color:#b00;font-weight:bold}</style></head>
 <body>
 <h1>Which shared space serves a virtual cluster? (${escapeMarkup(run.planName)})</h1>
 <p>run ${escapeMarkup(run.runId)} — ${escapeMarkup(run.state)}${run.error ? ` — ${escapeMarkup(run.error)}` : ''}</p>

@@ -95,6 +95,10 @@ describe('shared spaces in the lab: parallel-fs and iscsi with 1, 2 and 4 guests
       assert.deepEqual(r.perGuest.map((p) => p.bytes), r.perGuest.map(() => FILE_BYTES), `${at}: every guest moved its whole file`);
       assert.ok(r.spanMs > 0 && r.aggregateBytesPerSecond > 0, at);
       assert.ok(r.perGuest.every((p) => p.startedUnixMs >= done.createdUnixMs && p.finishedUnixMs <= done.finishedUnixMs), `${at}: fio's clocks are the run's`);
+      // Every byte reached the storage servers' block layer (summed over them: parallel-fs
+      // spreads files over both; nas-head's head and SAN each see them all): no cache answered.
+      const atServers = r.storage.reduce((n, s) => n + (r.phase === 'read' ? s.readBytes : s.writeBytes), 0);
+      assert.ok(atServers >= 0.9 * r.totalBytes, `${at}: the servers' block layer saw ${atServers} of ${r.totalBytes} bytes (${JSON.stringify(r.storage)})`);
       if (r.phase === 'read') {
         assert.equal(r.verified, true, at);
         const others = r.perGuest.filter((p) => p.writtenBy !== p.guest).length;

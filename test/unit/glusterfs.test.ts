@@ -277,12 +277,13 @@ describe('GlusterfsServer: the command lines', () => {
     assert.equal((await rejects(gluster.startVolume('gv0', signal))).code, 'NOT_FOUND');
   });
 
-  it('deletes a volume: stop, then delete; stopped already; gone already is false after one call', async () => {
+  it('deletes a volume: its bricks found (for their sockets), stop, then delete; stopped already; gone already is false', async () => {
     const started = server();
+    onCli(started.runner, ['volume', 'status'], 'volume-status-started.xml');
     onCli(started.runner, ['volume', 'stop'], 'volume-stop.xml');
     onCli(started.runner, ['volume', 'delete'], 'volume-delete.xml');
     assert.equal(await started.gluster.deleteVolume('gv0', signal), true);
-    assert.deepEqual(started.runner.lines, [`${G} volume stop gv0 --xml`, `${G} volume delete gv0 --xml`]);
+    assert.deepEqual(started.runner.lines, [`${G} volume status gv0 --xml`, `${G} volume stop gv0 --xml`, `${G} volume delete gv0 --xml`]);
 
     const stopped = server();
     onCli(stopped.runner, ['volume', 'stop'], 'volume-stop-already.xml');
@@ -292,7 +293,7 @@ describe('GlusterfsServer: the command lines', () => {
     const gone = server();
     onCli(gone.runner, ['volume', 'stop'], 'volume-stop-missing.xml');
     assert.equal(await gone.gluster.deleteVolume('gv0', signal), false);
-    assert.equal(gone.runner.lines.length, 1);
+    assert.deepEqual(gone.runner.lines.filter((l) => !l.includes('volume status')), [`${G} volume stop gv0 --xml`]);
 
     const raced = server();
     onCli(raced.runner, ['volume', 'stop'], 'volume-stop-already.xml');

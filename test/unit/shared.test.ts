@@ -8,7 +8,7 @@ import { readStructured } from '../../common/structured.js';
 import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
 import { renderSharedReport, sharedResultsTable } from '../../coordinator/report/index.js';
 import { parsePlanText } from '../../coordinator/run-kinds.js';
-import { MEASUREMENT, phaseResult, type GuestPhase } from '../../coordinator/shared-figures.js';
+import { MEASUREMENT, phaseResult, storageIoBetween, type GuestPhase } from '../../coordinator/shared-figures.js';
 import { sharedGuests, validateSharedPlan } from '../../coordinator/shared-plan.js';
 import { clusterPlanValue } from './cluster-plan.test.js';
 
@@ -62,8 +62,11 @@ describe('shared-space plans', () => {
 
   it('take the guests round-robin over the dom0 hosts: two at once are on two hosts', async () => {
     const plan = await parse(sharedPlanValue(secret));
-    const order = sharedGuests(plan).map((g) => `${g.name}@${g.dom0.name}`);
-    assert.deepEqual(order, ['guest0@host0', 'guest2@host1', 'guest1@host0', 'guest3@host1']);
+    const order = sharedGuests(plan).map((g) => `${g.name}@${g.dom0.name}/${g.storage.name}`);
+    assert.deepEqual(order, ['guest0@host0/storage0', 'guest2@host1/storage1', 'guest1@host0/storage0', 'guest3@host1/storage1'], 'and the storage servers in turn in that order');
+    const pinned = sharedPlanValue(secret);
+    pinned.cluster.dom0[1].guests[0].storage = 'storage0';
+    assert.equal(sharedGuests(await parse(pinned)).find((g) => g.name === 'guest2')!.storage.name, 'storage0', 'a guest that names its server keeps it');
   });
 
   it('refuse what cannot run: more guests than the plan has, counts not ascending, a space twice, parallel-fs on one server, files that do not fit', async () => {
@@ -99,6 +102,28 @@ describe('shared-space figures', () => {
     // Their rates summed would say 100 MB/s: the span does not let overlapping jobs inflate it.
     assert.ok(r.aggregateBytesPerSecond < r.perGuest.reduce((n, p) => n + p.bytesPerSecond, 0));
     assert.equal(phaseResult('iscsi', false, 'read', [guestPhase('a', 0, 1000, 1e6)], '').verified, true);
+  });
+
+  it("storage I/O: each host's processes' block-layer bytes between two samples; a process that appeared counts from 0", () => {
+    const sample = (entries: Array<[string, Array<[string, number, number]>]>) => new Map(entries.map(([host, ps]) => [host, new Map(ps.map(([id, read, write]) => [id, { read, write }]))]));
+    const before = sample([['storage0', [['process:tgtd:10', 100, 1000]]], ['storage1', []]]);
+    const after = sample([['storage0', [['process:tgtd:10', 600, 1500]]], ['storage1', [['process:glusterfsd:20', 300, 0]]]]);
+    assert.deepEqual(storageIoBetween(before, after), [
+      { host: 'storage0', readBytes: 500, writeBytes: 500 },
+      { host: 'storage1', readBytes: 300, writeBytes: 0 },
+    ]);
+  });
+
+  it('a read phase whose servers\' disks saw under 90% of the bytes is flagged as a cache, in the table and the report', () => {
+    const run: RunRecord = { runId: 'r-2', planName: 'spaces', kind: 'shared', state: 'succeeded', createdUnixMs: 0, finishedUnixMs: 0, stepsTotal: 0, stepsSucceeded: 0, stepsFailed: 0, error: '' };
+    const read = (space: string, served: number) =>
+      ({ runId: 'r-2', method: space, benchmark: MEASUREMENT.read, repetition: 1, guest: 'guest0', error: '', result: phaseResult(space, true, 'read', [guestPhase('guest0', 0, 1000, 100e6)], '', [{ host: 'storage0', readBytes: served / 2, writeBytes: 0 }, { host: 'storage1', readBytes: served / 2, writeBytes: 0 }]) as unknown as Record<string, unknown> }) as MeasurementRecord;
+    const table = sharedResultsTable(run, [read("parallel-fs", 30e6), read("nas-head", 200e6)]);
+    assert.match(table, /parallel-fs\s+read.*storage0 15% storage1 15% \(cache!\)/);
+    assert.match(table, /nas-head\s+read.*storage0 100% storage1 100%\s/);
+    assert.match(table, /measured a cache .*: parallel-fs read 1$/m);
+    const html = renderSharedReport(run, [read('parallel-fs', 30e6)]);
+    assert.match(html, /class="warning">Part of this space's figures came from a cache/);
   });
 
   it('the report: a chart per space with a point per count and series, the table with spread and knee, failures listed', () => {
