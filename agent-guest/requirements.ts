@@ -1,5 +1,5 @@
 import type { DriverRequirements } from '../common/requirements.js';
-import { BENCHMARK_DRIVERS, FILESYSTEM_DRIVERS, INITIATOR_DRIVERS, PARALLEL_FS_CLIENT_DRIVERS } from '../host-storage/requirements.js';
+import { BENCHMARK_DRIVERS, CLUSTER_FILESYSTEM_DRIVERS, FILESYSTEM_DRIVERS, INITIATOR_DRIVERS, PARALLEL_FS_CLIENT_DRIVERS } from '../host-storage/requirements.js';
 
 /** Every driver the guest agent has, and what each needs from its host. */
 export const GUEST_DRIVERS: readonly DriverRequirements[] = [
@@ -12,6 +12,7 @@ export const GUEST_DRIVERS: readonly DriverRequirements[] = [
     note: 'directory mounts need a kernel NFS client; namespace guests of the lab share a kernel without one (use the VM tier)',
   },
   ...PARALLEL_FS_CLIENT_DRIVERS,
+  ...CLUSTER_FILESYSTEM_DRIVERS,
   ...FILESYSTEM_DRIVERS,
   ...BENCHMARK_DRIVERS,
 ];

@@ -29,6 +29,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
     'nfs-client': config.guest.nfsClient.driver,
     ...(config.guest.parallelFsClient.driver !== 'none' ? { 'parallel-fs-client': config.guest.parallelFsClient.driver } : {}),
     filesystem: 'ext4',
+    'cluster-filesystem': 'ocfs2',
   }),
   async createServices(runtime, getInfo) {
     const { guest } = runtime.config;

@@ -17,21 +17,23 @@ const iqn = z.string().superRefine(check((v) => validateIqn('iqn', v)));
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
 
+/** PostMark's parameters in a plan (the paper's defaults): campaigns and shared-space runs. */
+export const postmarkSchema = z
+  .object({
+    transactions: z.number().int().min(1).max(100_000_000).default(100_000),
+    files: z.number().int().min(1).max(10_000_000).default(1_000),
+    subdirectories: z.number().int().min(0).max(100_000).default(100),
+    minFileSize: size(1, 64 * MIB).default(500),
+    maxFileSize: size(1, 64 * MIB).default(10_000),
+  })
+  .strict();
+
 const benchmarksSchema = z
   .object({
     // ram: the guest's memory as bonnie++ is told it (-r); its file must be twice that,
     // or its figures measure the guest's cache. Unset: half the file (the agent's default).
     bonnie: z.object({ fileSize: size(MIB, 64 * GIB).default(GIB), chunk: size(256, MIB).default(8192), directIo: z.boolean().default(false), ram: size(MIB, 64 * GIB).optional() }).strict().optional(),
-    postmark: z
-      .object({
-        transactions: z.number().int().min(1).max(100_000_000).default(100_000),
-        files: z.number().int().min(1).max(10_000_000).default(1_000),
-        subdirectories: z.number().int().min(0).max(100_000).default(100),
-        minFileSize: size(1, 64 * MIB).default(500),
-        maxFileSize: size(1, 64 * MIB).default(10_000),
-      })
-      .strict()
-      .optional(),
+    postmark: postmarkSchema.optional(),
     fio: z
       .object({
         rw: z.enum(['read', 'write', 'randread', 'randwrite', 'rw', 'randrw']),

@@ -4,7 +4,39 @@
  */
 
 /** The measurement names of the two phases. */
-export const MEASUREMENT = { write: 'shared-write', read: 'shared-read' } as const;
+export const MEASUREMENT = { write: 'shared-write', read: 'shared-read', postmark: 'shared-postmark' } as const;
+
+/** One guest's PostMark run in a phase. */
+export interface GuestPostmark {
+  guest: string;
+  transactions: number;
+  /** Transactions over its wall time (PostMark's own figure has a one-second timer). */
+  transactionsPerSecond: number;
+  wallMs: number;
+  startedUnixMs: number;
+  finishedUnixMs: number;
+}
+
+/** PostMark on N guests at once: the measurement's result. */
+export interface SharedPostmarkResult {
+  space: string;
+  shared: boolean;
+  phase: 'postmark';
+  guests: number;
+  perGuest: GuestPostmark[];
+  spanMs: number;
+  /** Every guest's transactions over the span from the first start to the last end. */
+  aggregateTransactionsPerSecond: number;
+  cacheDropped: string;
+  storage: StorageIo[];
+}
+
+/** A PostMark phase's figures from its guests' runs. Pure. */
+export function postmarkResult(space: string, shared: boolean, perGuest: GuestPostmark[], cacheDropped: string, storage: StorageIo[]): SharedPostmarkResult {
+  const spanMs = Math.max(...perGuest.map((p) => p.finishedUnixMs)) - Math.min(...perGuest.map((p) => p.startedUnixMs));
+  const transactions = perGuest.reduce((n, p) => n + p.transactions, 0);
+  return { space, shared, phase: 'postmark', guests: perGuest.length, perGuest, spanMs, aggregateTransactionsPerSecond: spanMs > 0 ? (transactions * 1000) / spanMs : 0, cacheDropped, storage };
+}
 
 /** One guest's part in a phase. */
 export interface GuestPhase {

@@ -3,6 +3,7 @@ import { validateValue, type StructuredText } from '../common/structured.js';
 import { checkClusterHosts, clusterGuests, clusterSchema, type ClusterGuest } from './cluster-plan.js';
 import { METHODS, type MethodName } from './methods/names.js';
 import { absolute, check, name, planHeader, size, withSecrets, type WithSecrets } from './plan-header.js';
+import { postmarkSchema } from './plan.js';
 import { validateIqn } from '../common/validate.js';
 
 /**
@@ -15,7 +16,7 @@ import { validateIqn } from '../common/validate.js';
  */
 
 /** The shared spaces of section 5 that this coordinator sets up. */
-export const SHARED_SPACES = ['parallel-fs', 'nas-head'] as const;
+export const SHARED_SPACES = ['parallel-fs', 'nas-head', 'ip-san'] as const;
 export type SharedSpaceName = (typeof SHARED_SPACES)[number];
 /** What a plan can compare: a shared space, or a method giving each guest its own disk (contrast). */
 export type SpaceName = SharedSpaceName | MethodName;
@@ -30,6 +31,12 @@ const sharedSchema = z
     /** Guests writing and reading at once, ascending: the first N guests of the plan, spread over its dom0 hosts. */
     guestCounts: z.array(z.number().int().min(1).max(256)).min(1),
     repetitions: z.number().int().min(1).max(20).default(1),
+    /**
+     * PostMark on the shared directory: after each count's fio phases, the same guests run
+     * PostMark at once, each in a directory of its own in the space (metadata: creates,
+     * appends, deletes through the space's server). Absent: not run.
+     */
+    postmark: postmarkSchema.optional(),
     /**
      * nas-head: a storage server (`head`) logs in to a LUN of another (`san`), puts ext4 on
      * it under its export root (`exportDir`) and re-exports it over NFS to every guest.

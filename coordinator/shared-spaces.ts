@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { unary } from '../common/clients.js';
+import { VcstorError } from '../common/errors.js';
 import type { GetInfoResponse__Output } from '../common/generated/vcstor/v1/GetInfoResponse.js';
 import type { ClusterGuest } from './cluster-plan.js';
 import type { ClusterAgents } from './cluster-records.js';
@@ -80,6 +81,10 @@ export function planUndoAgents(plan: SharedPlan, agents: ClusterAgents): UndoAge
 export async function setUpSpace(space: SpaceName, k: SpaceContext): Promise<SpaceOnGuests> {
   if (space === 'parallel-fs') return setUpParallelFs(k);
   if (space === 'nas-head') return setUpNasHead(k);
+  if (space === 'ip-san') {
+    // Reached only where every guest reports an OCFS2 it can run (spaceUnavailable).
+    throw new VcstorError('UNIMPLEMENTED', 'ip-san: one LUN logged in by every guest with OCFS2 on it needs the o2cb cluster stack configured on each guest (cluster.conf, heartbeat), which vcstor does not set up yet; see the README (Shared spaces)');
+  }
   return setUpPerGuest(space, k);
 }
 
@@ -87,6 +92,7 @@ export async function setUpSpace(space: SpaceName, k: SpaceContext): Promise<Spa
 export function spaceNeeds(space: SpaceName): ReadonlyArray<readonly ['storage' | 'dom0' | 'guest', string]> {
   if (space === 'parallel-fs') return [['storage', 'parallel-fs'], ['guest', 'parallel-fs-client']];
   if (space === 'nas-head') return [['storage', 'iscsi-target'], ['storage', 'iscsi-initiator'], ['storage', 'nfs-server'], ['guest', 'nfs-client']];
+  if (space === 'ip-san') return [['storage', 'iscsi-target'], ['guest', 'iscsi-initiator'], ['guest', 'cluster-filesystem']];
   return METHOD_SPECS[space].needs;
 }
 
@@ -252,6 +258,7 @@ async function setUpNasHead(k: SpaceContext): Promise<SpaceOnGuests> {
 
 /** The words of a space's data path, for the report. */
 export function spaceDataPath(space: SpaceName, storageServers: number): string {
+  if (space === 'ip-san') return 'a volume on a storage server → its iSCSI target → every guest logs in to the one LUN → a cluster file system (OCFS2) mounted by all';
   if (space === 'nas-head') {
     return "a volume on the SAN server → its iSCSI target → the NAS head's initiator → ext4 on the NAS head → the NAS head's NFS server → each guest's NFS client (one file system, one server in the way)";
   }

@@ -9,7 +9,7 @@ import { renderSharedReport, sharedResultsTable } from './report/index.js';
 import type { RunContext, RunKind } from './run-kind.js';
 import { finishRun, type StepEmitter } from './run-events.js';
 import { sharedGuests, validateSharedPlan, type SharedPlan, type SpaceName } from './shared-plan.js';
-import { MEASUREMENT, phaseResult, storageIoBetween, type GuestPhase, type SharedPhaseResult } from './shared-figures.js';
+import { MEASUREMENT, phaseResult, postmarkResult, storageIoBetween, type GuestPhase, type GuestPostmark, type SharedPhaseResult } from './shared-figures.js';
 import { setUpSpace, spaceDataPath, spaceGroups, spaceUnavailable, tearDownSpace, type SpaceOnGuests } from './shared-spaces.js';
 import { serverStream } from './stream.js';
 
@@ -65,7 +65,8 @@ export async function executeShared(plan: SharedPlan, context: RunContext, agent
   };
   const guests = sharedGuests(plan);
   run.state = 'running';
-  run.stepsTotal = s.spaces.length * (1 + s.guestCounts.length * s.repetitions * 2);
+  const phasesPerCount = s.postmark ? 3 : 2;
+  run.stepsTotal = s.spaces.length * (1 + s.guestCounts.length * s.repetitions * phasesPerCount);
   await store.saveRun(run);
   try {
     await step('run', 'started', `${s.spaces.join(', ')} with ${s.guestCounts.join(', ')} guests at once, ${s.repetitions} repetition(s), ${mib(s.fio.size)} per guest in ${mib(s.fio.blockSize)} blocks`);
@@ -79,7 +80,7 @@ export async function executeShared(plan: SharedPlan, context: RunContext, agent
       const why = spaceUnavailable(space, infos);
       if (why) {
         await step(`${space}/setup`, 'skipped', `${space} cannot run on these hosts: ${why}`);
-        run.stepsTotal -= 1 + s.guestCounts.length * s.repetitions * 2;
+        run.stepsTotal -= 1 + s.guestCounts.length * s.repetitions * phasesPerCount;
         await store.saveRun(run);
         continue;
       }
@@ -142,6 +143,7 @@ async function measureSpace(k: SharedRun, space: SpaceName, guests: ClusterGuest
             }
           }
         }
+        if (plan.shared.postmark) await postmarkPhase(k, onGuests, participants, rep);
       }
     }
   } finally {
@@ -149,6 +151,51 @@ async function measureSpace(k: SharedRun, space: SpaceName, guests: ClusterGuest
     const left = await tearDownSpace(space, { plan, agents: k.agents, journal: k.journal });
     await step(`${space}/teardown`, left.length === 0 ? 'succeeded' : 'failed', left.length === 0 ? 'nothing left' : `left behind: ${left.join('; ')}; run vcstor cleanup ${k.run.runId}`);
     if (left.length > 0) await k.count(false);
+  }
+}
+
+/** PostMark on every participant at once, each in a private directory of the space: a `shared-postmark` measurement. */
+async function postmarkPhase(k: SharedRun, space: SpaceOnGuests, participants: ClusterGuest[], rep: number): Promise<void> {
+  const p = k.plan.shared.postmark!;
+  const stepId = `${space.space}/${participants.length}/${rep}/postmark`;
+  const guests = participants.map((g) => g.name).join(',');
+  await k.step(stepId, 'started', `${participants.length} guest(s) run PostMark at once: ${guests}`);
+  try {
+    const cacheDropped = await dropCaches(k, participants);
+    const before = await sampleStorage(k);
+    const perGuest = await Promise.all(
+      participants.map(async (g): Promise<GuestPostmark> => {
+        const client = k.agents.client('guest', g.address);
+        const request = {
+          directory: space.directories.get(g.name)!,
+          label: `${space.space} ${participants.length} guests postmark`,
+          postmark: { transactions: p.transactions, files: p.files, subdirectories: p.subdirectories, minFileSizeBytes: p.minFileSize, maxFileSizeBytes: p.maxFileSize },
+        };
+        const result = await serverStream((options) => client.RunBenchmark(request, options), {
+          what: `PostMark on ${g.name}`,
+          timeoutMs: k.plan.cluster.stepTimeoutS * 1000,
+          signal: k.signal,
+          onMessage: (m: RunBenchmarkResponse__Output) => m.result ?? undefined,
+        });
+        const wallMs = Number(result.postmark!.wallMs);
+        // The run ended with the benchmark's result; PostMark ran for wallMs before that.
+        const finishedUnixMs = Number(result.startedUnixMs) + Number(result.elapsedMs);
+        return { guest: g.name, transactions: p.transactions, transactionsPerSecond: result.postmark!.transactionsPerWallSecond, wallMs, startedUnixMs: finishedUnixMs - wallMs, finishedUnixMs };
+      }),
+    );
+    const result = postmarkResult(space.space, space.shared, perGuest, cacheDropped, storageIoBetween(before, await sampleStorage(k)));
+    const m: MeasurementRecord = { runId: k.run.runId, method: space.space, benchmark: MEASUREMENT.postmark, repetition: rep, guest: guests, result: result as unknown as Record<string, unknown>, error: '' };
+    k.measurements.push(m);
+    await k.save();
+    await k.step(stepId, 'succeeded', `${result.aggregateTransactionsPerSecond.toFixed(0)} transactions/s in all, ${perGuest.map((x) => `${x.guest} ${x.transactionsPerSecond.toFixed(0)}`).join(', ')}`, { measurement: m });
+    await k.count(true);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const m: MeasurementRecord = { runId: k.run.runId, method: space.space, benchmark: MEASUREMENT.postmark, repetition: rep, guest: guests, error: message };
+    k.measurements.push(m);
+    await k.save();
+    await k.step(stepId, k.signal.aborted ? 'cancelled' : 'failed', message, { measurement: m });
+    await k.count(false);
   }
 }
 

@@ -32,3 +32,19 @@ export const PARALLEL_FS_CLIENT_DRIVERS: readonly DriverRequirements[] = [
     note: 'the GlusterFS FUSE client (user space), one glusterfs process per mount',
   },
 ];
+
+/**
+ * A cluster file system on one LUN that several guests log in to (the ip-san shared space,
+ * paper section 5): OCFS2, its o2cb cluster stack in the kernel. Debian's cloud kernel
+ * (the VM tier's) is built without it (CONFIG_OCFS2_FS, CONFIG_GFS2_FS and CONFIG_DLM
+ * are not set); the namespace lab's kernel has none either.
+ */
+export const CLUSTER_FILESYSTEM_DRIVERS: readonly DriverRequirements[] = [
+  {
+    concern: 'cluster-filesystem',
+    driver: 'ocfs2',
+    programs: ['mkfs.ocfs2', 'mounted.ocfs2', 'o2cb'],
+    kernelFilesystems: ['ocfs2'],
+    note: 'several guests mount one LUN at once; needs ocfs2-tools and a kernel with OCFS2 (Debian\'s generic kernel, not its cloud kernel)',
+  },
+];
