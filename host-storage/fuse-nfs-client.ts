@@ -154,7 +154,7 @@ export function fuseNfsFailure(log: string, what: string): VcstorError {
     [/MNT3ERR_ACCES|NFS3ERR_ACCES|Permission denied/i, 'PERMISSION_DENIED', 'the server refused this client, or does not export that path'],
     [/MNT3ERR_NOENT|NFS3ERR_NOENT|No such file or directory/i, 'NOT_FOUND', 'the server does not export that path'],
     [/no answer|nfs_service failed|connect|Connection refused|timed out/i, 'UNAVAILABLE', 'the server could not be reached'],
-    [/\/dev\/fuse|fusermount|fuse: /i, 'FAILED_PRECONDITION', 'FUSE is not usable on this host'],
+    [/\/dev\/fuse|fusermount|(^|\s)fuse: /i, 'FAILED_PRECONDITION', 'FUSE is not usable on this host'], // libfuse's own words
   ];
   const rule = rules.find(([pattern]) => pattern.test(said));
   if (rule) return new VcstorError(rule[1], `${what} failed: ${rule[2]} (${said.trim()})`);
