@@ -164,7 +164,6 @@ static void to_stat(const struct nfs_stat_64 *n, struct stat *st)
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	cfg->use_ino = 1;   /* NFS fileids as inode numbers (hard links, fio, find) */
-	cfg->nullpath_ok = 0;
 	if (opts.cache && strcmp(opts.cache, "page") == 0)
 		cfg->auto_cache = 1;
 	fprintf(stderr, PROGRAM ": mounted; FUSE max_write %u, max_read %u; NFS calls at most %zu bytes read, %zu written\n",
@@ -515,7 +514,7 @@ int main(int argc, char *argv[])
 		printf(PROGRAM " 1 (libfuse %d)\n", fuse_version());
 		return 0;
 	}
-	if (!opts.url || !opts.mountpoint || strncmp(opts.url, "nfs://", 6) != 0) {
+	if (!opts.url || !opts.mountpoint || strncmp(opts.url, "nfs://", 6) != 0 || strlen(opts.url) > PATH_MAX) {
 		fprintf(stderr, PROGRAM ": need nfs://SERVER/EXPORT and MOUNTPOINT (see --help)\n");
 		return 1;
 	}

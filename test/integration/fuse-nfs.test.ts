@@ -10,8 +10,10 @@ import { parseMountinfo } from '../../common/filesystems.js';
 import { isRunning, startDetached, startInNamespace, stopProcess, waitFor, type DetachedProcess } from '../../common/processes.js';
 import { findProgram } from '../../common/requirements.js';
 import { ExecaCommandRunner } from '../../common/runner.js';
+import { pino } from 'pino';
 import { FUSE_NFS_FSTYPE, FUSE_NFS_PROGRAM, FuseNfsClient } from '../../host-storage/fuse-nfs-client.js';
-import type { NfsMountSpec } from '../../host-storage/types.js';
+import { HostStorage } from '../../host-storage/host-storage.js';
+import type { IscsiInitiatorDriver, NfsMountSpec } from '../../host-storage/types.js';
 import { startRpcbindStub, type RpcbindStub } from '../support/rpcbind-stub.js';
 
 /**
@@ -152,15 +154,20 @@ describe('fuse-nfs: vcstor-nfs-fuse against a real ganesha (NFSv3, no portmapper
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('mounts through the driver; the same mount again is false', async (t) => {
+  it('mounts as an agent does (HostStorage.mountNfs, on a kernel without NFS); the same mount again is already mounted', async (t) => {
+    const host = new HostStorage({ runner, log: pino({ level: 'silent' }), initiator: {} as IscsiInitiatorDriver, nfsClient: client, mountRoots: [dir] });
+    const request = { server: SERVER_IP, exportPath: exportDir, mountpoint: mnt, nfsVersion: 3, options: spec.options };
     const started = Date.now();
-    assert.equal(await client.mount(spec, never), true);
+    const first = await host.mountNfs(request, never);
     t.diagnostic(`mounted in ${Date.now() - started} ms`);
+    assert.equal(first.alreadyMounted, false);
+    assert.equal(first.mount.driver, 'fuse-nfs');
+    assert.equal((await host.mountNfs(request, never)).alreadyMounted, true);
     assert.equal(await client.mount(spec, never), false);
-    const [listed] = await client.list([dir]);
+    const [listed] = await host.listNfsMounts();
     assert.deepEqual(
-      { server: listed?.server, exportPath: listed?.exportPath, mountpoint: listed?.mountpoint, version: listed?.version },
-      { server: SERVER_IP, exportPath: exportDir, mountpoint: mnt, version: 3 },
+      { server: listed?.server, exportPath: listed?.exportPath, mountpoint: listed?.mountpoint, nfsVersion: listed?.nfsVersion, driver: listed?.driver },
+      { server: SERVER_IP, exportPath: exportDir, mountpoint: mnt, nfsVersion: 3, driver: 'fuse-nfs' },
     );
     assert.ok(stub!.registrations.some((r) => r.proc === 'set' && r.program === 100003 && r.version === 3), 'ganesha registered NFSv3 with the stub only');
   });
