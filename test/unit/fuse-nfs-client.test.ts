@@ -291,9 +291,9 @@ describe('FuseNfsClient.mount and unmount', () => {
   });
 
   for (const [fixture, code, words] of [
-    ['fuse-nfs-unreachable.log', 'UNAVAILABLE', /could not be reached.*nfs_service failed/],
-    ['fuse-nfs-no-portmapper.log', 'UNAVAILABLE', /portmapper's port 111/],
-    ['fuse-nfs-refused.log', 'PERMISSION_DENIED', /refused.*MNT3ERR_ACCES/],
+    ['fuse-nfs-unreachable.stderr.txt', 'UNAVAILABLE', /could not be reached.*nfs_service failed/],
+    ['fuse-nfs-no-portmapper.stderr.txt', 'UNAVAILABLE', /portmapper's port 111/],
+    ['fuse-nfs-refused.stderr.txt', 'PERMISSION_DENIED', /refused.*MNT3ERR_ACCES/],
   ] as const) {
     it(`turns the program's exit with ${fixture} into ${code}, leaving nothing behind`, async () => {
       const c = setup({ standIn: failsWith(fixture) });
