@@ -6,7 +6,7 @@ import { HostBenchmarks } from '../host-storage/benchmarks/run.js';
 import { benchmarkOperations } from '../host-storage/benchmarks/operations.js';
 import { Filesystems } from '../common/filesystems.js';
 import type { BlockDevice } from '../common/generated/vcstor/v1/BlockDevice.js';
-import { iscsiInitiatorDriver, kernelNfsClient } from '../host-storage/factories.js';
+import { iscsiInitiatorDriver, nfsClientDriver } from '../host-storage/factories.js';
 import { HostAccounting, hostAccountingOperations } from '../common/host-accounting.js';
 import { GlusterfsFuseClient } from '../host-storage/glusterfs-client.js';
 import { HostStorage } from '../host-storage/host-storage.js';
@@ -39,7 +39,7 @@ export const guestAgent: AgentDefinition<GuestAgentConfig> = {
       runner: runtime.runner,
       log: runtime.log,
       initiator: iscsiInitiatorDriver(guest.iscsiInitiator.driver, runtime.runner, stateDirOf(runtime.config), runtime.config.fuseServerCgroup),
-      nfsClient: kernelNfsClient(runtime.runner),
+      nfsClient: nfsClientDriver(guest.nfsClient.driver, runtime.runner, stateDirOf(runtime.config), runtime.config.fuseServerCgroup),
       ...(guest.parallelFsClient.driver === 'glusterfs' ? { parallelFsClient: new GlusterfsFuseClient({ runner: runtime.runner, stateDir: stateDirOf(runtime.config) }) } : {}),
       ...(guest.iscsiInitiator.initiatorIqn ? { defaultInitiatorIqn: guest.iscsiInitiator.initiatorIqn } : {}),
       mountRoots,

@@ -196,7 +196,11 @@ const dom0Section = z
 const guestSection = z
   .object({
     iscsiInitiator: initiatorSection,
-    nfsClient: z.object({ driver: z.enum(['kernel']).default('kernel') }).strict().default({ driver: 'kernel' }),
+    /**
+     * How the guest mounts NFS directories: the kernel client, or fuse-nfs (vcstor-nfs-fuse,
+     * NFSv3 in user space through FUSE) where the kernel has none (the namespace lab).
+     */
+    nfsClient: z.object({ driver: z.enum(['kernel', 'fuse-nfs']).default('kernel') }).strict().default({ driver: 'kernel' }),
     /** The client of a parallel file system the guests of a cluster share (paper section 5). */
     parallelFsClient: z.object({ driver: z.enum(['none', 'glusterfs']).default('glusterfs') }).strict().default({ driver: 'glusterfs' }),
     /** Filesystems are mounted (and benchmarks run) only under here. */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A long-running process vcstor started, recorded so that it can be stopped later. */
@@ -120,5 +121,20 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
     if (await probe().catch(() => false)) return;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
+  }
+}
+
+/**
+ * Move a process into a cgroup v1 memory group (`controller` + `cgroup`), e.g. a FUSE
+ * server into its host's fuseServerCgroup before it serves anything. Not idempotent in
+ * effect only in that a moved process stays moved.
+ * @throws Error with the group's cgroup.procs path and the system's reason.
+ */
+export async function moveToMemoryCgroup(pid: number, cgroup: string, controller = '/sys/fs/cgroup/memory'): Promise<void> {
+  const procs = path.join(controller, cgroup, 'cgroup.procs');
+  try {
+    await writeFile(procs, String(pid));
+  } catch (err) {
+    throw new Error(`${procs}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -14,20 +14,51 @@ export interface DriverRequirements {
   concern: string;
   /** The driver's name: "tgt", "lio", ... */
   driver: string;
+  /** Programs on PATH, or absolute paths (a program vcstor builds, e.g. dist/bin/...). */
   programs: readonly string[];
   /** Filesystem types that must be in /proc/filesystems. */
   kernelFilesystems?: readonly string[];
+  /** Shared libraries (sonames, e.g. "libnfs.so.13") a program needs, found where the dynamic linker looks. */
+  libraries?: readonly string[];
   /** Said in GetInfo whatever the availability (limits of the driver). */
   note?: string;
 }
 
-/** Find `program` on PATH (no shell, no `which`). */
+/** Find `program` on PATH (no shell, no `which`); a path with a slash is taken as it is. */
 export async function findProgram(program: string, searchPath = process.env.PATH ?? ''): Promise<string | undefined> {
+  if (program.includes('/')) {
+    return access(program, constants.X_OK).then(
+      () => program,
+      () => undefined,
+    );
+  }
   const dirs = [...searchPath.split(':'), '/usr/sbin', '/sbin'].filter((d) => d !== '');
   for (const dir of dirs) {
     const candidate = path.join(dir, program);
     try {
       await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Debian's multiarch directory names, by Node's arch. */
+const MULTIARCH: Readonly<Record<string, string>> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf', ppc64: 'powerpc64le-linux-gnu', s390x: 's390x-linux-gnu' };
+
+/**
+ * Find a shared library by soname in the directories Debian's dynamic linker searches
+ * (multiarch and the classic ones; /etc/ld.so.conf additions are not read).
+ */
+export async function findLibrary(soname: string): Promise<string | undefined> {
+  const triplet = MULTIARCH[process.arch];
+  const dirs = [...(triplet ? [`/lib/${triplet}`, `/usr/lib/${triplet}`] : []), '/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib'];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, soname);
+    try {
+      await access(candidate, constants.R_OK);
       return candidate;
     } catch {
       // not here
@@ -100,8 +131,12 @@ export async function describeDrivers(
         (p): p is string => p !== undefined,
       );
       const missingFs = (d.kernelFilesystems ?? []).filter((fs) => !filesystems.has(fs));
+      const missingLibs = (await Promise.all((d.libraries ?? []).map(async (l) => ((await findLibrary(l)) ? undefined : l)))).filter(
+        (l): l is string => l !== undefined,
+      );
       const details = [
         missing.length > 0 ? `not installed: ${missing.join(', ')}` : '',
+        missingLibs.length > 0 ? `libraries not found: ${missingLibs.join(', ')}` : '',
         missingFs.length > 0 ? `this kernel has no ${missingFs.join(', ')} support` : '',
         d.note ?? '',
       ].filter(Boolean);
@@ -111,7 +146,7 @@ export async function describeDrivers(
         concern: d.concern,
         driver: d.driver,
         selected: selected[d.concern] === d.driver,
-        available: missing.length === 0 && missingFs.length === 0,
+        available: missing.length === 0 && missingFs.length === 0 && missingLibs.length === 0,
         missingPrograms: missing,
         detail: details.join('; '),
         version: runner && isSelected && main ? await packageVersion(runner, main) : '',

@@ -116,8 +116,9 @@ export class HostStorage {
   }
 
   async mountNfs(request: NfsMountRequest__Output, signal: AbortSignal): Promise<{ mount: NfsMount; alreadyMounted: boolean }> {
-    if (!(await this.kernelHasNfs())) {
-      throw new VcstorError('UNAVAILABLE', 'this kernel has no NFS client (a namespace guest shares the host kernel: run the nfs method in the VM tier)');
+    // Only the kernel client needs the kernel's; fuse-nfs is a program of its own.
+    if (this.o.nfsClient.driver === 'kernel' && !(await this.kernelHasNfs())) {
+      throw new VcstorError('UNAVAILABLE', 'this kernel has no NFS client (a namespace guest shares the host kernel: run the nfs method in the VM tier, or select the fuse-nfs client)');
     }
     const version = request.nfsVersion || 3;
     const mounted = await this.o.nfsClient.mount({ server: request.server, exportPath: request.exportPath, mountpoint: request.mountpoint, version, options: request.options }, signal);

@@ -98,7 +98,12 @@ function sameSource(mounted: string, wanted: { server: string; exportPath: strin
   );
 }
 
-function validateSpec(spec: NfsMountSpec): string {
+/**
+ * Check a spec's server, export path and mountpoint (not its version or options); returns
+ * the mountpoint as mountinfo shows it. Pure.
+ * @throws VcstorError INVALID_ARGUMENT naming the field.
+ */
+export function validateNfsMountSpec(spec: NfsMountSpec): string {
   // eslint-disable-next-line no-control-regex
   const badPathChars = /[\u0000-\u001f\u007f]/;
   if (!/^[A-Za-z0-9._:%-]{1,253}$/.test(spec.server) || spec.server.startsWith('-')) {
@@ -108,7 +113,8 @@ function validateSpec(spec: NfsMountSpec): string {
   return validateMountpoint(spec.mountpoint);
 }
 
-function validateMountpoint(mountpoint: string): string {
+/** An absolute mountpoint without control characters, normalized as mountinfo shows it. @throws VcstorError INVALID_ARGUMENT. */
+export function validateMountpoint(mountpoint: string): string {
   // eslint-disable-next-line no-control-regex
   if (!path.isAbsolute(mountpoint) || /[\u0000-\u001f\u007f]/.test(mountpoint)) throw invalidArgument('mountpoint', 'must be an absolute path');
   // mountinfo shows the normalized path: compare with that.
@@ -164,7 +170,7 @@ export class KernelNfsClient implements NfsClientDriver {
    *   unreachable), INVALID_ARGUMENT, DEADLINE_EXCEEDED, CANCELLED.
    */
   async mount(spec: NfsMountSpec, signal: AbortSignal): Promise<boolean> {
-    const mountpoint = validateSpec(spec);
+    const mountpoint = validateNfsMountSpec(spec);
     const options = nfsMountOptions(spec);
     const source = nfsSource(spec.server, spec.exportPath);
     const wanted = { server: spec.server, exportPath: spec.exportPath };

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { VcstorError } from '../common/errors.js';
 import { parseMountinfo } from '../common/filesystems.js';
 import { LoopDevices } from '../common/loop-devices.js';
-import { isRunning, startDetached, stopProcess, type DetachedProcess } from '../common/processes.js';
+import { isRunning, moveToMemoryCgroup, startDetached, stopProcess, type DetachedProcess } from '../common/processes.js';
 import type { CommandRunner } from '../common/runner.js';
 
 /**
@@ -104,11 +104,10 @@ export class QsdDevices {
    */
   /** Move a daemon into a memory group, before it serves anything. */
   private async moveToCgroup(pid: number, cgroup: string): Promise<void> {
-    const procs = path.join(this.options.memoryController ?? '/sys/fs/cgroup/memory', cgroup, 'cgroup.procs');
     try {
-      await writeFile(procs, String(pid));
+      await moveToMemoryCgroup(pid, cgroup, this.options.memoryController);
     } catch (err) {
-      throw new VcstorError('FAILED_PRECONDITION', `cannot move qemu-storage-daemon into memory cgroup ${cgroup} (${procs}): ${(err as Error).message}; create it, or leave fuseServerCgroup out of the agent's config`, { cause: err });
+      throw new VcstorError('FAILED_PRECONDITION', `cannot move qemu-storage-daemon into memory cgroup ${cgroup} (${(err as Error).message}); create it, or leave fuseServerCgroup out of the agent's config`, { cause: err });
     }
   }
 

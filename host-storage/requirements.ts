@@ -1,4 +1,5 @@
 import type { DriverRequirements } from '../common/requirements.js';
+import { FUSE_NFS_LIBRARIES, FUSE_NFS_PROGRAM } from './fuse-nfs-client.js';
 
 /** Drivers that dom0 hosts and guests both have: the iSCSI initiators and filesystems. */
 export const INITIATOR_DRIVERS: readonly DriverRequirements[] = [
@@ -48,3 +49,17 @@ export const CLUSTER_FILESYSTEM_DRIVERS: readonly DriverRequirements[] = [
     note: 'several guests mount one LUN at once; needs ocfs2-tools and a kernel with OCFS2 (Debian\'s generic kernel, not its cloud kernel)',
   },
 ];
+
+/**
+ * vcstor's user-space NFSv3 client (directory mounts through FUSE), for hosts whose kernel
+ * has no NFS client: the program npm run build makes (scripts/build-native.sh), the
+ * libraries it is linked against, FUSE in the kernel, and umount(8).
+ */
+export const FUSE_NFS_CLIENT: DriverRequirements = {
+  concern: 'nfs-client',
+  driver: 'fuse-nfs',
+  programs: [FUSE_NFS_PROGRAM, 'umount'],
+  libraries: FUSE_NFS_LIBRARIES,
+  kernelFilesystems: ['fuse'],
+  note: 'user-space NFSv3 (libnfs behind FUSE, no data cache by default); built from host-storage/fuse-nfs/ by npm run build (needs libnfs-dev, libfuse3-dev)',
+};

@@ -91,9 +91,12 @@ export interface NfsMountSpec {
   options: string[];
 }
 
-/** An NFS client that mounts directories: the kernel client. */
+/**
+ * An NFS client that mounts directories: the kernel client, or `fuse-nfs` (vcstor's own
+ * NFSv3 client in user space, libnfs behind FUSE) where the kernel has none.
+ */
 export interface NfsClientDriver {
-  readonly driver: 'kernel';
+  readonly driver: 'kernel' | 'fuse-nfs';
   /** Mount; idempotent (the same export there already → false). */
   mount(spec: NfsMountSpec, signal: AbortSignal): Promise<boolean>;
   /** Unmount; false when nothing was mounted there. */

@@ -17,6 +17,7 @@ PACKAGES=(
   qemu-system-x86 qemu-block-extra qemu-utils  # qemu-storage-daemon: user-space iSCSI/NFS initiator; qemu-img
   xen-utils-4.17                          # xl's own parser checks the Xen configs (xl -N, no hypervisor)
   gcc libc6-dev                           # builds the test shim that lets xl -N run without Xen
+  pkg-config libnfs-dev libfuse3-dev      # builds vcstor-nfs-fuse (scripts/build-native.sh): NFSv3 directory mounts in user space
   lvm2                                    # the LVM volume driver, run for real on a loop device
   debootstrap                             # the VM tier's Debian image (lab up --vm)
   glusterfs-server glusterfs-client       # parallel-fs: glusterd + gluster CLI on storage hosts, the FUSE client on guests
