@@ -126,7 +126,7 @@ async function measureSpace(k: SharedRun, space: SpaceName, guests: ClusterGuest
             const m: MeasurementRecord = { runId: k.run.runId, method: space, benchmark: MEASUREMENT[phase], repetition: rep, guest: participants.map((g) => g.name).join(','), result: result as unknown as Record<string, unknown>, error: '' };
             k.measurements.push(m);
             await k.save();
-            await step(stepId, 'succeeded', `${mb(result.aggregateBytesPerSecond)} MB/s in all, ${result.perGuest.map((p) => `${p.guest} ${mb(p.bytesPerSecond)}`).join(', ')} MB/s; overlap ${(result.overlap * 100).toFixed(0)}%${phase === 'read' ? (onGuests.shared ? '; every file read intact by another guest' : '; every file read intact') : ''}`, { measurement: m });
+            await step(stepId, 'succeeded', `${mb(result.aggregateBytesPerSecond)} MB/s in all, ${result.perGuest.map((p) => `${p.guest} ${mb(p.bytesPerSecond)}`).join(', ')} MB/s; overlap ${(result.overlap * 100).toFixed(0)}%${phase === 'read' ? (onGuests.shared && n > 1 ? '; every file read intact by another guest' : '; every file read intact') : ''}`, { measurement: m });
             await k.count(true);
           } catch (err) {
             const message = err instanceof Error ? err.message : String(err);

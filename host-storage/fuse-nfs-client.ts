@@ -257,7 +257,9 @@ export class FuseNfsClient implements NfsClientDriver {
         throw new VcstorError('UNAVAILABLE', `${what} failed: ${(err as Error).message} (build it with npm run build: scripts/build-native.sh)`, { cause: err });
       }
       if (this.o.memoryCgroup) {
-        await moveToMemoryCgroup(proc.pid, this.o.memoryCgroup, this.o.memoryController).catch((err: unknown) => {
+        await moveToMemoryCgroup(proc.pid, this.o.memoryCgroup, this.o.memoryController).catch(async (err: unknown) => {
+          // A program that already exited (the server refused it) says why in its log: waitMounted reports that.
+          if (!(await isRunning(proc!))) return;
           throw new VcstorError('FAILED_PRECONDITION', `cannot move vcstor-nfs-fuse into memory cgroup ${this.o.memoryCgroup} (${(err as Error).message}); create it, or leave fuseServerCgroup out of the agent's config`, { cause: err });
         });
       }

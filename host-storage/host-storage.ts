@@ -121,7 +121,20 @@ export class HostStorage {
       throw new VcstorError('UNAVAILABLE', 'this kernel has no NFS client (a namespace guest shares the host kernel: run the nfs method in the VM tier, or select the fuse-nfs client)');
     }
     const version = request.nfsVersion || 3;
-    const mounted = await this.o.nfsClient.mount({ server: request.server, exportPath: request.exportPath, mountpoint: request.mountpoint, version, options: request.options }, signal);
+    const spec = { server: request.server, exportPath: request.exportPath, mountpoint: request.mountpoint, version, options: request.options };
+    // An export made a moment ago may not be in force yet: ganesha takes a new export list
+    // on SIGHUP, after ExportNfs has answered (seen: one of four guests mounting at once
+    // right after the export was refused, MNT3ERR_ACCES). A refusal is asked again for 3 s.
+    let mounted: boolean;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        mounted = await this.o.nfsClient.mount(spec, signal);
+        break;
+      } catch (err) {
+        if (!(err instanceof VcstorError && err.code === 'PERMISSION_DENIED') || attempt >= 4 || signal.aborted) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     return {
       mount: { server: request.server, exportPath: request.exportPath, mountpoint: request.mountpoint, nfsVersion: version, options: request.options, driver: this.o.nfsClient.driver },
       alreadyMounted: !mounted,

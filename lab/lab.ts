@@ -65,7 +65,8 @@ function agentConfig(lab: LabFile, host: LabHost): Record<string, unknown> {
       // The sandbox hypervisor publishes this guest's VBDs here (domain name = guest name).
       return {
         ...common,
-        guest: { iscsiInitiator: initiator, nfsClient: { driver: 'kernel' }, mountRoot: path.join(hostDir, 'mnt'), vbdDirectory: path.join(lab.dir, 'sandbox', host.name, 'dev') },
+        // NFS directories through vcstor's user-space NFSv3 client: the namespaces share a kernel without one.
+        guest: { iscsiInitiator: initiator, nfsClient: { driver: 'fuse-nfs' }, mountRoot: path.join(hostDir, 'mnt'), vbdDirectory: path.join(lab.dir, 'sandbox', host.name, 'dev') },
       };
   }
 }

@@ -102,7 +102,7 @@ export function sharedResultsTable(run: RunRecord, measurements: readonly Measur
       `${r.perGuest.min.toFixed(1)}-${r.perGuest.max.toFixed(1)}`,
       `${(r.overlap * 100).toFixed(0)}%`,
       `${r.storage.map((s) => `${s.host} ${(s.fraction * 100).toFixed(0)}%`).join(' ') || '-'}${r.cached ? ' (cache!)' : ''}`,
-      r.phase === 'read' ? (r.shared ? 'intact, read by another guest' : 'intact') : '-',
+      r.phase === 'read' ? (r.shared && r.guests > 1 ? 'intact, read by another guest' : 'intact') : '-',
     ]);
   lines.push(...alignColumns(header, body, header.map((_, i) => i >= 2 && i <= 7)));
   for (const space of spaces(all)) {

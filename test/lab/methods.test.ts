@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { unary } from '../../common/clients.js';
-import { VcstorError } from '../../common/errors.js';
 import { parseMountinfo } from '../../common/filesystems.js';
 import { isWithin } from '../../common/validate.js';
 import type { LabFile } from '../../lab/lab.js';
@@ -131,14 +130,20 @@ describe('the seven methods: set up through agents, data written in the guest re
     });
   }
 
-  it('nfs: a namespace guest has no kernel NFS client, and says so; nothing is left', async () => {
-    await assert.rejects(provisionMethod('nfs', target), (err: unknown) => {
-      assert.ok(err instanceof VcstorError, String(err));
-      assert.equal(err.code, 'UNAVAILABLE');
-      assert.match(err.message, /this kernel has no NFS client .* VM tier/);
-      return true;
-    });
-    assert.deepEqual((await unary(target.storage, target.storage.ListVolumes, {}, { timeoutMs: 5000 })).volumes.map((v) => v.name), [], 'the failed setup undid itself');
+  it('nfs: the guest mounts the export with its user-space NFS client; a file it writes is on the server\'s filesystem; nothing is left', async () => {
+    const provisioned = await provisionMethod('nfs', target);
+    const mount = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).find((m) => m.mountpoint === provisioned.guestMountpoint);
+    assert.equal(mount?.fsType, 'fuse.vcstor-nfs', `the guest's NFS mount: ${JSON.stringify(mount)}`);
+    assert.match(provisioned.nfsClient?.client ?? '', /guest/);
+    // Written in the guest's namespace with O_DIRECT, read on the server's own filesystem.
+    await inHost(record, 'guest0', 'dd', [`if=${path.join(scratch, 'pattern')}`, `of=${path.join(provisioned.guestMountpoint, 'data.bin')}`, 'bs=1M', 'oflag=direct']);
+    const exported = (await unary(target.storage, target.storage.ListNfsExports, {}, { timeoutMs: 5000 })).exports.find((e) => e.volume === provisioned.volume);
+    assert.ok(exported, 'the volume is exported');
+    assert.equal(Buffer.compare(await readFile(path.join(exported.exportPath, 'data.bin')), pattern), 0, 'the server has the bytes the guest wrote');
+    await provisioned.teardown();
+    assert.deepEqual((await unary(target.storage, target.storage.ListVolumes, {}, { timeoutMs: 5000 })).volumes.map((v) => v.name), [], 'the volume is gone');
     assert.deepEqual(await leftovers(), []);
+    const clients = (await runner.run('pgrep', ['-f', `vcstor-nfs-fuse.*${TEST_LAB.subnet.replace(/\.0\/24$/, '')}`], { okExitCodes: [0, 1] })).stdout.trim();
+    assert.equal(clients, '', 'no NFS client process left');
   });
 });
