@@ -161,6 +161,18 @@ async function setUpPerGuest(method: MethodName, k: SpaceContext): Promise<Space
   return { space: method, shared: false, directories, setup };
 }
 
+/** A shared space's set-up steps, each timed; every call with the plan's deadline and the run's signal. */
+function stepClock(k: SpaceContext): { setup: StepTiming[]; timed: <T>(step: string, work: () => Promise<T>) => Promise<T>; opts: { timeoutMs: number; signal: AbortSignal } } {
+  const setup: StepTiming[] = [];
+  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    const result = await work();
+    setup.push({ step, ms: Math.round(performance.now() - started) });
+    return result;
+  };
+  return { setup, timed, opts: { timeoutMs: k.plan.cluster.stepTimeoutS * 1000, signal: k.signal } };
+}
+
 /**
  * parallel-fs: a volume on every storage server given as a brick, one parallel file
  * system over all the bricks (created by the first server, which probes the others),
@@ -170,14 +182,7 @@ async function setUpParallelFs(k: SpaceContext): Promise<SpaceOnGuests> {
   const c = k.plan.cluster;
   const group = 'parallel-fs';
   const name = `${k.prefix}-pfs`;
-  const setup: StepTiming[] = [];
-  const opts = { timeoutMs: c.stepTimeoutS * 1000, signal: k.signal };
-  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    const result = await work();
-    setup.push({ step, ms: Math.round(performance.now() - started) });
-    return result;
-  };
+  const { setup, timed, opts } = stepClock(k);
   const bricks = new Array<{ host: string; path: string }>(c.storage.length);
   await Promise.all(
     c.storage.map(async (s, i) => {
@@ -215,14 +220,7 @@ async function setUpNasHead(k: SpaceContext): Promise<SpaceOnGuests> {
   const nas = k.plan.shared.nasHead!;
   const group = 'nas-head';
   const name = `${k.prefix}-nas`;
-  const setup: StepTiming[] = [];
-  const opts = { timeoutMs: c.stepTimeoutS * 1000, signal: k.signal };
-  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    const result = await work();
-    setup.push({ step, ms: Math.round(performance.now() - started) });
-    return result;
-  };
+  const { setup, timed, opts } = stepClock(k);
   const sanIndex = c.storage.findIndex((s) => s.name === nas.san);
   const headIndex = c.storage.findIndex((s) => s.name === nas.head);
   const san = k.agents.client('storage', c.storage[sanIndex]!.address);

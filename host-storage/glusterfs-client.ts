@@ -14,7 +14,7 @@ import { CommandError, type CommandRunner } from '../common/runner.js';
  * `mount -t glusterfs`: mount.glusterfs is a shell script that joins its options into one
  * unquoted string before running the same `glusterfs` command, and what it adds (refuse an
  * occupied mount point, stat the mount afterwards, `--process-name fuse`) the driver does
- * itself (GLUSTER-NOTES.md). The mount is read back from /proc/self/mountinfo, where it
+ * itself (agent-storage/drivers/glusterfs-notes.md). The mount is read back from /proc/self/mountinfo, where it
  * shows as `fuse.glusterfs` with the source `SERVER:VOLUME`.
  *
  * glusterfs daemonizes once the volume file is fetched and the FUSE mount made: the

@@ -11,7 +11,7 @@ import { validatePathUnder } from '../../common/validate.js';
  * distributed volume over bricks on several storage servers, mounted by every guest.
  * The driver talks to the host's glusterd with the gluster CLI over glusterd's unix
  * socket; it never starts glusterd (the host's service manager or the lab does).
- * GLUSTER-NOTES.md says what the CLI does, as seen with glusterfs 10.3.
+ * agent-storage/drivers/glusterfs-notes.md says what the CLI does, as seen with glusterfs 10.3.
  */
 
 // ---------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ describe('the coordinator runs the seven-method campaign in the lab', { skip: ne
     assert.equal(replayed.at(-1)!.runState, 'succeeded');
     const setups = stored.filter((e) => /^[a-z0-9-]+\/rep\d+\/setup$/.test(e.stepId) && e.state === 'succeeded').map((e) => e.stepId);
     assert.ok(stored.some((e) => e.stepId === 'file-local/rep1/zero-filled/setup' && e.state === 'succeeded'), 'file-local set up again, zero-filled');
-    assert.deepEqual(setups.slice(0, 8), ['dom0-local/rep1/setup', 'dom0-iscsi/rep1/setup', 'file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'iscsi/rep1/setup']);
+    assert.deepEqual(setups.slice(0, 9), ['dom0-local/rep1/setup', 'dom0-iscsi/rep1/setup', 'file-local/rep1/setup', 'phy-local/rep1/setup', 'file-nfs/rep1/setup', 'file-iscsi/rep1/setup', 'phy-iscsi/rep1/setup', 'nfs/rep1/setup', 'iscsi/rep1/setup']);
     assert.deepEqual(await leftovers(), []);
 
     // The report, as a person sees it: one group per method in every chart.

@@ -26,7 +26,7 @@ import { GlusterfsFuseClient, glusterfsMountArgs, parseGlusterSource } from '../
 import { PARALLEL_FS_CLIENT_DRIVERS } from '../../host-storage/requirements.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
 
-/** Outputs captured from glusterfs 10.3 (Debian 12) in the namespaces of GLUSTER-NOTES.md. */
+/** Outputs captured from glusterfs 10.3 (Debian 12) in the namespaces of agent-storage/drivers/glusterfs-notes.md. */
 const FIXTURES = fixturesDir();
 
 function fixturesDir(): string {
