@@ -26,7 +26,7 @@ import { eventually, labClientCredentials, needsRoot, runner, TEST_LAB, testLab 
  */
 const CLI = fileURLToPath(new URL('../../cli/cli.js', import.meta.url));
 const LAB: LabOptions = { ...TEST_LAB, dom0: 2, guests: 4 };
-/** guest0, guest1 on host0; guest2, guest3 on host1 (clusterLabPlan's blocks). nfs needs a kernel NFS client the namespace lab lacks. */
+/** guest0, guest1 on host0; guest2, guest3 on host1 (clusterLabPlan's blocks). */
 const METHODS = ['iscsi', 'phy-iscsi', 'file-local', 'file-iscsi'];
 const exec = promisify(execFile);
 
