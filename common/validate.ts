@@ -214,13 +214,15 @@ export function validateAddressOrCidr(field: string, value: string): string {
 
 /**
  * Options passed through to a tool (mount -o, mkfs): each must be on the allow-list,
- * either exactly or as `key=value` with an allowed key and a plain value.
+ * either exactly or as `key=value` with an allowed key and a plain value — letters,
+ * digits, '.', '_', '-': no ',' (the options are joined with commas for `mount -o`, so
+ * "rsize=4096,exec" would smuggle a flag in), no '=', ':', whitespace or quotes.
  */
 export function validateOptions(field: string, values: readonly string[], allowed: readonly string[]): string[] {
   return values.map((option, i) => {
     const [key = ''] = option.split('=', 1);
     const value = option.slice(key.length + 1);
-    const known = allowed.includes(option) || (option.includes('=') && allowed.includes(`${key}=`) && /^[A-Za-z0-9._,:-]+$/.test(value));
+    const known = allowed.includes(option) || (option.includes('=') && allowed.includes(`${key}=`) && /^[A-Za-z0-9._-]+$/.test(value));
     if (!known) {
       throw invalidArgument(`${field}[${i}]`, `${JSON.stringify(truncate(option))} is not an allowed option (allowed: ${allowed.join(' ')})`);
     }

@@ -74,6 +74,8 @@ export function vmAgentConfig(host: LabHost, mtls: boolean): Record<string, unkn
           volumes: { driver: 'lvm', volumeGroup: VOLUME_GROUP },
           iscsiTarget: { driver: 'lio', iqnPrefix: IQN_PREFIX, portal: `${host.address}:3260`, requireChap: true },
           nfsServer: { driver: 'kernel', exportRoot: '/srv/vcstor', exportsFile: '/etc/exports.d/vcstor.exports' },
+          // As a NAS head it would log in with the kernel's initiator.
+          iscsiInitiator: initiator,
         },
       };
     case 'dom0':

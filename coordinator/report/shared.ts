@@ -1,5 +1,5 @@
 import type { MeasurementRecord, RunRecord } from '../model.js';
-import { MEASUREMENT, type SharedPhaseResult } from '../shared-figures.js';
+import { MEASUREMENT, type SharedPhaseResult, type SharedPostmarkResult } from '../shared-figures.js';
 import { NOISY_CV, summarize, type Summary } from '../statistics.js';
 import { alignColumns, escapeMarkup } from './format.js';
 import { lineChart } from './line-chart.js';
@@ -67,6 +67,29 @@ function rows(measurements: readonly MeasurementRecord[]): Row[] {
   }));
 }
 
+/** PostMark on N guests at once, over the repetitions. */
+interface PostmarkRow {
+  space: string;
+  guests: number;
+  aggregate: Summary;
+  perGuest: Summary;
+}
+
+function postmarkRows(measurements: readonly MeasurementRecord[]): PostmarkRow[] {
+  const groups = new Map<string, SharedPostmarkResult[]>();
+  for (const m of measurements.filter((x) => x.benchmark === MEASUREMENT.postmark && x.result && !x.error)) {
+    const r = m.result as unknown as SharedPostmarkResult;
+    const key = JSON.stringify([r.space, r.guests]);
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((rs) => ({
+    space: rs[0]!.space,
+    guests: rs[0]!.guests,
+    aggregate: summarize(rs.map((r) => r.aggregateTransactionsPerSecond))!,
+    perGuest: summarize(rs.flatMap((r) => r.perGuest.map((g) => g.transactionsPerSecond)))!,
+  }));
+}
+
 function spaces(all: readonly Row[]): string[] {
   return [...new Set(all.map((r) => r.space))];
 }
@@ -111,6 +134,16 @@ export function sharedResultsTable(run: RunRecord, measurements: readonly Measur
       if (k) lines.push(`knee ${space} ${phase}: ${k.reached ? `${k.guests} guests (more add under 10%)` : `not reached up to ${k.guests} guests`}`);
     }
   }
+  const pm = postmarkRows(measurements);
+  if (pm.length > 0) {
+    lines.push('', 'PostMark, every participant at once (a directory each in the space):');
+    const order = spaces(all);
+    const pmRows = pm
+      .sort((a, b) => order.indexOf(a.space) - order.indexOf(b.space) || a.guests - b.guests)
+      .map((r) => [r.space, String(r.guests), `${r.aggregate.mean.toFixed(0)}${r.aggregate.n > 1 ? `±${r.aggregate.sd.toFixed(0)}` : ''}`, String(r.aggregate.n), r.perGuest.mean.toFixed(0), `${r.perGuest.min.toFixed(0)}-${r.perGuest.max.toFixed(0)}`]);
+    const pmHeader = ['space', 'guests', 'transactions/s', 'n', 'per guest', 'min-max'];
+    lines.push(...alignColumns(pmHeader, pmRows, pmHeader.map((_, i) => i >= 1)));
+  }
   const cached = all.filter((r) => r.cached);
   if (cached.length > 0) lines.push('', `measured a cache (the servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes): ${cached.map((r) => `${r.space} ${r.phase} ${r.guests}`).join(', ')}`);
   const errors = measurements.filter((m) => m.error);
@@ -129,6 +162,21 @@ export function renderSharedReport(run: RunRecord, measurements: readonly Measur
     });
     const shared = all.find((r) => r.space === space)?.shared;
     const knee = sharedKnee(all, space, 'write');
+    const pm = postmarkRows(measurements).filter((r) => r.space === space);
+    const pmChart =
+      pm.length > 0
+        ? lineChart({
+            id: `postmark-${space}`,
+            title: `${space}: PostMark vs guests at once`,
+            unit: 'transactions/s',
+            xLabel: 'guests at once',
+            counts,
+            series: [
+              { name: 'all guests', values: counts.map((c) => pm.find((r) => r.guests === c)?.aggregate.mean ?? Number.NaN) },
+              { name: 'per guest', values: counts.map((c) => pm.find((r) => r.guests === c)?.perGuest.mean ?? Number.NaN), dashed: true },
+            ],
+          })
+        : '';
     return `<section class="space" data-space="${escapeMarkup(space)}">
 <h2>${escapeMarkup(space)}${shared ? ' (shared by every guest)' : ' (each guest its own disk)'}</h2>
 ${lineChart({
@@ -145,6 +193,7 @@ ${lineChart({
   ],
   ...(knee?.reached ? { kneeCount: knee.guests } : {}),
 })}
+${pmChart}
 ${all.some((r) => r.space === space && r.cached) ? `<p class="warning">Part of this space's figures came from a cache: the storage servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes in ${all.filter((r) => r.space === space && r.cached).map((r) => `${r.phase} with ${r.guests}`).join(', ')}.</p>` : ''}
 <p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. Each storage server's share of the bytes is what its processes moved to or from its block layer (below every page cache). "All guests": every byte over the span from the first guest's first I/O to the last guest's last; "per guest": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
 </section>`;

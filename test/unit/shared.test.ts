@@ -8,7 +8,7 @@ import { readStructured } from '../../common/structured.js';
 import type { MeasurementRecord, RunRecord } from '../../coordinator/model.js';
 import { renderSharedReport, sharedResultsTable } from '../../coordinator/report/index.js';
 import { parsePlanText } from '../../coordinator/run-kinds.js';
-import { MEASUREMENT, phaseResult, storageIoBetween, type GuestPhase } from '../../coordinator/shared-figures.js';
+import { MEASUREMENT, phaseResult, postmarkResult, storageIoBetween, type GuestPhase } from '../../coordinator/shared-figures.js';
 import { sharedGuests, validateSharedPlan } from '../../coordinator/shared-plan.js';
 import { clusterPlanValue } from './cluster-plan.test.js';
 
@@ -140,15 +140,24 @@ describe('shared-space figures', () => {
       }
     }
     measurements.push({ runId: 'r-1', method: 'iscsi', benchmark: MEASUREMENT.write, repetition: 1, guest: 'guest0', error: 'fio on guest0: no space left' });
+    // PostMark: two guests of 500 transactions each, 0-2 s and 1-2 s: 1000 over 2 s.
+    const pm = postmarkResult('parallel-fs', true, [
+      { guest: 'guest0', transactions: 500, transactionsPerSecond: 250, wallMs: 2000, startedUnixMs: 0, finishedUnixMs: 2000 },
+      { guest: 'guest1', transactions: 500, transactionsPerSecond: 500, wallMs: 1000, startedUnixMs: 1000, finishedUnixMs: 2000 },
+    ], '', []);
+    assert.equal(pm.aggregateTransactionsPerSecond, 500);
+    measurements.push({ runId: 'r-1', method: 'parallel-fs', benchmark: MEASUREMENT.postmark, repetition: 1, guest: 'guest0,guest1', result: pm as unknown as Record<string, unknown>, error: '' });
     const table = sharedResultsTable(run, measurements);
     assert.match(table, /parallel-fs\s+write\s+4\s+60\.6±0\.8\s+2/);
     assert.match(table, /knee parallel-fs write: 2 guests/);
     assert.match(table, /intact, read by another guest/);
     assert.match(table, /iscsi shared-write guest0 rep 1: fio on guest0: no space left/);
+    assert.match(table, /^parallel-fs\s+2\s+500\s+1\s+375\s+250-500$/m, 'PostMark: the aggregate over the span, the per-guest mean and range');
     const html = renderSharedReport(run, measurements);
     const points = [...html.matchAll(/<circle class="point"[^>]*data-series="write, all guests" data-count="(\d+)" data-value="([\d.]+)"/g)].map((m) => [Number(m[1]), Math.round(Number(m[2]))]);
     assert.deepEqual(points, [[1, 40], [2, 61], [4, 61]]);
     assert.match(html, /data-space="parallel-fs"/);
     assert.match(html, /class="knee"/);
+    assert.match(html, /<svg id="postmark-parallel-fs"[\s\S]*data-series="all guests" data-count="2" data-value="500"/);
   });
 });

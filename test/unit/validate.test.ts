@@ -130,6 +130,10 @@ describe('addresses, options and secrets', () => {
     assert.deepEqual(validateOptions('o', ['noatime', 'commit=30'], ['noatime', 'commit=']), ['noatime', 'commit=30']);
     rejects(() => validateOptions('o', ['exec'], ['noatime']), /^o\[0\]: "exec" is not an allowed option/);
     rejects(() => validateOptions('o', ['commit=1;reboot'], ['commit=']), /not an allowed option/);
+    // A value must not carry more options with it: mount -o joins the list with commas.
+    for (const smuggled of ['commit=30,exec', 'commit=30,suid', 'commit=30 exec', 'commit=a=b', 'commit=30:exec', 'commit=', 'commit=30\n']) {
+      rejects(() => validateOptions('o', [smuggled], ['commit=']), /not an allowed option/);
+    }
   });
   it('never echoes a CHAP secret', () => {
     assert.throws(() => validateChapSecret('chap.password', 'short secret'), (err: unknown) => {
