@@ -59,6 +59,7 @@ export function validateRunBenchmarkRequest(request: RunBenchmarkRequest__Output
       // reads and reports success having checked nothing.
       if (spec.verify && spec.runtimeS > 0) throw invalidArgument('fio.verify', 'cannot be combined with runtime_s (fio would spend the runtime writing and verify nothing); size the run with size_bytes instead');
       validateSharedFile(spec);
+      if (spec.endFsync && (spec.verifyOnly || spec.rw === 'read' || spec.rw === 'randread')) throw invalidArgument('fio.end_fsync', 'is for jobs that write: this one only reads');
       return;
     }
     case 'sparseImage': {

@@ -323,6 +323,7 @@ export class HostBenchmarks {
       // A shared file's run saves no verify state at all (fio's cwd would take it anyway).
       ...(sharedFile ? ['--verify_state_save=0'] : []),
       ...(f.verifyOnly ? ['--verify_only'] : []),
+      ...(f.endFsync ? ['--end_fsync=1'] : []),
     ];
     // In the private directory: fio writes its verify state files (*-verify.state) to
     // its working directory, and they go with the directory.

@@ -39,7 +39,7 @@ function fixture(name: string): string {
 
 /** A fio spec as the wire decodes it: every field at its default, then `fields`. */
 function fioRequest(directory: string, fields: Partial<FioSpec__Output>): RunBenchmarkRequest__Output {
-  const fio = { rw: 'write', blockSizeBytes: 0, iodepth: 0, sizeBytes: 0, runtimeS: 0, ioengine: '', numjobs: 0, direct: false, rwmixRead: 0, verify: false, sharedFile: '', verifyOnly: false, ...fields };
+  const fio = { rw: 'write', blockSizeBytes: 0, iodepth: 0, sizeBytes: 0, runtimeS: 0, ioengine: '', numjobs: 0, direct: false, rwmixRead: 0, verify: false, sharedFile: '', verifyOnly: false, endFsync: false, ...fields };
   return { directory, label: 'test', spec: 'fio', fio };
 }
 
@@ -160,8 +160,9 @@ describe('fio on a shared file: the command lines', () => {
       // Again: the old file is removed before fio starts (it would otherwise overwrite it in place).
       await writeFile(path.join(shared, 'guest-a.data'), 'old');
       scriptFio({ stdout: fixture('fio-shared-write-verify.stdout.txt') }, true);
-      await runFio(benchmarks, fioRequest(directory, { rw: 'randwrite', sizeBytes: SIZE, verify: true, sharedFile: 'guest-a.data' }));
+      await runFio(benchmarks, fioRequest(directory, { rw: 'randwrite', sizeBytes: SIZE, verify: true, sharedFile: 'guest-a.data', endFsync: true }));
       assert.equal(sizeAtStart, undefined, 'the old file was removed first');
+      assert.equal(fioCall().args.at(-1), '--end_fsync=1', 'end_fsync: the flush is inside the timed run');
     } finally {
       process.umask(oldUmask);
     }

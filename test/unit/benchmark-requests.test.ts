@@ -11,7 +11,7 @@ const ROOT = '/mnt/vcstor';
 
 /** A fio spec as the wire decodes it: every field at its default, then `fields`. */
 function fioSpec(fields: Partial<FioSpec__Output>): FioSpec__Output {
-  return { rw: 'write', blockSizeBytes: 0, iodepth: 0, sizeBytes: 0, runtimeS: 0, ioengine: '', numjobs: 0, direct: false, rwmixRead: 0, verify: false, sharedFile: '', verifyOnly: false, ...fields };
+  return { rw: 'write', blockSizeBytes: 0, iodepth: 0, sizeBytes: 0, runtimeS: 0, ioengine: '', numjobs: 0, direct: false, rwmixRead: 0, verify: false, sharedFile: '', verifyOnly: false, endFsync: false, ...fields };
 }
 
 function fioRequest(fields: Partial<FioSpec__Output>): RunBenchmarkRequest__Output {
@@ -81,5 +81,11 @@ describe('RunBenchmark validation: fio shared_file and verify_only', () => {
 
   it('refuses verify_only with a runtime, as any verify (the time-based job would verify nothing)', () => {
     refused({ sharedFile: 'data', verify: true, verifyOnly: true, runtimeS: 10 }, /^fio\.verify: cannot be combined with runtime_s/);
+  });
+  it('end_fsync only for a job that writes', () => {
+    validate({ rw: 'write', endFsync: true });
+    validate({ rw: 'randwrite', endFsync: true, sharedFile: 'a', verify: true, numjobs: 1 });
+    refused({ rw: 'read', endFsync: true }, /^fio\.end_fsync: is for jobs that write/);
+    refused({ rw: 'write', endFsync: true, sharedFile: 'a', verify: true, verifyOnly: true }, /^fio\.end_fsync: is for jobs that write/);
   });
 });
