@@ -26,14 +26,14 @@ export function lineChart(o: { id: string; title: string; unit: string; xLabel: 
   const top = 30 + (o.series.length > 1 ? 18 : 0);
   const bottom = 40;
   const finite = o.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
-  const max = Math.max(...finite, o.threshold ?? 0, 1e-9) * 1.1;
+  const max = niceCeiling(Math.max(...finite, o.threshold ?? 0, 1e-9) * 1.1);
   const x = (i: number) => left + (o.counts.length === 1 ? (W - left - right) / 2 : (i * (W - left - right)) / (o.counts.length - 1));
   const y = (v: number) => top + (H - top - bottom) * (1 - v / max);
   const parts: string[] = [`<svg id="${o.id}" class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeMarkup(o.title)}">`];
   parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-weight="bold">${escapeMarkup(o.title)}</text>`);
   if (o.series.length > 1) {
     o.series.forEach((s, i) => {
-      const lx = left + i * 150;
+      const lx = left + i * 120;
       parts.push(`<line x1="${lx}" y1="32" x2="${lx + 18}" y2="32" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/><text x="${lx + 22}" y="36" font-size="11">${escapeMarkup(s.name)}</text>`);
     });
   }
@@ -58,4 +58,10 @@ export function lineChart(o: { id: string; title: string; unit: string; xLabel: 
   });
   parts.push('</svg>');
   return parts.join('\n');
+}
+
+/** The smallest of 1, 2, 2.5, 5 times a power of ten at or above `v`: round ticks (a quarter of it each). */
+function niceCeiling(v: number): number {
+  const power = 10 ** Math.floor(Math.log10(v));
+  return ([1, 2, 2.5, 5, 10].find((m) => m * power >= v) ?? 10) * power;
 }

@@ -73,7 +73,12 @@ interface PostmarkRow {
   guests: number;
   aggregate: Summary;
   perGuest: Summary;
+  /** The servers' block layer saw under 1 MiB written in some repetition: PostMark's files lived and died in a cache. */
+  cached: boolean;
 }
+
+/** PostMark deletes what it made: a run whose servers' disks saw less than this written never left a cache. */
+const POSTMARK_REACHED_BYTES = 2 ** 20;
 
 function postmarkRows(measurements: readonly MeasurementRecord[]): PostmarkRow[] {
   const groups = new Map<string, SharedPostmarkResult[]>();
@@ -87,6 +92,7 @@ function postmarkRows(measurements: readonly MeasurementRecord[]): PostmarkRow[]
     guests: rs[0]!.guests,
     aggregate: summarize(rs.map((r) => r.aggregateTransactionsPerSecond))!,
     perGuest: summarize(rs.flatMap((r) => r.perGuest.map((g) => g.transactionsPerSecond)))!,
+    cached: rs.some((r) => (r.storage ?? []).length > 0 && r.storage.reduce((n, s) => n + s.writeBytes, 0) < POSTMARK_REACHED_BYTES),
   }));
 }
 
@@ -140,9 +146,11 @@ export function sharedResultsTable(run: RunRecord, measurements: readonly Measur
     const order = spaces(all);
     const pmRows = pm
       .sort((a, b) => order.indexOf(a.space) - order.indexOf(b.space) || a.guests - b.guests)
-      .map((r) => [r.space, String(r.guests), `${r.aggregate.mean.toFixed(0)}${r.aggregate.n > 1 ? `±${r.aggregate.sd.toFixed(0)}` : ''}`, String(r.aggregate.n), r.perGuest.mean.toFixed(0), `${r.perGuest.min.toFixed(0)}-${r.perGuest.max.toFixed(0)}`]);
-    const pmHeader = ['space', 'guests', 'transactions/s', 'n', 'per guest', 'min-max'];
-    lines.push(...alignColumns(pmHeader, pmRows, pmHeader.map((_, i) => i >= 1)));
+      .map((r) => [r.space, String(r.guests), `${r.aggregate.mean.toFixed(0)}${r.aggregate.n > 1 ? `±${r.aggregate.sd.toFixed(0)}` : ''}`, String(r.aggregate.n), r.perGuest.mean.toFixed(0), `${r.perGuest.min.toFixed(0)}-${r.perGuest.max.toFixed(0)}`, r.cached ? 'no (cache!)' : 'yes']);
+    const pmHeader = ['space', 'guests', 'transactions/s', 'n', 'per guest', 'min-max', 'reached the servers\' disks'];
+    lines.push(...alignColumns(pmHeader, pmRows, pmHeader.map((_, i) => i >= 1 && i <= 5)));
+    const inCache = pm.filter((r) => r.cached);
+    if (inCache.length > 0) lines.push(`PostMark measured a cache (its files were made and deleted before any reached the servers' disks): ${inCache.map((r) => `${r.space} ${r.guests}`).join(', ')}`);
   }
   const cached = all.filter((r) => r.cached);
   if (cached.length > 0) lines.push('', `measured a cache (the servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes): ${cached.map((r) => `${r.space} ${r.phase} ${r.guests}`).join(', ')}`);
@@ -172,8 +180,8 @@ export function renderSharedReport(run: RunRecord, measurements: readonly Measur
             xLabel: 'guests at once',
             counts,
             series: [
-              { name: 'all guests', values: counts.map((c) => pm.find((r) => r.guests === c)?.aggregate.mean ?? Number.NaN) },
-              { name: 'per guest', values: counts.map((c) => pm.find((r) => r.guests === c)?.perGuest.mean ?? Number.NaN), dashed: true },
+              { name: 'all', values: counts.map((c) => pm.find((r) => r.guests === c)?.aggregate.mean ?? Number.NaN) },
+              { name: 'each', values: counts.map((c) => pm.find((r) => r.guests === c)?.perGuest.mean ?? Number.NaN), dashed: true },
             ],
           })
         : '';
@@ -186,16 +194,17 @@ ${lineChart({
   xLabel: 'guests at once',
   counts,
   series: [
-    { name: 'write, all guests', values: value('write', (r) => r.aggregate.mean) },
-    { name: 'read, all guests', values: value('read', (r) => r.aggregate.mean) },
-    { name: 'write, per guest', values: value('write', (r) => r.perGuest.mean), dashed: true },
-    { name: 'read, per guest', values: value('read', (r) => r.perGuest.mean), dashed: true },
+    { name: 'write, all', values: value('write', (r) => r.aggregate.mean) },
+    { name: 'read, all', values: value('read', (r) => r.aggregate.mean) },
+    { name: 'write, each', values: value('write', (r) => r.perGuest.mean), dashed: true },
+    { name: 'read, each', values: value('read', (r) => r.perGuest.mean), dashed: true },
   ],
   ...(knee?.reached ? { kneeCount: knee.guests } : {}),
 })}
 ${pmChart}
+${pm.some((r) => r.cached) ? `<p class="warning">PostMark on ${escapeMarkup(space)} measured a cache: its files were made and deleted before any reached the servers' disks (with ${pm.filter((r) => r.cached).map((r) => r.guests).join(', ')} guests).</p>` : ''}
 ${all.some((r) => r.space === space && r.cached) ? `<p class="warning">Part of this space's figures came from a cache: the storage servers' disks saw under ${REACHED_STORAGE * 100}% of the guests' bytes in ${all.filter((r) => r.space === space && r.cached).map((r) => `${r.phase} with ${r.guests}`).join(', ')}.</p>` : ''}
-<p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. Each storage server's share of the bytes is what its processes moved to or from its block layer (below every page cache). "All guests": every byte over the span from the first guest's first I/O to the last guest's last; "per guest": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
+<p class="caption">Each guest writes its own file with fio (O_DIRECT where the client takes it), every cache on the path is dropped, then each reads ${shared ? 'the file another guest wrote' : 'its file'} back and fio checks every block's pattern and offset. Each storage server's share of the bytes is what its processes moved to or from its block layer (below every page cache). "All": every byte over the span from the first guest's first I/O to the last guest's last; "each": each guest's own rate. Points are means over the repetitions.${knee ? ` Write knee: ${knee.reached ? `${knee.guests} guests` : `not reached up to ${knee.guests} guests`}.` : ''}</p>
 </section>`;
   });
   return `<!doctype html>

@@ -144,7 +144,7 @@ describe('shared-space figures', () => {
     const pm = postmarkResult('parallel-fs', true, [
       { guest: 'guest0', transactions: 500, transactionsPerSecond: 250, wallMs: 2000, startedUnixMs: 0, finishedUnixMs: 2000 },
       { guest: 'guest1', transactions: 500, transactionsPerSecond: 500, wallMs: 1000, startedUnixMs: 1000, finishedUnixMs: 2000 },
-    ], '', []);
+    ], '', [{ host: 'storage0', readBytes: 0, writeBytes: 4096 }]);
     assert.equal(pm.aggregateTransactionsPerSecond, 500);
     measurements.push({ runId: 'r-1', method: 'parallel-fs', benchmark: MEASUREMENT.postmark, repetition: 1, guest: 'guest0,guest1', result: pm as unknown as Record<string, unknown>, error: '' });
     const table = sharedResultsTable(run, measurements);
@@ -152,12 +152,13 @@ describe('shared-space figures', () => {
     assert.match(table, /knee parallel-fs write: 2 guests/);
     assert.match(table, /intact, read by another guest/);
     assert.match(table, /iscsi shared-write guest0 rep 1: fio on guest0: no space left/);
-    assert.match(table, /^parallel-fs\s+2\s+500\s+1\s+375\s+250-500$/m, 'PostMark: the aggregate over the span, the per-guest mean and range');
+    assert.match(table, /^parallel-fs\s+2\s+500\s+1\s+375\s+250-500\s+no \(cache!\)$/m, 'PostMark: the aggregate over the span, the per-guest mean and range; no bytes reached the servers');
+    assert.match(table, /PostMark measured a cache .*: parallel-fs 2$/m);
     const html = renderSharedReport(run, measurements);
-    const points = [...html.matchAll(/<circle class="point"[^>]*data-series="write, all guests" data-count="(\d+)" data-value="([\d.]+)"/g)].map((m) => [Number(m[1]), Math.round(Number(m[2]))]);
+    const points = [...html.matchAll(/<circle class="point"[^>]*data-series="write, all" data-count="(\d+)" data-value="([\d.]+)"/g)].map((m) => [Number(m[1]), Math.round(Number(m[2]))]);
     assert.deepEqual(points, [[1, 40], [2, 61], [4, 61]]);
     assert.match(html, /data-space="parallel-fs"/);
     assert.match(html, /class="knee"/);
-    assert.match(html, /<svg id="postmark-parallel-fs"[\s\S]*data-series="all guests" data-count="2" data-value="500"/);
+    assert.match(html, /<svg id="postmark-parallel-fs"[\s\S]*data-series="all" data-count="2" data-value="500"/);
   });
 });
