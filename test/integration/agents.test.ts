@@ -19,7 +19,7 @@ const insecure = grpc.credentials.createInsecure();
 
 /** What each role serves (besides grpc.health.v1.Health), written out: the contract the README states. */
 const EXPECTED_SERVICES = {
-  storage: ['vcstor.v1.HostAccounting', 'vcstor.v1.StorageAgent'],
+  storage: ['vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.StorageAgent'],
   dom0: ['vcstor.v1.Benchmarks', 'vcstor.v1.Dom0Agent', 'vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.LoadSessions'],
   guest: ['vcstor.v1.Benchmarks', 'vcstor.v1.GuestAgent', 'vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.LoadSessions'],
 } as const;
@@ -272,9 +272,11 @@ describe('the gRPC edge', () => {
     const client = makeClient('dom0', storage.server.address, insecure);
     try {
       await expectCode(unary(client, client.GetInfo, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
-      await expectCode(unary(client, client.ListNfsMounts, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
+      await expectCode(unary(client, client.ListDomains, {}, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
       await expectCode(unary(client, client.StopLoadSessions, { setId: 'x' }, { timeoutMs: 5000 }), 'UNIMPLEMENTED', /./);
-      // HostAccounting is one service, the same on every agent: a dom0 client reaches the storage agent's.
+      // HostAccounting and HostStorage are one service each, the same on every agent that
+      // serves them: a dom0 client reaches the storage agent's (a NAS head's initiator and mounts).
+      assert.deepEqual((await unary(client, client.ListNfsMounts, {}, { timeoutMs: 5000 })).mounts, []);
       assert.equal((await unary(client, client.SampleIo, { paths: [] }, { timeoutMs: 5000 })).host, 'storage-test');
     } finally {
       client.close();
