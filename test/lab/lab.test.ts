@@ -106,7 +106,7 @@ describe('the one-machine lab', { skip: needsRoot }, () => {
     const ns = `--net=/run/netns/${record.hosts[1]!.namespace}`;
     const env = { VCSTOR_PROBE_CA: record.tls!.ca, VCSTOR_PROBE_CERT: record.tls!.cert, VCSTOR_PROBE_KEY: record.tls!.key };
     const list = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'list'], { env });
-    assert.deepEqual(list.stdout.trim().split('\n'), ['grpc.health.v1.Health', 'vcstor.v1.HostAccounting', 'vcstor.v1.StorageAgent']);
+    assert.deepEqual(list.stdout.trim().split('\n'), ['grpc.health.v1.Health', 'vcstor.v1.HostAccounting', 'vcstor.v1.HostStorage', 'vcstor.v1.StorageAgent']);
     const health = await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'health', 'vcstor.v1.StorageAgent'], { env });
     assert.equal(health.stdout.trim(), 'SERVING');
     const info = JSON.parse((await runner.run('nsenter', [ns, '/usr/bin/python3', PROBE, storage.agentAddress, 'call', 'vcstor.v1.StorageAgent/GetInfo'], { env })).stdout) as { name: string; role: string; drivers: unknown[] };
