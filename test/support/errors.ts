@@ -15,3 +15,14 @@ export function vcstorError(code: ErrorCode, message?: RegExp): (err: unknown) =
 export async function expectCode(call: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
   await assert.rejects(call, vcstorError(code as ErrorCode, pattern));
 }
+
+/** The VcstorError `promise` rejects with (fails the test when it resolves or rejects with anything else). */
+export async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a rejection');
+}

@@ -19,6 +19,7 @@ import {
 import { FUSE_NFS_CLIENT } from '../../host-storage/requirements.js';
 import type { NfsMountSpec } from '../../host-storage/types.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
+import { rejects } from '../support/errors.js';
 
 /**
  * The fuse-nfs driver without FUSE or a server: its command lines, its reading of
@@ -121,16 +122,6 @@ function setup(
 
 function spec(mountpoint: string, overrides: Partial<NfsMountSpec> = {}): NfsMountSpec {
   return { server: '203.0.113.1', exportPath: '/srv/vcstor/nfs/vol1', mountpoint, version: 3, options: ['port=2049', 'mountport=20048'], ...overrides };
-}
-
-async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
 }
 
 /** The state dir's mount directories (one per mount). */

@@ -25,6 +25,7 @@ import { ExecaCommandRunner, type CommandResult, type CommandRunner, type RunOpt
 import { GlusterfsFuseClient, glusterfsMountArgs, parseGlusterSource } from '../../host-storage/glusterfs-client.js';
 import { PARALLEL_FS_CLIENT_DRIVERS } from '../../host-storage/requirements.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
+import { rejects } from '../support/errors.js';
 
 /** Outputs captured from glusterfs 10.3 (Debian 12) in the namespaces of agent-storage/drivers/glusterfs-notes.md. */
 const FIXTURES = fixturesDir();
@@ -39,16 +40,6 @@ function fixture(name: string): string {
 }
 
 const signal = new AbortController().signal;
-
-async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 function rejectsSync(work: () => unknown): VcstorError {
   try {

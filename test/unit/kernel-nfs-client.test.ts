@@ -8,6 +8,7 @@ import { VcstorError } from '../../common/errors.js';
 import { KernelNfsClient, nfsMountOptions, parseNfsSource } from '../../host-storage/kernel-nfs-client.js';
 import type { NfsMountSpec } from '../../host-storage/types.js';
 import { RecordingCommandRunner } from '../support/runner-recording.js';
+import { rejects } from '../support/errors.js';
 
 /**
  * /proc/self/mountinfo of a small VM, in the kernel's layout (proc(5)): root, proc, sys,
@@ -69,16 +70,6 @@ const signal = new AbortController().signal;
 
 function spec(mountpoint: string, overrides: Partial<NfsMountSpec> = {}): NfsMountSpec {
   return { server: '192.0.2.5', exportPath: '/srv/vcstor/nfs/vol1', mountpoint, version: 3, options: ['hard', 'noatime'], ...overrides };
-}
-
-async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
 }
 
 describe('KernelNfsClient.mount', () => {

@@ -8,6 +8,7 @@ import { VcstorError } from '../../common/errors.js';
 import { OpenIscsiInitiator, byPathName, ifaceNameFor, lunOf, parseIscsiSessionTree } from '../../host-storage/open-iscsi.js';
 import type { IscsiLoginSpec } from '../../host-storage/types.js';
 import { RecordingCommandRunner, type ScriptedOutput } from '../support/runner-recording.js';
+import { rejects } from '../support/errors.js';
 
 // ---------------------------------------------------------------------------------------
 // Captured `iscsiadm -m session -P 3` outputs, pasted as they were published.
@@ -450,16 +451,6 @@ function loginSucceeds(host: FakeHost): () => ScriptedOutput {
         `Login to [iface: ${IFACE1}, target: ${TARGET}, portal: ${HOST},3260] successful.\n`,
     };
   };
-}
-
-async function rejects(promise: Promise<unknown>): Promise<VcstorError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof VcstorError, `expected a VcstorError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
 }
 
 describe('lunOf: which LUN of a session a request means', () => {
