@@ -11,7 +11,7 @@ import type { CleanupReport, UndoJournal } from './journal.js';
 import { provisionMethod, runUndoSteps, unavailableMethods, type AgentRole, type AgentSet, type MethodTarget, type UndoStep } from './methods.js';
 import type { MeasurementRecord, RunRecord } from './model.js';
 import type { RunContext, RunKind } from './run-kind.js';
-import { finishRun, type StepEmitter } from './run-events.js';
+import { finishRun, settleRun, type StepEmitter } from './run-events.js';
 import type { RunStore } from './store.js';
 
 /**
@@ -161,11 +161,9 @@ export async function executeCluster(plan: ClusterPlan, context: RunContext, age
     for (const group of Object.keys(journal.pending()).filter((g) => !named.has(g))) {
       await step(`guest/${group}`, 'skipped', `not in the plan any more: kept as it is (vcstor teardown ${run.runId} removes it)`);
     }
-    run.state = signal.aborted ? 'cancelled' : run.stepsFailed > 0 ? 'failed' : 'succeeded';
-    if (signal.aborted) run.error = 'cancelled';
+    settleRun(run, signal);
   } catch (err) {
-    run.state = signal.aborted ? 'cancelled' : 'failed';
-    run.error = err instanceof Error ? err.message : String(err);
+    settleRun(run, signal, err);
   } finally {
     if (!agents) reach.close();
     await journal.settled();

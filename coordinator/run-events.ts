@@ -47,6 +47,23 @@ export type StepEmitter = (stepId: string, state: StepState, message?: string, e
  * The run's last event, after its record is saved: its final state, and why.
  * @throws when the store cannot be written.
  */
+/**
+ * A run's end state once its work is over: cancelled when its signal aborted; with `err`
+ * (the work threw) failed with its message; else failed when a step failed, succeeded
+ * when none did.
+ */
+export function settleRun(run: RunRecord, signal: AbortSignal, err?: unknown): void {
+  if (signal.aborted) {
+    run.state = 'cancelled';
+    run.error = err === undefined ? 'cancelled' : err instanceof Error ? err.message : String(err);
+  } else if (err !== undefined) {
+    run.state = 'failed';
+    run.error = err instanceof Error ? err.message : String(err);
+  } else {
+    run.state = run.stepsFailed > 0 ? 'failed' : 'succeeded';
+  }
+}
+
 export async function finishRun(run: RunRecord, store: RunStore, step: StepEmitter): Promise<RunRecord> {
   run.finishedUnixMs = Date.now();
   await store.saveRun(run);

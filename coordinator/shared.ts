@@ -7,7 +7,7 @@ import type { CleanupReport, UndoJournal } from './journal.js';
 import type { MeasurementRecord, RunRecord } from './model.js';
 import { renderSharedReport, sharedResultsTable } from './report/index.js';
 import type { RunContext, RunKind } from './run-kind.js';
-import { finishRun, type StepEmitter } from './run-events.js';
+import { finishRun, settleRun, type StepEmitter } from './run-events.js';
 import { sharedGuests, validateSharedPlan, type SharedPlan, type SpaceName } from './shared-plan.js';
 import { MEASUREMENT, phaseResult, postmarkResult, storageIoBetween, type GuestPhase, type GuestPostmark, type SharedPhaseResult } from './shared-figures.js';
 import { setUpSpace, spaceDataPath, spaceGroups, spaceUnavailable, tearDownSpace, type SpaceOnGuests } from './shared-spaces.js';
@@ -86,11 +86,9 @@ export async function executeShared(plan: SharedPlan, context: RunContext, agent
       }
       await measureSpace(k, space, guests);
     }
-    run.state = signal.aborted ? 'cancelled' : run.stepsFailed > 0 ? 'failed' : 'succeeded';
-    if (signal.aborted) run.error = 'cancelled';
+    settleRun(run, signal);
   } catch (err) {
-    run.state = signal.aborted ? 'cancelled' : 'failed';
-    run.error = err instanceof Error ? err.message : String(err);
+    settleRun(run, signal, err);
   } finally {
     if (!agents) reach.close();
     await journal.settled();
